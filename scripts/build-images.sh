@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build the test-host images: Debian 12 (bookworm) and Debian 13 (trixie) root
+# file systems with systemd as PID 1, made with debootstrap and `docker import`
+# (no image registry is needed or used).
+#
+# Images are tagged with a hash of this script, so a rerun reuses them and a
+# change to the package list rebuilds them.
+#
+# Usage: scripts/build-images.sh [bookworm] [trixie]     (default: both)
+set -euo pipefail
+
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,curl,iproute2,procps,cron,tzdata"
+HASH="$(sha256sum "$0" | cut -c1-10)"
+WORKDIR="${MONSTACK_CACHE:-/var/cache/monstack}/rootfs"
+suites=("$@")
+[ "${#suites[@]}" -gt 0 ] || suites=(bookworm trixie)
+
+image_for() {
+  case "$1" in
+    bookworm) echo "monstack-test:debian12-${HASH}" ;;
+    trixie) echo "monstack-test:debian13-${HASH}" ;;
+    *) echo "unknown suite $1" >&2; return 1 ;;
+  esac
+}
+
+build_one() {
+  local suite="$1" image rootfs
+  image="$(image_for "$suite")"
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "image $image: cached"
+    return 0
+  fi
+  rootfs="$WORKDIR/$suite"
+  rm -rf "$rootfs"
+  mkdir -p "$rootfs"
+  echo "image $image: debootstrap $suite (a few minutes)"
+  debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$rootfs" "$MIRROR" \
+    >"$WORKDIR/$suite.log" 2>&1 || { tail -20 "$WORKDIR/$suite.log"; return 1; }
+  # Behave like a minimal VM: no units that need hardware, a machine-id per container.
+  : >"$rootfs/etc/machine-id"
+  rm -f "$rootfs/var/cache/apt/archives/"*.deb
+  for unit in getty.target systemd-udevd.service systemd-udev-trigger.service \
+      systemd-modules-load.service sys-kernel-debug.mount sys-kernel-tracing.mount \
+      systemd-remount-fs.service; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+  done
+  echo "deb $MIRROR $suite main" >"$rootfs/etc/apt/sources.list"
+  tar -C "$rootfs" -c . | docker import \
+    -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' - "$image" >/dev/null
+  rm -rf "$rootfs"
+  echo "image $image: built"
+}
+
+mkdir -p "$WORKDIR"
+pids=()
+for suite in "${suites[@]}"; do
+  build_one "$suite" &
+  pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+# Stable aliases used by molecule and the demo, pointing at the current build.
+for suite in "${suites[@]}"; do
+  image="$(image_for "$suite")"
+  case "$suite" in
+    bookworm) docker tag "$image" monstack-test:debian12 ;;
+    trixie) docker tag "$image" monstack-test:debian13 ;;
+  esac
+done
+exit "$rc"

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Build a local artifact mirror laid out like the upstream GitHub releases.
+
+The binaries are the real upstream programs as Debian packages them. They are
+taken out of the .deb files and repacked exactly as the upstream release
+assets are laid out:
+
+    <mirror>/prometheus/prometheus/releases/download/v3.5.3/
+        prometheus-3.5.3.linux-amd64.tar.gz   (top folder prometheus-3.5.3.linux-amd64/)
+        sha256sums.txt
+    <mirror>/google/cadvisor/releases/download/v0.38.7/
+        cadvisor-v0.38.7-linux-amd64          (a single binary, as upstream ships it)
+        sha256sums.txt                        (upstream has none; written here for tests)
+
+Point a role's `*_download_base_url` at the mirror (``file:///...`` or an HTTP
+server) and the archive install path runs unchanged, checksum included.
+
+Archives are built reproducibly (fixed mtime, owner root), so a rebuild gives
+the same checksums and hosts see no change. A rerun reuses what is there.
+
+Usage: scripts/build_mirror.py [--dest DIR] [--arch amd64 --arch arm64]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DEBIAN_POOL = os.environ.get("DEBIAN_POOL", "http://deb.debian.org/debian/pool/main")
+DEFAULT_DEST = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack")) / "mirror"
+EPOCH = 1700000000  # fixed mtime for reproducible archives
+
+# name, upstream version, GitHub owner/repo, packaging, [(deb path, {path in deb: name})]
+ARTIFACTS = [
+    ("prometheus", "3.5.3", "prometheus/prometheus", "tar", [
+        ("p/prometheus/prometheus_3.5.3+ds1-6_{arch}.deb", {"usr/bin/prometheus": "prometheus"}),
+        ("p/prometheus/promtool_3.5.3+ds1-6_{arch}.deb", {"usr/bin/promtool": "promtool"}),
+    ]),
+    ("alertmanager", "0.33.1", "prometheus/alertmanager", "tar", [
+        ("p/prometheus-alertmanager/prometheus-alertmanager_0.33.1-5_{arch}.deb",
+         {"usr/bin/prometheus-alertmanager": "alertmanager", "usr/bin/amtool": "amtool"}),
+    ]),
+    ("node_exporter", "1.11.1", "prometheus/node_exporter", "tar", [
+        ("p/prometheus-node-exporter/prometheus-node-exporter_1.11.1-3_{arch}.deb",
+         {"usr/bin/prometheus-node-exporter": "node_exporter"}),
+    ]),
+    # An older release, so tests can prove a version upgrade.
+    ("node_exporter", "1.5.0", "prometheus/node_exporter", "tar", [
+        ("p/prometheus-node-exporter/prometheus-node-exporter_1.5.0-1+b6_{arch}.deb",
+         {"usr/bin/prometheus-node-exporter": "node_exporter"}),
+    ]),
+    ("cadvisor", "0.38.7", "google/cadvisor", "binary", [
+        ("c/cadvisor/cadvisor_0.38.7+ds1-2+b7_{arch}.deb", {"usr/bin/cadvisor": "cadvisor"}),
+    ]),
+]
+
+
+def log(msg: str) -> None:
+    print(f"mirror: {msg}", flush=True)
+
+
+def fetch(url: str, dest: Path) -> None:
+    if dest.exists():
+        return
+    tmp = dest.with_suffix(".part")
+    for attempt in range(1, 4):
+        try:
+            with urllib.request.urlopen(url, timeout=120) as resp, open(tmp, "wb") as out:
+                shutil.copyfileobj(resp, out)
+            tmp.rename(dest)
+            return
+        except OSError as exc:  # network errors: retry a few times, then give up loudly
+            log(f"download failed ({attempt}/3): {url}: {exc}")
+            time.sleep(2 * attempt)
+    sys.exit(f"mirror: could not download {url}")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_members(deb: Path, members: dict[str, str], into: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+        for src, name in members.items():
+            shutil.copy2(Path(tmp) / src, into / name)
+
+
+def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, EPOCH
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build_tarball(staging: Path, top: str, out: Path) -> None:
+    tmp = out.with_suffix(".part")
+    # gzip mtime 0 keeps the archive byte-for-byte reproducible
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                info = tarfile.TarInfo(top)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, EPOCH
+                info.uname = info.gname = "root"
+                tar.addfile(info)
+                for path in sorted(staging.iterdir()):
+                    add_file(tar, f"{top}/{path.name}", path.read_bytes(), 0o755)
+                add_file(tar, f"{top}/NOTICE", b"Binaries repacked from Debian packages "
+                         b"by monstack scripts/build_mirror.py\n", 0o644)
+    tmp.rename(out)
+
+
+def build(dest: Path, arches: list[str]) -> list[Path]:
+    debs = dest.parent / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, version, repo, packaging, sources in ARTIFACTS:
+        release = dest / repo / "releases" / "download" / f"v{version}"
+        release.mkdir(parents=True, exist_ok=True)
+        sums = {}
+        for arch in arches:
+            if packaging == "tar":
+                top = f"{name}-{version}.linux-{arch}"
+                asset = release / f"{top}.tar.gz"
+            else:
+                asset = release / f"{name}-v{version}-linux-{arch}"
+            if not asset.exists():
+                with tempfile.TemporaryDirectory() as staging:
+                    for deb_path, members in sources:
+                        deb_path = deb_path.format(arch=arch)
+                        deb = debs / Path(deb_path).name
+                        fetch(f"{DEBIAN_POOL}/{deb_path}", deb)
+                        extract_members(deb, members, Path(staging))
+                    if packaging == "tar":
+                        build_tarball(Path(staging), top, asset)
+                    else:
+                        shutil.copy2(Path(staging) / name, asset)
+                        os.chmod(asset, 0o755)
+                log(f"built {asset.relative_to(dest)}")
+            sums[asset.name] = sha256(asset)
+            written.append(asset)
+        (release / "sha256sums.txt").write_text(
+            "".join(f"{digest}  {fname}\n" for fname, digest in sorted(sums.items())))
+    return written
+
+
+def install_tools(dest: Path) -> Path:
+    """Unpack promtool and amtool for the controller (rule unit tests, config checks)."""
+    bindir = dest.parent / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name, version, repo, packaging, _ in ARTIFACTS:
+        if packaging != "tar" or name not in ("prometheus", "alertmanager"):
+            continue
+        top = f"{name}-{version}.linux-amd64"
+        archive = dest / repo / "releases" / "download" / f"v{version}" / f"{top}.tar.gz"
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and Path(member.name).name not in ("NOTICE",):
+                    target = bindir / Path(member.name).name
+                    with tar.extractfile(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    os.chmod(target, 0o755)
+    return bindir
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST)
+    parser.add_argument("--arch", action="append", dest="arches",
+                        help="CPU architecture (Debian/upstream name); repeatable; default amd64")
+    args = parser.parse_args()
+    arches = args.arches or os.environ.get("MIRROR_ARCHES", "amd64").split()
+    assets = build(args.dest, arches)
+    log(f"{len(assets)} assets ready under {args.dest} (base URL file://{args.dest})")
+    if "amd64" in arches:
+        log(f"controller tools (promtool, amtool, ...) in {install_tools(args.dest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
