@@ -10,7 +10,7 @@
 set -euo pipefail
 
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,curl,iproute2,procps,cron,tzdata"
+PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,curl,iproute2,procps,cron,tzdata,sudo"
 HASH="$(sha256sum "$0" | cut -c1-10)"
 WORKDIR="${MONSTACK_CACHE:-/var/cache/monstack}/rootfs"
 suites=("$@")

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Prepare this machine (Debian 12, root) for the demo and the tests. Idempotent:
+# a rerun reuses the venv, the Docker images and the artifact mirror.
+#   - Debian packages: docker.io, debootstrap (installed when missing)
+#   - dockerd: started when none answers
+#   - .venv with requirements.txt (reinstalled when the file changes)
+#   - artifact mirror + controller tools (scripts/build_mirror.py)
+#   - test-host images (scripts/build-images.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MONSTACK_CACHE="${MONSTACK_CACHE:-/var/cache/monstack}"
+step() { printf '\n== %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages and starts dockerd)" >&2
+  exit 1
+fi
+
+step "Debian packages"
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "installed: ${missing[*]}"
+else
+  echo "present: docker.io debootstrap"
+fi
+
+step "Docker engine"
+if ! docker info >/dev/null 2>&1; then
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -20 /var/log/dockerd.log; exit 1; }
+  echo "dockerd started (log: /var/log/dockerd.log)"
+else
+  echo "dockerd already running"
+fi
+
+step "Python virtual environment (.venv)"
+stamp=".venv/.requirements.sha256"
+want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  echo "$want" >"$stamp"
+  echo "installed requirements.txt"
+else
+  echo "up to date"
+fi
+
+step "Artifact mirror ($MONSTACK_CACHE/mirror)"
+.venv/bin/python scripts/build_mirror.py
+
+step "Test-host images"
+scripts/build-images.sh
