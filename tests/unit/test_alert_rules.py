@@ -1,0 +1,397 @@
+"""Alert rules of the prometheus role: render, validate, unit-test.
+
+The rule templates (roles/prometheus/templates/rules/*.rules.yml.j2) are
+rendered here the way ansible.builtin.template renders them in the role
+(variable delimiters [[ ]], trim_blocks), with the variables of
+roles/prometheus/defaults/main/alert_rules.yml. Then:
+
+* `promtool check rules` validates every rendered file, also with extra
+  labels, a runbook URL, threshold overrides, remapped metric names and
+  empty selectors;
+* `promtool test rules` runs the unit tests in tests/rules/*.test.yml, copied
+  beside the rendered files (their rule_files name `<group>.rules.yml`);
+* structural checks: severity, summary and description of every alert, and
+  every alert has a test case in which it fires and one in which it must not.
+
+promtool: $PROMTOOL or /var/cache/monstack/bin/promtool (scripts/build_mirror.py);
+the tests needing it are skipped when it is missing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "prometheus"
+TEMPLATES = ROLE / "templates" / "rules"
+DEFAULTS = ROLE / "defaults" / "main" / "alert_rules.yml"
+RULE_TESTS = REPO / "tests" / "rules"
+
+SEVERITIES = {"critical", "warning", "info"}
+# Alerts that fire unconditionally: no test case can expect them silent.
+ALWAYS_FIRING = {"Watchdog"}
+# The label (or template variable) a description must mention to say what the
+# alert is about, when that is not $labels.instance.
+IDENTIFIED_BY = {
+    "InferenceModelChanged": "$labels.service",  # one alert per service
+    "Watchdog": "$externalURL",  # no labels: the Prometheus it comes from
+}
+
+VARIABLES = {
+    "prometheus_alert_rule_groups",
+    "prometheus_alert_thresholds",
+    "prometheus_alert_threshold_overrides",
+    "prometheus_ml_metrics",
+    "prometheus_alert_runbook_url",
+    "prometheus_alert_extra_labels",
+    "prometheus_alert_ml_job_selector",
+    "prometheus_alert_node_job_selector",
+    "prometheus_alert_cadvisor_job_selector",
+    "prometheus_alert_prometheus_job_selector",
+    "prometheus_alert_alertmanager_job_selector",
+}
+ML_METRIC_KEYS = {
+    "requests_total", "request_duration_seconds", "predictions_total",
+    "prediction_value", "model_info", "drift_checked_total", "drift_detected_total",
+}
+
+GROUPS = sorted(p.name[: -len(".rules.yml.j2")] for p in TEMPLATES.glob("*.rules.yml.j2"))
+TEST_FILES = sorted(RULE_TESTS.glob("*.test.yml"))
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+def find_promtool() -> str | None:
+    for candidate in (os.environ.get("PROMTOOL"), "/var/cache/monstack/bin/promtool"):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+PROMTOOL = find_promtool()
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not found at $PROMTOOL or /var/cache/monstack/bin/promtool "
+           "(build it with scripts/build_mirror.py)",
+)
+
+
+def combine(*dicts: dict, recursive: bool = False) -> dict:
+    """Ansible's combine filter (shallow, or recursive for nested dicts)."""
+    out: dict = {}
+    for d in dicts:
+        for key, value in d.items():
+            if recursive and isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = combine(out[key], value, recursive=True)
+            else:
+                out[key] = value
+    return out
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    variable_start_string="[[",
+    variable_end_string="]]",
+    trim_blocks=True,  # ansible.builtin.template's default
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+ENV.filters["combine"] = combine
+
+
+def defaults() -> dict:
+    return yaml.safe_load(DEFAULTS.read_text())
+
+
+def render(group: str, **overrides) -> str:
+    variables = defaults() | {"ansible_managed": "Ansible managed"} | overrides
+    return ENV.get_template(f"{group}.rules.yml.j2").render(**variables)
+
+
+def render_all(dest: Path, **overrides) -> dict[str, Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for group in GROUPS:
+        path = dest / f"{group}.rules.yml"
+        path.write_text(render(group, **overrides))
+        files[group] = path
+    return files
+
+
+def alerts_of(text: str) -> list[dict]:
+    doc = yaml.safe_load(text)
+    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def check_rules(files) -> None:
+    result = promtool("check", "rules", *map(str, files))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, Path]:
+    """Every group rendered with the defaults, as <group>.rules.yml."""
+    return render_all(tmp_path_factory.mktemp("rules"))
+
+
+@pytest.fixture(scope="module")
+def alerts(rendered) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for group, path in rendered.items():
+        for rule in alerts_of(path.read_text()):
+            assert rule["alert"] not in found, f"alert {rule['alert']} defined twice"
+            found[rule["alert"]] = rule | {"_group": group}
+    return found
+
+
+@pytest.fixture(scope="module")
+def rule_tests() -> dict[str, dict[str, bool]]:
+    """alert name -> {"fires": some case expects it,
+                      "silent": some test group expects it at no time}.
+
+    A group whose only exp_alerts: [] is the pending time before the alert
+    fires does not count as silent: it must be a case whose input stays
+    on the safe side of the threshold (or otherwise must never fire).
+    """
+    seen: dict[str, dict[str, bool]] = {}
+    for path in TEST_FILES:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            fired: dict[str, bool] = {}
+            for case in group.get("alert_rule_test") or []:
+                name = case["alertname"]
+                fired[name] = fired.get(name, False) or bool(case.get("exp_alerts"))
+            for name, fires in fired.items():
+                entry = seen.setdefault(name, {"fires": False, "silent": False})
+                entry["fires" if fires else "silent"] = True
+    return seen
+
+
+# --------------------------------------------------------------------------
+# variables and templates
+
+def test_defaults_define_exactly_the_documented_variables():
+    text = DEFAULTS.read_text()
+    values = defaults()
+    assert set(values) == VARIABLES
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        match = re.match(r"^([a-z_]+):", line)
+        if match:
+            assert lines[number - 1].startswith("#"), f"{match[1]} has no comment above it"
+    assert values["prometheus_alert_threshold_overrides"] == {}
+    assert values["prometheus_alert_runbook_url"] == ""
+    assert values["prometheus_alert_extra_labels"] == {}
+    assert values["prometheus_alert_rule_groups"] == [
+        "ml_inference", "availability", "node", "containers", "prometheus",
+        "alertmanager", "watchdog"]
+    assert sorted(values["prometheus_alert_rule_groups"]) == GROUPS
+    assert set(values["prometheus_ml_metrics"]) == ML_METRIC_KEYS
+    assert values["prometheus_ml_metrics"]["requests_total"] == "inference_requests_total"
+    assert values["prometheus_alert_node_job_selector"] == 'job="node"'
+    assert values["prometheus_alert_prometheus_job_selector"] == 'job="prometheus"'
+    assert values["prometheus_alert_alertmanager_job_selector"] == 'job="alertmanager"'
+    assert values["prometheus_alert_cadvisor_job_selector"].startswith('job="cadvisor"')
+
+
+def test_metric_names_follow_the_contract():
+    """docs/metrics.md lists the metric names the defaults must use."""
+    documented = set(re.findall(r"`(inference_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text()))
+    assert set(defaults()["prometheus_ml_metrics"].values()) <= documented
+
+
+def test_every_threshold_is_documented_and_used():
+    lines = DEFAULTS.read_text().splitlines()
+    start = lines.index("prometheus_alert_thresholds:")
+    block = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break
+        block.append(line)
+    used = set()
+    for template in TEMPLATES.glob("*.rules.yml.j2"):
+        used |= set(re.findall(r"\bt\.([a-z0-9_]+)", template.read_text()))
+    thresholds = defaults()["prometheus_alert_thresholds"]
+    assert used <= set(thresholds), f"undefined thresholds: {used - set(thresholds)}"
+    assert set(thresholds) <= used, f"thresholds no rule uses: {set(thresholds) - used}"
+    # Each run of keys starts below a comment.
+    for number, line in enumerate(block):
+        if re.match(r"^  [a-z0-9_]+:", line):
+            previous = number - 1
+            while previous >= 0 and re.match(r"^  [a-z0-9_]+:", block[previous]):
+                previous -= 1
+            assert previous >= 0 and block[previous].strip().startswith("#"), \
+                f"threshold {line.strip()} has no comment"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_template_header_and_group_name(group):
+    source = (TEMPLATES / f"{group}.rules.yml.j2").read_text()
+    assert source.startswith("# [[ ansible_managed ]]\n")
+    text = render(group)
+    assert text.startswith("# Ansible managed\n")
+    doc = yaml.safe_load(text)
+    assert [g["name"] for g in doc["groups"]] == [group]
+    assert alerts_of(text), f"group {group} has no alert"
+    assert "[[" not in text and "]]" not in text, "unrendered Ansible variable"
+
+
+def test_alert_names_are_unique_and_camel_case(alerts):
+    assert len(alerts) >= 25
+    for name in alerts:
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]+", name), name
+
+
+def test_every_alert_is_well_formed(alerts):
+    for name, rule in alerts.items():
+        labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
+        assert labels.get("severity") in SEVERITIES, f"{name}: severity {labels.get('severity')}"
+        assert set(labels) == {"severity"}, f"{name}: labels {labels} without extra labels"
+        assert set(annotations) == {"summary", "description"}, f"{name}: {annotations}"
+        assert annotations["summary"].strip() and annotations["description"].strip(), name
+        identifier = IDENTIFIED_BY.get(name, "$labels.instance")
+        assert identifier in annotations["description"], f"{name}: description lacks {identifier}"
+        assert "\n" not in annotations["description"], f"{name}: description spans lines"
+
+
+# --------------------------------------------------------------------------
+# the tests cover every alert
+
+def test_every_alert_fires_in_a_test(alerts, rule_tests):
+    missing = sorted(name for name in alerts if not rule_tests.get(name, {}).get("fires"))
+    assert not missing, f"no test case in which these alerts fire: {missing}"
+
+
+def test_every_alert_has_a_case_where_it_must_not_fire(alerts, rule_tests):
+    missing = sorted(name for name in alerts
+                     if name not in ALWAYS_FIRING and not rule_tests.get(name, {}).get("silent"))
+    assert not missing, f"no test group in which these must not fire (exp_alerts: []): {missing}"
+
+
+def test_tests_name_existing_alerts_and_rule_files(alerts, rule_tests):
+    assert not set(rule_tests) - set(alerts), f"tests of unknown alerts: {set(rule_tests) - set(alerts)}"
+    for path in TEST_FILES:
+        for rule_file in yaml.safe_load(path.read_text())["rule_files"]:
+            assert rule_file in {f"{g}.rules.yml" for g in GROUPS}, f"{path.name}: {rule_file}"
+
+
+# --------------------------------------------------------------------------
+# promtool
+
+@needs_promtool
+def test_promtool_check_rules(rendered):
+    check_rules(rendered.values())
+
+
+@needs_promtool
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
+def test_promtool_test_rules(rendered, test_file):
+    directory = next(iter(rendered.values())).parent
+    shutil.copy(test_file, directory / test_file.name)
+    result = promtool("test", "rules", test_file.name, cwd=directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------
+# variables change the rendered rules
+
+@pytest.fixture(scope="module")
+def customised(tmp_path_factory) -> dict[str, Path]:
+    return render_all(
+        tmp_path_factory.mktemp("custom"),
+        prometheus_alert_runbook_url="https://runbooks.example.com/alerts/",
+        prometheus_alert_extra_labels={"team": "ops", "env": 'prod "eu" <1>', "severity": "page"},
+    )
+
+
+def test_runbook_url_and_extra_labels(customised):
+    count = 0
+    for path in customised.values():
+        for rule in alerts_of(path.read_text()):
+            count += 1
+            name = rule["alert"]
+            assert rule["annotations"]["runbook_url"] == \
+                "https://runbooks.example.com/alerts/" + name.lower()
+            assert rule["labels"]["team"] == "ops"
+            assert rule["labels"]["env"] == 'prod "eu" <1>'
+            assert rule["labels"]["severity"] in SEVERITIES, "extra labels must not override severity"
+    assert count >= 25
+
+
+@needs_promtool
+def test_promtool_accepts_customised_rules(customised):
+    check_rules(customised.values())
+
+
+def test_threshold_overrides_change_the_rules():
+    overrides = {"node_fs_full_percent": 85, "node_fs_full_for": "30m", "ml_latency_seconds": 1.5}
+    default_node = {r["alert"]: r for r in alerts_of(render("node"))}
+    node = {r["alert"]: r for r in alerts_of(render("node", prometheus_alert_threshold_overrides=overrides))}
+    rule = node["NodeFilesystemAlmostOutOfSpace"]
+    assert "> 85" in rule["expr"] and "> 90" not in rule["expr"]
+    assert "> 90" in default_node["NodeFilesystemAlmostOutOfSpace"]["expr"]
+    assert rule["for"] == "30m" and default_node["NodeFilesystemAlmostOutOfSpace"]["for"] == "10m"
+    assert "threshold 85%" in rule["annotations"]["description"]
+    # Keys not overridden keep their defaults.
+    assert node["NodeCPUHighUsage"] == default_node["NodeCPUHighUsage"]
+    ml = {r["alert"]: r for r in alerts_of(render("ml_inference", prometheus_alert_threshold_overrides=overrides))}
+    assert ml["InferenceHighLatency"]["expr"].endswith("> 1.5")
+    assert "1.5s" in ml["InferenceHighLatency"]["annotations"]["description"]
+
+
+def test_ml_metric_names_can_be_remapped(tmp_path):
+    names = {key: f"svc_{key}" for key in ML_METRIC_KEYS}
+    text = render("ml_inference", prometheus_ml_metrics=names)
+    assert "inference_" not in text.replace("ml_inference", "")
+    for key in ML_METRIC_KEYS - {"prediction_value"}:  # no rule uses the value histogram
+        assert f"svc_{key}" in text, key
+    assert "svc_request_duration_seconds_bucket{" in text
+    if PROMTOOL:
+        path = tmp_path / "ml_inference.rules.yml"
+        path.write_text(text)
+        check_rules([path])
+
+
+def test_selectors_are_used_and_may_be_empty(tmp_path):
+    selectors = {
+        "prometheus_alert_ml_job_selector": 'job="ml"',
+        "prometheus_alert_node_job_selector": 'job="hosts"',
+        "prometheus_alert_cadvisor_job_selector": 'job="containers",id=~"/system.slice/.+"',
+        "prometheus_alert_prometheus_job_selector": 'job="prom"',
+        "prometheus_alert_alertmanager_job_selector": 'job="am"',
+    }
+    expected = {"ml_inference": 'job="ml"', "node": 'job="hosts"', "containers": 'job="containers"',
+                "prometheus": 'job="prom"', "alertmanager": 'job="am"'}
+    for group, selector in expected.items():
+        for rule in alerts_of(render(group, **selectors)):
+            assert selector in rule["expr"], f"{rule['alert']} ignores its selector"
+    empty = {name: "" for name in selectors}
+    files = render_all(tmp_path, **empty)
+    if PROMTOOL:
+        check_rules(files.values())
+
+
+# --------------------------------------------------------------------------
+# style of the YAML files that are linted (the templates are not)
+
+def test_yaml_files_pass_yamllint():
+    pytest.importorskip("yamllint")
+    files = [str(DEFAULTS), *map(str, TEST_FILES)]
+    result = subprocess.run([sys.executable, "-m", "yamllint", "-s", *files],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
