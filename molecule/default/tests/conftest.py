@@ -1,0 +1,93 @@
+"""Shared helpers for the default scenario's checks (real hosts, real HTTP)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[3]
+MONITOR = "monstack-monitor"
+HOSTS = ["monstack-monitor", "monstack-app1", "monstack-app2"]
+
+
+def container_ip(name: str) -> str:
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+        check=True, capture_output=True, text=True).stdout.split()
+    return out[0]
+
+
+def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a shell command on a test host (docker exec)."""
+    return subprocess.run(["docker", "exec", host, "sh", "-c", command],
+                          check=check, capture_output=True, text=True, timeout=120)
+
+
+def inventory_dir() -> str:
+    return str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+
+
+def playbook(*args: str, extra_inventory: str | None = None) -> subprocess.CompletedProcess:
+    """Run ansible-playbook against the scenario's inventory, like a user would."""
+    cmd = ["ansible-playbook", "-i", inventory_dir()]
+    if extra_inventory:
+        cmd += ["-i", extra_inventory]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+               ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run(cmd + list(args), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """changed=N per host from a PLAY RECAP."""
+    result = {}
+    for line in output.splitlines():
+        if " : ok=" in line and "changed=" in line:
+            host = line.split(":")[0].strip()
+            result[host] = int(line.split("changed=")[1].split()[0])
+    return result
+
+
+class Prometheus:
+    def __init__(self, base_url: str):
+        self.base = base_url
+
+    def get(self, path: str, **params):
+        resp = requests.get(self.base + path, params=params, timeout=10)
+        resp.raise_for_status()
+        return resp.json()["data"]
+
+    def query(self, expr: str):
+        return self.get("/api/v1/query", query=expr)["result"]
+
+    def targets(self):
+        return self.get("/api/v1/targets", state="active")["activeTargets"]
+
+    def wait_for(self, predicate, timeout: float = 90, interval: float = 3):
+        """Poll until predicate() returns a truthy value; return it (or the last falsy one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def prom() -> Prometheus:
+    return Prometheus(f"http://{container_ip(MONITOR)}:9090")
+
+
+def metrics(host: str, port: int, path: str = "/metrics") -> str:
+    return sh(host, f"curl -sf http://127.0.0.1:{port}{path}").stdout
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True)[:4000]
