@@ -32,7 +32,7 @@ notes:
 EXAMPLES = r"""
 - name: Export deployment_info for node_exporter
   ansible.builtin.copy:
-    dest: /var/lib/node_exporter/textfile_collector/deployments.prom
+    dest: /var/lib/node_exporter/textfile/deployments.prom
     content: "{{ records | deployment_info_metrics }}"
     mode: "0644"
 

@@ -51,13 +51,13 @@ seealso:
 EXAMPLES = r"""
 - name: Write all current deployments into one file_sd file
   ansible.builtin.copy:
-    dest: /etc/prometheus/file_sd/deployments.json
+    dest: /etc/prometheus/file_sd/deployments/all.json
     content: "{{ records | deployment_targets | to_nice_json }}\n"
     mode: "0644"
 
 - name: Same, without version/commit labels on the targets
   ansible.builtin.copy:
-    dest: /etc/prometheus/file_sd/deployments.json
+    dest: /etc/prometheus/file_sd/deployments/all.json
     content: "{{ records | deployment_targets(info_labels=false) | to_nice_json }}\n"
     mode: "0644"
 

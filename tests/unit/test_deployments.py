@@ -820,3 +820,10 @@ def test_property_one_invalid_field_always_raises(records, mutation, data):
         assert message.startswith(f"{bad['_source']} (service "), message
         if field != "service" or isinstance(value, str):
             assert f"field '{field}" in message, message
+
+
+def test_docs_example_record_gives_the_documented_target_group():
+    text = (REPO / "docs" / "deployments.md").read_text()
+    blocks = re.findall(r"```(yaml|json)\n(.*?)```", text, flags=re.S)
+    record = yaml.safe_load(blocks[0][1])
+    assert targets([record]) == json.loads(blocks[1][1])
