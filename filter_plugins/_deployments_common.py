@@ -503,28 +503,21 @@ def check_pipeline(who: str, value: Any) -> dict[str, Any] | None:
                  value)
     out: dict[str, Any] = {}
     for key, val in value.items():
-        field = f"pipeline.{key}"
         if not isinstance(key, str):
             expected(who, "pipeline", "string keys", key)
         if val is None or val == "":
             continue
         if key == "url":
-            out[key] = check_url(who, field, val)
-        elif key == "run_id" and isinstance(val, int) and not isinstance(val, bool):
-            out[key] = str(val)
+            out[key] = check_url(who, "pipeline.url", val)
         elif isinstance(val, str):
+            out[key] = val
+        elif key == "run_id" and isinstance(val, int) and not isinstance(val, bool):
             out[key] = str(val)
         elif isinstance(val, (bool, int, float)):
             out[key] = val
         else:
-            expected(who, field, "a string, number or boolean", val)
+            expected(who, f"pipeline.{key}", "a string, number or boolean", val)
     return dict(sorted(out.items())) or None
-
-
-def check_health_url(who: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return check_url(who, "health_url", value)
 
 
 # --------------------------------------------------------------------------
@@ -586,15 +579,22 @@ def check_record(record: Any, number: int) -> Deployment:
     if commit is not None:
         out["commit"] = commit
     out["targets"] = targets
-    out["metrics_path"] = check_metrics_path(who, record.get("metrics_path"))
-    out["scheme"] = check_scheme(who, record.get("scheme"))
-    out["labels"] = check_labels(who, record.get("labels"))
-    health_url = check_health_url(who, record.get("health_url"))
-    if health_url is not None:
-        out["health_url"] = health_url
-    pipeline = check_pipeline(who, record.get("pipeline"))
-    if pipeline is not None:
-        out["pipeline"] = pipeline
+    # Optional fields: the common "absent" case without a function call.
+    get = record.get
+    value = get("metrics_path")
+    out["metrics_path"] = DEFAULT_METRICS_PATH if value is None else check_metrics_path(who, value)
+    value = get("scheme")
+    out["scheme"] = DEFAULT_SCHEME if value is None else check_scheme(who, value)
+    value = get("labels")
+    out["labels"] = {} if value is None else check_labels(who, value)
+    value = get("health_url")
+    if value is not None and value != "":
+        out["health_url"] = check_url(who, "health_url", value)
+    value = get("pipeline")
+    if value is not None:
+        pipeline = check_pipeline(who, value)
+        if pipeline is not None:
+            out["pipeline"] = pipeline
     for key in private:
         out[key] = record[key]
     return Deployment(out, service, environment, version, status, commit, epoch_us, who)

@@ -34,12 +34,16 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Compute the file_sd files once
+  ansible.builtin.set_fact:
+    deployment_sd_files: "{{ records | deployment_files(info_labels=deployment_info_labels) }}"
+
 - name: Write one file_sd file per deployed service
   ansible.builtin.copy:
     dest: "/etc/prometheus/file_sd/deployments/{{ item.key }}"
     content: "{{ item.value | to_nice_json }}\n"
     mode: "0644"
-  loop: "{{ records | deployment_files(info_labels=deployment_info_labels) | dict2items }}"
+  loop: "{{ deployment_sd_files | dict2items }}"
   loop_control:
     label: "{{ item.key }}"
 
@@ -49,14 +53,15 @@ EXAMPLES = r"""
     patterns: "*.json"
   register: deployment_sd_found
 
-- name: Delete files of services that are gone
+- name: Delete the files of services that are gone
   ansible.builtin.file:
     path: "{{ item.path }}"
     state: absent
   loop: "{{ deployment_sd_found.files }}"
-  when: item.path | basename not in (records | deployment_files)
+  when: item.path | basename not in deployment_sd_files
 
-# {"production--exchange-rate-api.json": [{"targets": ["app1.example.com:8000"], "labels": {...}}]}
+# deployment_sd_files:
+#   {"production--exchange-rate-api.json": [{"targets": ["app1.example.com:8000"], "labels": {...}}]}
 """
 
 RETURN = r"""

@@ -25,11 +25,17 @@ import _deployments_common as deployments  # noqa: E402  (path set above)
 ENVIRONMENTS = ("production", "staging", "dev")
 
 
-def make_record(service: int, deploy: int) -> dict[str, Any]:
-    """One record; deploy 3 of every 7th service is a rollback, the last of every 50th a removal."""
+def make_record(service: int, deploy: int, churn_hosts: bool = False) -> dict[str, Any]:
+    """One record; deploy 3 of every 7th service is a rollback, the last of every 50th a removal.
+
+    A service keeps its hosts across deployments (every 4th service scales out
+    by one host on its last deployment) unless ``churn_hosts``, where every
+    deployment gets new addresses (worst case for the host memoization).
+    """
     name = f"svc-{service:05d}"
     env = ENVIRONMENTS[service % len(ENVIRONMENTS)]
     minor = deploy - 1 if (service % 7 == 0 and deploy == 3) else deploy
+    gen = deploy if churn_hosts else 0
     record: dict[str, Any] = {
         "service": name,
         "environment": env,
@@ -37,16 +43,18 @@ def make_record(service: int, deploy: int) -> dict[str, Any]:
         "deployed_at": f"2026-{1 + deploy:02d}-{1 + service % 28:02d}T{service % 24:02d}:15:00Z",
         "commit": f"{service * 7919 + deploy:08x}",
         "targets": [
-            {"host": f"app{service % 97}.{env}.example.com", "port": 8000 + deploy},
-            f"app{service % 89}.{env}.example.com:{8000 + deploy}",
-            f"10.{service % 250}.{deploy}.{service % 200 + 1}:9100",
-            f"[2001:db8::{service:x}:{deploy}]:8000",
+            {"host": f"app{service}-{gen}.{env}.example.com", "port": 8000},
+            f"app{service}-{gen + 1}.{env}.example.com:8000",
+            f"10.{service // 250}.{service % 250}.{gen + 1}:9100",
+            f"[2001:db8::{service:x}:{gen}]:8000",
         ],
         "labels": {"team": f"team{service % 13}", "tier": service % 3, "canary": deploy == 5},
         "pipeline": {"provider": "github-actions", "run_id": service * 10 + deploy,
                      "url": f"https://ci.example.com/runs/{service * 10 + deploy}"},
         "_source": f"deployments/{env}/{name}/{deploy}.yml",
     }
+    if service % 4 == 0 and deploy == 5:
+        record["targets"].append(f"app{service}-scale.{env}.example.com:8000")
     if service % 5 == 0:
         record["metrics_path"] = "/api/metrics"
         record["scheme"] = "https"
@@ -56,8 +64,8 @@ def make_record(service: int, deploy: int) -> dict[str, Any]:
     return record
 
 
-def build(services: int, deploys: int) -> list[dict[str, Any]]:
-    return [make_record(s, d) for d in range(1, deploys + 1) for s in range(services)]
+def build(services: int, deploys: int, churn_hosts: bool = False) -> list[dict[str, Any]]:
+    return [make_record(s, d, churn_hosts) for d in range(1, deploys + 1) for s in range(services)]
 
 
 def clear_caches() -> None:
@@ -84,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=2000)
     parser.add_argument("--deploys", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--churn-hosts", action="store_true",
+                        help="new target addresses on every deployment (worst case)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="exit 1 if validate+targets+files takes longer (seconds)")
     args = parser.parse_args(argv)
 
-    records = build(args.services, args.deploys)
+    records = build(args.services, args.deploys, args.churn_hosts)
     n = len(records)
     stages: list[tuple[str, Callable[[], Any]]] = [
         ("deployment_validate", lambda: deployments.deployment_validate(records)),
@@ -99,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         ("deployment_info_metrics", lambda: deployments.deployment_info_metrics(records)),
         ("deployment_annotations", lambda: deployments.deployment_annotations(records)),
     ]
-    print(f"{n} records ({args.services} services x {args.deploys} deploys), "
+    print(f"{n} records ({args.services} services x {args.deploys} deploys, "
+          f"{'new' if args.churn_hosts else 'stable'} hosts per deploy), "
           f"best of {args.repeat}, caches cleared before each run")
     print(f"  {'filter':<24} {'wall':>8}   {'cpu':>8}   {'records/s (wall)':>16}")
     total = total_cpu = 0.0
