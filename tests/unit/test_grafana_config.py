@@ -1,0 +1,395 @@
+"""The grafana role's rendered configuration, checked for real.
+
+The role's own templates are rendered by ansible-playbook (the role's
+defaults and vars loaded as the role would, the inventory and settings of
+each scenario as extra vars) into a temporary directory, then parsed:
+grafana.ini with configparser (strict: no duplicate sections or keys), the
+provisioning files with PyYAML against the format Grafana documents. The
+preflight checks and the dashboard copy tasks run for real on this machine
+(into a temporary directory).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "grafana"
+DASHBOARDS = ROLE / "files" / "dashboards"
+
+PASSWORD = 'Adm1n "#;pw'
+SMTP_PASSWORD = "smtp;pass#1"
+
+# Keys of a data source in Grafana's provisioning format (administration/provisioning).
+DATASOURCE_KEYS = {"name", "type", "access", "orgId", "uid", "url", "user", "database", "basicAuth",
+                   "basicAuthUser", "withCredentials", "isDefault", "jsonData", "secureJsonData", "version",
+                   "editable"}
+PROVIDER_KEYS = {"name", "orgId", "folder", "folderUid", "type", "disableDeletion", "updateIntervalSeconds",
+                 "allowUiUpdates", "options"}
+
+
+def ansible_playbook() -> str:
+    local = Path(sys.executable).with_name("ansible-playbook")
+    found = str(local) if local.exists() else shutil.which("ansible-playbook")
+    if not found:
+        pytest.skip("ansible-playbook is not installed (run scripts/setup.sh)")
+    return found
+
+
+def run_playbook(tmp: Path, inventory: dict, play: list, extra: dict, check: bool = True):
+    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))  # host order matters
+    (tmp / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    (tmp / "extra.json").write_text(json.dumps(extra))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+               ANSIBLE_LOCAL_TEMP=str(tmp / ".ansible-tmp"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([ansible_playbook(), "-i", str(tmp / "inventory.yml"), str(tmp / "play.yml"),
+                           "-e", f"@{tmp / 'extra.json'}"],
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        pytest.fail(f"ansible-playbook failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+
+TEMPLATES = ["grafana.ini", "datasources.yml", "dashboards.yml", "grafana.sources"]
+
+
+def render(tmp: Path, groups: dict, extra: dict) -> dict[str, str]:
+    """Render the role's templates for host graf1 (in group grafana) with these other groups."""
+    inventory = {"all": {"hosts": {"graf1": LOCAL},
+                         "children": {"grafana": {"hosts": {"graf1": {}}}, **groups}}}
+    out = tmp / "out"
+    out.mkdir()
+    play = [{"name": "Render the grafana role's templates", "hosts": "grafana", "gather_facts": False, "tasks": [
+        {"name": "Role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
+        {"name": "Role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
+        {"name": "Render", "ansible.builtin.template": {"src": str(ROLE / "templates" / "{{ item }}.j2"),
+                                                         "dest": str(out / "{{ item }}"), "mode": "0600"},
+         "loop": TEMPLATES}]}]
+    run_playbook(tmp, inventory, play, extra)
+    return {name: (out / name).read_text() for name in TEMPLATES}
+
+
+LONG_HOST = "a-very-long-prometheus-host-name.datacenter-one.example.com"
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """Several Prometheus and Alertmanager hosts, TLS, basic auth, secrets with special characters."""
+    groups = {
+        "prometheus": {"hosts": {
+            "prom1": {"monstack_scrape_address": "10.0.0.1", "prometheus_scrape_interval": "30s"},
+            "prom2.example.com": {"prometheus_port": 9091, "prometheus_web_tls_cert_file": "/etc/p/cert.pem",
+                                  "prometheus_basic_auth_users": {"zed": "z", "bob": "pa$s"},
+                                  "prometheus_external_url": "https://p.example.com/prom/"},
+            "prom3": {"prometheus_state": "absent"},
+            LONG_HOST: {},
+        }},
+        "alertmanager": {"hosts": {
+            "am1": {"alertmanager_state": "absent"},
+            "am2": {"monstack_scrape_address": "fd00::2", "alertmanager_port": 9443},
+            "am3": {},
+        }},
+    }
+    extra = {
+        "grafana_admin_password": PASSWORD,
+        "grafana_admin_user": "root-admin",
+        "grafana_secret_key": "k#1",
+        "grafana_http_addr": "127.0.0.1",
+        "grafana_root_url": "https://grafana.example.com/",
+        "grafana_cookie_secure": True,
+        "grafana_smtp_enabled": True,
+        "grafana_smtp_host": "mail.example.com:587",
+        "grafana_smtp_user": "grafana",
+        "grafana_smtp_password": SMTP_PASSWORD,
+        "grafana_smtp_from_address": "grafana@example.com",
+        "grafana_log_format": "json",
+        "grafana_ini_extra": {"server": {"enable_gzip": True, "http_port": 3001},
+                              "feature_toggles": {"enable": "fooBar"},
+                              "auth.basic": {"enabled": False}},
+        "grafana_datasource_tls_skip_verify": True,
+        "grafana_datasources_extra": [{"name": "Loki", "type": "loki", "uid": "loki", "url": "http://loki:3100",
+                                       "access": "proxy"}],
+    }
+    return render(tmp_path_factory.mktemp("grafana-full"), groups, extra)
+
+
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory):
+    """Only the required password; no Prometheus or Alertmanager hosts."""
+    return render(tmp_path_factory.mktemp("grafana-minimal"), {}, {"grafana_admin_password": "changeme"})
+
+
+def parse_ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",),
+                                       comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    parser.optionxform = str
+    parser.read_string(text)
+    return parser
+
+
+def grafana_value(raw: str) -> str:
+    """What Grafana's INI parser reads: triple-quoted values are taken verbatim."""
+    match = re.fullmatch(r'"""(.*)"""', raw, re.S)
+    return match.group(1) if match else raw
+
+
+# ------------------------------------------------------------- grafana.ini
+def test_ini_holds_the_configured_values(full):
+    ini = parse_ini(full["grafana.ini"])
+    get = lambda section, key: grafana_value(ini.get(section, key))  # noqa: E731
+    assert get("paths", "data") == "/var/lib/grafana"
+    assert get("paths", "logs") == "/var/log/grafana"
+    assert get("paths", "provisioning") == "/etc/grafana/provisioning"
+    assert get("server", "http_addr") == "127.0.0.1"
+    assert get("server", "http_port") == "3001"  # grafana_ini_extra wins over the role's own
+    assert get("server", "root_url") == "https://grafana.example.com/"
+    assert get("server", "enable_gzip") == "true"
+    assert get("security", "admin_user") == "root-admin"
+    assert get("security", "admin_password") == PASSWORD
+    assert get("security", "secret_key") == "k#1"
+    assert get("security", "cookie_secure") == "true"
+    assert get("security", "cookie_samesite") == "lax"
+    assert get("security", "disable_gravatar") == "true"
+    assert get("users", "allow_sign_up") == "false"
+    assert get("auth.anonymous", "enabled") == "false"
+    assert get("analytics", "reporting_enabled") == "false"
+    assert get("analytics", "check_for_updates") == "false"
+    assert get("database", "type") == "sqlite3"
+    assert get("database", "path") == "/var/lib/grafana/grafana.db"
+    assert get("smtp", "enabled") == "true"
+    assert get("smtp", "host") == "mail.example.com:587"
+    assert get("smtp", "user") == "grafana"
+    assert get("smtp", "password") == SMTP_PASSWORD
+    assert get("smtp", "from_address") == "grafana@example.com"
+    assert get("log", "mode") == "console"
+    assert get("log.console", "format") == "json"
+    assert get("log.file", "format") == "json"
+    assert get("feature_toggles", "enable") == "fooBar"
+    assert get("auth.basic", "enabled") == "false"
+
+
+def test_ini_quotes_values_grafana_would_cut(full):
+    # Grafana's INI parser takes # and ; for comments: such values are triple-quoted.
+    lines = full["grafana.ini"].splitlines()
+    assert f'admin_password = """{PASSWORD}"""' in lines
+    assert f'password = """{SMTP_PASSWORD}"""' in lines
+    assert 'secret_key = """k#1"""' in lines
+    assert "admin_user = root-admin" in lines
+
+
+def test_ini_defaults(minimal):
+    ini = parse_ini(minimal["grafana.ini"])
+    assert ini.get("server", "http_port") == "3000"
+    assert ini.get("server", "http_addr") == ""
+    assert not ini.has_option("server", "root_url")
+    assert not ini.has_option("security", "secret_key")
+    assert ini.get("security", "admin_user") == "admin"
+    assert ini.get("security", "admin_password") == "changeme"
+    assert ini.get("security", "cookie_secure") == "false"
+    assert ini.get("users", "allow_sign_up") == "false"
+    assert ini.get("auth.anonymous", "enabled") == "false"
+    assert ini.get("analytics", "reporting_enabled") == "false"
+    assert ini.get("analytics", "check_for_updates") == "false"
+    assert ini.get("smtp", "enabled") == "false"
+    assert ini.get("log.console", "format") == "text"
+
+
+@pytest.mark.parametrize("scenario", ["full", "minimal"])
+def test_ini_has_no_legacy_alerting_section(scenario, request):
+    ini = parse_ini(request.getfixturevalue(scenario)["grafana.ini"])
+    assert not ini.has_section("alerting"), "Grafana 11+ refuses [alerting] enabled"
+
+
+@pytest.mark.parametrize("scenario", ["full", "minimal"])
+def test_secrets_only_in_grafana_ini(scenario, request):
+    files = request.getfixturevalue(scenario)
+    password = PASSWORD if scenario == "full" else "changeme"
+    assert password in files["grafana.ini"]
+    for name, text in files.items():
+        if name != "grafana.ini":
+            assert password not in text, f"admin password in {name}"
+            assert SMTP_PASSWORD not in text, f"SMTP password in {name}"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_rendered_files_carry_the_managed_header(full, name):
+    assert full[name].startswith("#\n# Ansible managed")
+
+
+# --------------------------------------------------------------- data sources
+def test_datasources_follow_grafanas_provisioning_format(full):
+    doc = yaml.safe_load(full["datasources.yml"])
+    assert doc["apiVersion"] == 1
+    assert doc["prune"] is True
+    sources = doc["datasources"]
+    for ds in sources:
+        assert {"name", "type", "uid", "url", "access", "isDefault"} <= set(ds) or ds["type"] == "loki"
+        assert set(ds) <= DATASOURCE_KEYS, set(ds) - DATASOURCE_KEYS
+        assert ds["access"] == "proxy"
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", ds["uid"]), ds["uid"]
+    assert len({ds["uid"] for ds in sources}) == len(sources)
+    assert len({ds["name"] for ds in sources}) == len(sources)
+    assert [ds["uid"] for ds in sources if ds.get("isDefault")] == ["monstack-prometheus"]
+
+
+def test_one_prometheus_per_host_first_is_default(full):
+    sources = {ds["uid"]: ds for ds in yaml.safe_load(full["datasources.yml"])["datasources"]}
+    first = sources["monstack-prometheus"]
+    assert first["type"] == "prometheus" and first["isDefault"] is True and first["name"] == "Prometheus"
+    assert first["url"] == "http://10.0.0.1:9090"
+    assert first["jsonData"]["timeInterval"] == "30s"
+    assert first["jsonData"]["httpMethod"] == "POST"
+    assert first["jsonData"]["tlsSkipVerify"] is True
+    assert first["editable"] is False
+    assert "basicAuth" not in first
+
+    second = sources["monstack-prometheus-prom2-example-com"]
+    assert second["isDefault"] is False
+    assert second["url"] == "https://prom2.example.com:9091/prom"  # TLS, own port, route prefix
+    assert second["basicAuth"] is True and second["basicAuthUser"] == "bob"  # first user by name
+    assert second["secureJsonData"]["basicAuthPassword"] == "pa$$s"  # $ escaped for Grafana
+
+    prometheus = [ds for ds in sources.values() if ds["type"] == "prometheus"]
+    assert len(prometheus) == 3, "prom3 is absent and must be left out"
+    long_uid = [uid for uid in sources if uid not in ("monstack-prometheus", "monstack-prometheus-prom2-example-com")
+                and sources[uid]["type"] == "prometheus"][0]
+    assert len(long_uid) <= 40 and long_uid.startswith("monstack-prometheus-")
+    assert sources[long_uid]["url"] == f"http://{LONG_HOST}:9090"
+
+
+def test_alertmanager_datasource(full):
+    sources = yaml.safe_load(full["datasources.yml"])["datasources"]
+    alertmanagers = [ds for ds in sources if ds["type"] == "alertmanager"]
+    assert len(alertmanagers) == 1
+    am = alertmanagers[0]
+    assert am["uid"] == "monstack-alertmanager"
+    assert am["jsonData"]["implementation"] == "prometheus"
+    assert am["url"] == "http://[fd00::2]:9443"  # am1 is absent; IPv6 in brackets
+    assert am["isDefault"] is False
+
+
+def test_extra_datasources_are_appended(full):
+    sources = yaml.safe_load(full["datasources.yml"])["datasources"]
+    assert sources[-1] == {"name": "Loki", "type": "loki", "uid": "loki", "url": "http://loki:3100",
+                           "access": "proxy"}
+
+
+def test_no_prometheus_group_no_datasources(minimal):
+    doc = yaml.safe_load(minimal["datasources.yml"])
+    assert doc["apiVersion"] == 1 and doc["datasources"] == []
+
+
+def test_dashboard_uids_refer_to_the_provisioned_datasource(full):
+    uids = {ds["uid"] for ds in yaml.safe_load(full["datasources.yml"])["datasources"]}
+    for path in DASHBOARDS.rglob("*.json"):
+        for uid in set(re.findall(r'"uid": "(monstack-[a-z-]+)"', path.read_text())):
+            if uid.startswith("monstack-prometheus") or uid == "monstack-alertmanager":
+                assert uid in uids, f"{path.name} refers to {uid}, which is not provisioned"
+
+
+# ------------------------------------------------------------ dashboard provider
+def test_dashboard_provider_follows_grafanas_format(full):
+    doc = yaml.safe_load(full["dashboards.yml"])
+    assert doc["apiVersion"] == 1
+    (provider,) = doc["providers"]
+    assert set(provider) <= PROVIDER_KEYS
+    assert provider["name"] == "monstack"
+    assert provider["type"] == "file"
+    assert provider["orgId"] == 1
+    assert provider["allowUiUpdates"] is False
+    assert provider["disableDeletion"] is False
+    assert isinstance(provider["updateIntervalSeconds"], int) and provider["updateIntervalSeconds"] > 0
+    assert provider["options"] == {"path": "/var/lib/grafana/dashboards", "foldersFromFilesStructure": True}
+    # foldersFromFilesStructure needs folder and folderUid empty.
+    assert not provider.get("folder") and not provider.get("folderUid")
+
+
+def test_apt_sources_file_is_deb822_with_signed_by(full):
+    fields = dict(line.split(": ", 1) for line in full["grafana.sources"].splitlines()
+                  if line and not line.startswith("#"))
+    assert fields == {"Types": "deb", "URIs": "https://apt.grafana.com", "Suites": "stable",
+                      "Components": "main", "Signed-By": "/etc/apt/keyrings/grafana.asc"}
+
+
+# ------------------------------------------------------------------ preflight
+def run_preflight(tmp: Path, extra: dict):
+    play = [{"name": "Grafana preflight", "hosts": "graf1", "gather_facts": False, "tasks": [
+        {"name": "Facts", "ansible.builtin.setup": {"gather_subset": ["min"]}},
+        {"name": "Preflight", "ansible.builtin.include_role": {"name": "grafana", "tasks_from": "preflight"}}]}]
+    return run_playbook(tmp, {"all": {"hosts": {"graf1": LOCAL}}}, play, extra, check=False)
+
+
+def test_preflight_requires_the_admin_password(tmp_path):
+    proc = run_preflight(tmp_path, {})
+    assert proc.returncode != 0
+    assert "grafana_admin_password is required and has no default" in proc.stdout
+
+
+def test_preflight_refuses_legacy_alerting(tmp_path):
+    proc = run_preflight(tmp_path, {"grafana_admin_password": "long enough",
+                                    "grafana_ini_extra": {"alerting": {"enabled": True}}})
+    assert proc.returncode != 0
+    assert "legacy [alerting] enabled" in proc.stdout
+
+
+def test_preflight_refuses_a_short_password(tmp_path):
+    proc = run_preflight(tmp_path, {"grafana_admin_password": "abc"})
+    assert proc.returncode != 0
+    assert "at least 4 characters" in proc.stdout
+
+
+def test_preflight_accepts_valid_settings(tmp_path):
+    proc = run_preflight(tmp_path, {"grafana_admin_password": PASSWORD, "grafana_install_method": "archive"})
+    assert proc.returncode == 0, proc.stdout
+
+
+# ------------------------------------------------------- dashboard copy tasks
+def run_dashboard_tasks(tmp: Path, extra: dict):
+    play = [{"name": "Grafana dashboards", "hosts": "graf1", "gather_facts": False, "tasks": [
+        {"name": "Dashboards", "ansible.builtin.include_role": {"name": "grafana", "tasks_from": "dashboards"}}]}]
+    proc = run_playbook(tmp, {"all": {"hosts": {"graf1": LOCAL}}}, play, extra)
+    recap = re.search(r"graf1\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
+    return int(recap.group(2))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the dashboard copy sets root ownership; run as root")
+def test_dashboards_copied_idempotently_and_pruned(tmp_path):
+    dest = tmp_path / "dashboards"
+    own = tmp_path / "own"
+    (own / "Inference").mkdir(parents=True)
+    (own / "Inference" / "drift.json").write_text('{"title": "my drift"}\n')  # overrides the bundled one
+    (own / "Custom").mkdir()
+    (own / "Custom" / "mine.json").write_text('{"title": "mine"}\n')
+    extra = {"grafana_install_method": "archive", "grafana_user": "root", "grafana_dashboards_dir": str(dest),
+             "grafana_dashboards_sources": [str(DASHBOARDS), str(own) + "/"]}
+    assert run_dashboard_tasks(tmp_path, extra) > 0
+    bundled = {p.relative_to(DASHBOARDS).as_posix() for p in DASHBOARDS.rglob("*.json")}
+    copied = {p.relative_to(dest).as_posix() for p in dest.rglob("*.json")}
+    assert copied == bundled | {"Custom/mine.json"}
+    assert (dest / "Inference" / "drift.json").read_text() == '{"title": "my drift"}\n'
+    assert (dest / "Infrastructure" / "hosts.json").read_bytes() == (DASHBOARDS / "Infrastructure" / "hosts.json").read_bytes()
+    for path in dest.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o750 if path.is_dir() else 0o640), f"{path}: {oct(mode)}"
+    # A second run changes nothing.
+    assert run_dashboard_tasks(tmp_path, extra) == 0
+    # A file no source holds any more is removed.
+    (dest / "Custom" / "stale.json").write_text("{}")
+    assert run_dashboard_tasks(tmp_path, extra) == 1
+    assert not (dest / "Custom" / "stale.json").exists()
+    # Without pruning it stays.
+    (dest / "Custom" / "stale.json").write_text("{}")
+    assert run_dashboard_tasks(tmp_path, {**extra, "grafana_dashboards_prune": False}) == 0
+    assert (dest / "Custom" / "stale.json").exists()
