@@ -535,8 +535,9 @@ def stack(tmp_path_factory):
                 wait_http(f"http://127.0.0.1:{am_port}/-/ready", 20, proc)
                 exporters["alertmanager"] = f"127.0.0.1:{am_port}"
             except (RuntimeError, TimeoutError) as err:
-                last = (work / "alertmanager.log").read_text(errors="replace").strip().splitlines()[-1:]
-                skipped["alertmanager"] = f"Alertmanager did not start here: {err}: {' '.join(last)}"
+                log = (work / "alertmanager.log").read_text(errors="replace").splitlines()
+                errors = [line for line in log if "level=ERROR" in line] or log[-1:]
+                skipped["alertmanager"] = f"Alertmanager did not start here: {err}: {' '.join(errors[:1])}"
         else:
             skipped["alertmanager"] = f"no Alertmanager binary at {alertmanager}"
         # Without a running Alertmanager, Prometheus still sends (and fails) to a closed loopback port,
