@@ -393,3 +393,28 @@ def test_dashboards_copied_idempotently_and_pruned(tmp_path):
     (dest / "Custom" / "stale.json").write_text("{}")
     assert run_dashboard_tasks(tmp_path, {**extra, "grafana_dashboards_prune": False}) == 0
     assert (dest / "Custom" / "stale.json").exists()
+
+
+# --------------------------------------------------------------- systemd unit
+def test_unit_runs_grafana_server_hardened(tmp_path):
+    """The common role's unit template with the grafana role's own common_* values (tasks/main.yml)."""
+    main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
+    common = main[1]["vars"]
+    play = [{"name": "Render the unit", "hosts": "graf1", "gather_facts": False, "tasks": [
+        {"name": "Common defaults", "ansible.builtin.include_vars": str(ROOT / "roles" / "common" / "defaults" / "main.yml")},
+        {"name": "Role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
+        {"name": "Role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
+        {"name": "Render", "ansible.builtin.template": {
+            "src": str(ROOT / "roles" / "common" / "templates" / "service.j2"),
+            "dest": str(tmp_path / "grafana-server.service"), "mode": "0600"}}]}]
+    # The block's vars outrank role defaults in the role; extra vars outrank include_vars here.
+    extra = {**common, "grafana_install_method": "archive", "ansible_facts": {"architecture": "x86_64"}}
+    run_playbook(tmp_path, {"all": {"hosts": {"graf1": LOCAL}}}, play, extra)
+    unit = (tmp_path / "grafana-server.service").read_text()
+    assert "User=grafana\nGroup=grafana\n" in unit
+    assert ("ExecStart=/opt/monstack/grafana/12.4.6/bin/grafana server \\\n"
+            "    --homepath=/opt/monstack/grafana/12.4.6 \\\n"
+            "    --config=/etc/grafana/grafana.ini\n") in unit
+    for line in ("ProtectSystem=strict", "ReadWritePaths=/var/lib/grafana", "ReadWritePaths=/var/log/grafana",
+                 "NoNewPrivileges=yes", "ProtectHome=yes", "MemoryDenyWriteExecute=no", "CapabilityBoundingSet="):
+        assert line in unit.splitlines(), line
