@@ -178,6 +178,25 @@ def install_tools(dest: Path) -> Path:
     return bindir
 
 
+def install_extras(dest: Path) -> Path:
+    """Runtime files the Debian builds of the test binaries read from disk.
+
+    Debian's Alertmanager loads its default notification templates from
+    /usr/share/prometheus/alertmanager/ instead of embedding them as upstream
+    does. The test-host preparation (molecule/shared/prepare.yml) copies this
+    tree to the Alertmanager hosts; upstream release binaries never need it.
+    """
+    extras = dest.parent / "extras"
+    target = extras / "usr/share/prometheus/alertmanager"
+    if not (target / "default.tmpl").exists():
+        deb = dest.parent / "debs" / "prometheus-alertmanager_0.33.1-5_amd64.deb"
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(Path(tmp) / "usr/share/prometheus/alertmanager", target, symlinks=True)
+    return extras
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST)
@@ -189,6 +208,7 @@ def main() -> int:
     log(f"{len(assets)} assets ready under {args.dest} (base URL file://{args.dest})")
     if "amd64" in arches:
         log(f"controller tools (promtool, amtool, ...) in {install_tools(args.dest)}")
+        log(f"runtime files of the Debian builds in {install_extras(args.dest)}")
     return 0
 
 

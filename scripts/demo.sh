@@ -45,6 +45,7 @@ up() {
     extra+=(-e "{\"grafana_install_method\": \"local\", \"grafana_local_package\": \"$GRAFANA_ARTIFACT\"}")
     extra+=(-i inventories/demo/grafana.yml)
   fi
+  ansible-playbook -i inventories/demo/hosts.yml molecule/shared/prepare.yml
   ansible-playbook -i inventories/demo/hosts.yml "${extra[@]}" playbooks/demo_app.yml site.yml
   cat <<EOT
 
