@@ -20,7 +20,7 @@ from typing import Any, Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
 
-import _deployments_common as deployments  # noqa: E402  (path set above)
+import deployments  # noqa: E402  (path set above)
 
 ENVIRONMENTS = ("production", "staging", "dev")
 

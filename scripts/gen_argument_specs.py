@@ -83,13 +83,21 @@ def build(role: Path) -> dict:
         "options": options}}}
 
 
+class _Dumper(yaml.SafeDumper):
+    """Indent list items under their key, as yamllint expects."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
 def main() -> int:
     for arg in sys.argv[1:]:
         role = Path(arg)
         spec = build(role)
         text = "---\n# Generated from defaults/ by scripts/gen_argument_specs.py; checked by\n" \
-               "# tests/unit/test_argument_specs.py. Edit defaults/, then rerun the script.\n"
-        text += yaml.safe_dump(spec, sort_keys=False, width=120, allow_unicode=True)
+               "# tests/unit/test_argument_specs.py. Edit defaults/, then rerun the script.\n" \
+               "# yamllint disable rule:line-length\n"
+        text += yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
         (role / "meta" / "argument_specs.yml").write_text(text)
         print(f"{role}/meta/argument_specs.yml: {len(spec['argument_specs']['main']['options'])} options")
     return 0

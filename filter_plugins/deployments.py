@@ -5,11 +5,9 @@
 deployment, and these helpers turn the set of records into Prometheus file_sd
 target groups, node_exporter textfile metrics and Grafana annotations.
 
-Every public filter lives in its own file (``deployment_validate.py``,
-``deployment_targets.py`` ...) so that ``ansible-doc -t filter <name>`` finds
-its DOCUMENTATION; they all delegate here.  Ansible loads every ``*.py`` file in
-a filter plugin directory, so this module also defines an empty
-``FilterModule`` to be accepted quietly.
+The five filters are defined here; each has its documentation in a YAML file
+of its own name beside this one (``deployment_targets.yml`` ...), which is
+what ``ansible-doc -t filter <name>`` reads for a file with several filters.
 
 Everything here is a pure function of its inputs: no I/O, no clock, no
 randomness, and output order never depends on input order (except where a
@@ -87,13 +85,6 @@ class Deployment(NamedTuple):
     commit: str | None
     epoch_us: int  # deployed_at as integer microseconds since the Unix epoch
     who: str  # "<source> (service 'x')" for error messages
-
-
-class FilterModule:
-    """Helpers only; the filters are registered by the deployment_*.py files."""
-
-    def filters(self) -> dict[str, Any]:
-        return {}
 
 
 # --------------------------------------------------------------------------
@@ -769,3 +760,16 @@ def deployment_annotations(records: Any) -> list[dict[str, Any]]:
     deps = sorted(check_records(records),
                   key=lambda dep: (dep.epoch_us, dep.environment, dep.service, dep.version, dep.status))
     return [annotation(dep) for dep in deps]
+
+
+class FilterModule:
+    """The deployment_* filters (documentation: deployment_*.yml beside this file)."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "deployment_validate": deployment_validate,
+            "deployment_targets": deployment_targets,
+            "deployment_files": deployment_files,
+            "deployment_info_metrics": deployment_info_metrics,
+            "deployment_annotations": deployment_annotations,
+        }
