@@ -47,11 +47,14 @@ up() {
   fi
   ansible-playbook -i inventories/demo/hosts.yml molecule/shared/prepare.yml
   ansible-playbook -i inventories/demo/hosts.yml "${extra[@]}" playbooks/demo_app.yml site.yml
+  ansible-playbook -i inventories/demo/hosts.yml "${extra[@]}" playbooks/deployments.yml \
+    -e deployment_records_dir="$PWD/inventories/demo/deployments"
   cat <<EOT
 
 Demo stack is up (published on 127.0.0.1 only):
   Prometheus     http://127.0.0.1:9090/api/v1/targets   (Debian's build of Prometheus has no web UI; its API works)
                  http://127.0.0.1:9090/api/v1/alerts
+                 http://127.0.0.1:9090/api/v1/query?query=rate(inference_requests_total[1m])
   Alertmanager   http://127.0.0.1:9093/api/v2/alerts    (cluster: http://127.0.0.1:9093/api/v2/status)
   node_exporter  http://127.0.0.1:9100/metrics
   cAdvisor       http://127.0.0.1:8080/metrics

@@ -56,5 +56,14 @@ fi
 step "Artifact mirror ($MONSTACK_CACHE/mirror)"
 .venv/bin/python scripts/build_mirror.py
 
+# The test binaries are Debian's builds; its Alertmanager reads its default
+# notification templates from /usr/share/prometheus/alertmanager/ (as the
+# Debian package installs them). Put them there for the controller-side tests.
+if [ ! -e /usr/share/prometheus/alertmanager/default.tmpl ]; then
+  mkdir -p /usr/share/prometheus
+  cp -r "$MONSTACK_CACHE/extras/usr/share/prometheus/alertmanager" /usr/share/prometheus/
+  echo "installed /usr/share/prometheus/alertmanager (templates of Debian's Alertmanager build)"
+fi
+
 step "Test-host images"
 scripts/build-images.sh

@@ -89,9 +89,12 @@ def test_node_exporter_version_upgrade(tmp_path):
     def version():
         return sh(host, "/usr/local/bin/node_exporter --version 2>&1 | head -1").stdout
 
+    # The older release is downloaded by the host itself this time (download_on: host).
     run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter",
-                   "-e", "node_exporter_version=1.5.0")
+                   "-e", "node_exporter_version=1.5.0", "-e", "node_exporter_download_on=host")
     assert run.returncode == 0, run.stdout[-3000:]
+    assert "Fetch and verify the release asset on the host" in run.stdout
+    assert sh(host, "ls /opt/monstack/node_exporter/1.5.0").stdout.split() == ["node_exporter"]
     assert "version 1.5.0" in version()
     assert 'version="1.5.0"' in sh(host, "curl -sf 127.0.0.1:9100/metrics | grep ^node_exporter_build_info").stdout
 
@@ -124,3 +127,32 @@ def test_node_exporter_basic_auth():
     finally:
         playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter")
     assert requests.get(url, timeout=5).status_code == 200
+
+
+def test_package_method_and_removal():
+    """The distribution package instead of the release archive, then state: absent, then back."""
+    host = "monstack-app2"
+    run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter",
+                   "-e", "node_exporter_install_method=package")
+    try:
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert "/usr/bin/prometheus-node-exporter" in sh(host, "systemctl cat node_exporter").stdout
+        assert sh(host, "systemctl is-enabled prometheus-node-exporter", check=False).stdout.strip() == "masked"
+        assert sh(host, "systemctl is-active node_exporter").stdout.strip() == "active"
+        assert "node_cpu_seconds_total" in sh(host, "curl -sf 127.0.0.1:9100/metrics").stdout
+        again = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter",
+                         "-e", "node_exporter_install_method=package")
+        assert recap_changed(again.stdout)[host] == 0, again.stdout[-3000:]
+
+        gone = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "cadvisor",
+                        "-e", "cadvisor_state=absent")
+        assert gone.returncode == 0, gone.stdout[-3000:]
+        assert sh(host, "systemctl is-active cadvisor", check=False).stdout.strip() != "active"
+        assert sh(host, "test -e /etc/systemd/system/cadvisor.service || test -e /usr/local/bin/cadvisor",
+                  check=False).returncode != 0
+        assert sh(host, "curl -s -o /dev/null 127.0.0.1:8080/metrics", check=False).returncode != 0
+    finally:
+        back = playbook("playbooks/exporters.yml", "--limit", host)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert "/usr/local/bin/node_exporter" in sh(host, "systemctl cat node_exporter").stdout
+    assert sh(host, "systemctl is-active node_exporter cadvisor").stdout.split() == ["active", "active"]
