@@ -156,3 +156,14 @@ def test_package_method_and_removal():
     assert back.returncode == 0, back.stdout[-3000:]
     assert "/usr/local/bin/node_exporter" in sh(host, "systemctl cat node_exporter").stdout
     assert sh(host, "systemctl is-active node_exporter cadvisor").stdout.split() == ["active", "active"]
+
+
+def test_empty_controller_cache_changes_nothing(tmp_path):
+    """A CI runner starts with an empty download cache: hosts that have the right
+    version are not downloaded for and report no change."""
+    run = playbook("playbooks/exporters.yml", "-e", f"common_cache_dir={tmp_path}/empty-cache")
+    assert run.returncode == 0, run.stdout[-3000:]
+    changed = recap_changed(run.stdout)
+    assert changed and all(v == 0 for v in changed.values()), dump(changed)
+    # Nothing was downloaded: the cache directory was never even created.
+    assert not (tmp_path / "empty-cache").exists()

@@ -1,0 +1,41 @@
+"""Two Prometheus servers in the inventory form an HA pair: same targets,
+distinct `replica` external labels. Runs last: it leaves a second server."""
+import textwrap
+import time
+
+import requests
+
+from conftest import container_ip, playbook
+
+
+def test_two_prometheus_servers_form_an_ha_pair(tmp_path):
+    extra = tmp_path / "ha.yml"
+    extra.write_text(textwrap.dedent("""\
+        prometheus:
+          hosts:
+            monstack-app1:
+              ansible_connection: community.docker.docker
+        """))
+    run = playbook("playbooks/prometheus.yml", extra_inventory=str(extra))
+    assert run.returncode == 0, run.stdout[-3000:]
+
+    def status(host):
+        base = f"http://{container_ip(host)}:9090"
+        config = requests.get(base + "/api/v1/status/config", timeout=10).json()["data"]["yaml"]
+        targets = requests.get(base + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        # Inventory targets only: deployment targets reach a new server with the
+        # next run of playbooks/deployments.yml.
+        return config, sorted((t["labels"]["job"], t["labels"]["instance"]) for t in targets
+                              if t["labels"]["job"] != "deployments")
+
+    deadline = time.monotonic() + 60
+    while True:  # the new server reads its file_sd files within a few seconds of starting
+        config_a, targets_a = status("monstack-monitor")
+        config_b, targets_b = status("monstack-app1")
+        if (targets_a == targets_b and targets_a) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert "replica: monstack-monitor" in config_a
+    assert "replica: monstack-app1" in config_b
+    assert targets_a == targets_b
+    assert ("prometheus", "monstack-app1") in targets_a and ("prometheus", "monstack-monitor") in targets_a
