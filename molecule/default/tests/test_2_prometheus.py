@@ -53,3 +53,14 @@ def test_config_reload_success_and_hardened_unit(prom):
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
     stat = sh(MONITOR, "stat -c '%U %a' /var/lib/prometheus /etc/prometheus/prometheus.yml").stdout.split()
     assert stat == ["prometheus", "750", "root", "640"]
+
+
+def test_server_units_verify_and_report_security(record_property):
+    for unit in ("prometheus", "alertmanager"):
+        result = sh(MONITOR, f"systemd-analyze verify /etc/systemd/system/{unit}.service", check=False)
+        assert result.returncode == 0, result.stderr
+        score = sh(MONITOR, f"systemd-analyze security {unit} --no-pager | tail -1").stdout.strip()
+        record_property(f"systemd_security_{unit}", score)
+        assert "Overall exposure level" in score
+        user = sh(MONITOR, f"ps -o user= -p $(systemctl show -p MainPID --value {unit})").stdout.strip()
+        assert user == unit
