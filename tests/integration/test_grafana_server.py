@@ -61,6 +61,7 @@ SKIP_REASON = ("no Grafana binary available here: set GRAFANA_ARTIFACT=<.deb or 
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import dashboard_queries as dq  # noqa: E402
+from helpers import ansible_playbook  # noqa: E402  (tests/conftest.py puts tests/ on the path)
 
 PASSWORD = "first-Passw0rd#1"
 NEW_PASSWORD = "second;Passw0rd"
@@ -172,14 +173,6 @@ def wait_healthy(base: str, proc: subprocess.Popen | None, timeout: float = 180)
             last = err
         time.sleep(1)
     raise TimeoutError(f"/api/health not ok after {timeout}s: {last}")
-
-
-def ansible_playbook() -> str:
-    local = Path(sys.executable).with_name("ansible-playbook")
-    found = str(local) if local.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (run scripts/setup.sh)")
-    return found
 
 
 def render_config(tmp: Path, extra: dict, groups: dict) -> None:

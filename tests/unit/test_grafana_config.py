@@ -15,13 +15,12 @@ import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ansible_playbook  # noqa: E402  (tests/conftest.py puts tests/ on the path)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "grafana"
@@ -36,14 +35,6 @@ DATASOURCE_KEYS = {"name", "type", "access", "orgId", "uid", "url", "user", "dat
                    "editable"}
 PROVIDER_KEYS = {"name", "orgId", "folder", "folderUid", "type", "disableDeletion", "updateIntervalSeconds",
                  "allowUiUpdates", "options"}
-
-
-def ansible_playbook() -> str:
-    local = Path(sys.executable).with_name("ansible-playbook")
-    found = str(local) if local.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (run scripts/setup.sh)")
-    return found
 
 
 def run_playbook(tmp: Path, inventory: dict, play: list, extra: dict, check: bool = True):
