@@ -7,7 +7,6 @@ one filter each and carry its DOCUMENTATION for ansible-doc.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import random

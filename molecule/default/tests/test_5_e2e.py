@@ -2,7 +2,6 @@
 travels Prometheus -> Alertmanager cluster -> webhook, dashboards query real data."""
 import json
 import sys
-import textwrap
 import time
 
 import pytest
