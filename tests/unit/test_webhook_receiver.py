@@ -84,6 +84,15 @@ def wait_until(check, timeout: float = 15.0, interval: float = 0.2):
         time.sleep(interval)
 
 
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process this test started: terminate, then kill after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
 @pytest.fixture
 def receiver(tmp_path):
     port = free_port()
@@ -95,11 +104,7 @@ def receiver(tmp_path):
         wait_until(lambda: request(base + "/health")[0] == 200, timeout=10)
         yield base, out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_health(receiver):
@@ -183,9 +188,5 @@ def test_real_alertmanager_notifications_arrive(receiver, tmp_path):
         assert note["commonLabels"]["alertname"] == "WebhookReceiverTest"
         assert note["alerts"][0]["annotations"]["summary"] == "end to end"
     finally:
-        am.terminate()
-        try:
-            am.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            am.kill()
+        stop(am)
         log.close()

@@ -70,6 +70,14 @@ class Prometheus:
     def targets(self):
         return self.get("/api/v1/targets", state="active")["activeTargets"]
 
+    def health(self) -> dict:
+        """(job, instance) -> health of every active target."""
+        return {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in self.targets()}
+
+    def reload_stamp(self) -> str:
+        """When Prometheus last loaded its configuration: unchanged means no reload."""
+        return self.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1]
+
     def wait_for(self, predicate, timeout: float = 90, interval: float = 3):
         """Poll until predicate() returns a truthy value; return it (or the last falsy one)."""
         deadline = time.monotonic() + timeout

@@ -5,14 +5,14 @@ EXPECTED = {("node", h) for h in HOSTS} | {("cadvisor", h) for h in HOSTS} | {
     ("prometheus", MONITOR), ("alertmanager", MONITOR), ("alertmanager", "monstack-app1")}
 
 
-def _health(prom):
-    return {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in prom.targets()}
-
-
 def test_every_inventory_target_is_up(prom):
     expected = {k for k in EXPECTED if k[0] != "alertmanager" or has_alertmanager()}
-    health = prom.wait_for(lambda: (lambda h: h if all(h.get(k) == "up" for k in expected) else None)(_health(prom)),
-                           timeout=120) or _health(prom)
+
+    def all_up():
+        health = prom.health()
+        return health if all(health.get(k) == "up" for k in expected) else None
+
+    health = prom.wait_for(all_up, timeout=120) or prom.health()
     missing = {k: health.get(k, "absent") for k in expected if health.get(k) != "up"}
     assert not missing, f"targets not up: {missing}\nall: {dump(health)}"
 

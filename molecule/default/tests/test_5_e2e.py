@@ -41,15 +41,11 @@ def deployment_targets(prom):
     return [t for t in prom.targets() if t["labels"]["job"] == "deployments"]
 
 
-def reload_stamp(prom):
-    return prom.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1]
-
-
 def test_deployment_records_drive_discovery(prom, sample_app, tmp_path, record_property):
     records = tmp_path / "records"
     records.mkdir()
     (records / "api-1.0.0.json").write_text(json.dumps(record()))
-    stamp = reload_stamp(prom)
+    stamp = prom.reload_stamp()
 
     started = time.monotonic()
     run = playbook("playbooks/deployments.yml", "-e", f"deployment_records_dir={records}")
@@ -68,7 +64,7 @@ def test_deployment_records_drive_discovery(prom, sample_app, tmp_path, record_p
     again = playbook("playbooks/deployments.yml", "-e", f"deployment_records_dir={records}")
     record_property("deployments_playbook_seconds_no_change", round(time.monotonic() - started, 1))
     assert again.returncode == 0 and recap_changed(again.stdout)[MONITOR] == 0, again.stdout[-3000:]
-    assert reload_stamp(prom) == stamp, "the deployments playbook must never reload Prometheus"
+    assert prom.reload_stamp() == stamp, "the deployments playbook must never reload Prometheus"
 
     # deployment_info, published through node_exporter's textfile collector
     info = prom.wait_for(lambda: prom.query('deployment_info{service="inference-api"}'), timeout=60)
@@ -104,7 +100,7 @@ def test_deployment_records_drive_discovery(prom, sample_app, tmp_path, record_p
     run = playbook("playbooks/deployments.yml", "-e", f"@{single}")
     assert run.returncode == 0, run.stdout[-3000:]
     assert prom.wait_for(lambda: {t["labels"]["version"] for t in deployment_targets(prom)} == {"1.1.0"}, timeout=60)
-    assert reload_stamp(prom) == stamp
+    assert prom.reload_stamp() == stamp
 
 
 def test_post_deploy_gate_fails_on_unhealthy_targets(prom, sample_app, tmp_path):

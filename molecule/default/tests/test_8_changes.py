@@ -43,25 +43,21 @@ def fourth_host(tmp_path):
     subprocess.run(["docker", "rm", "-f", NEW_HOST], capture_output=True)
 
 
-def reload_stamp(prom):
-    return prom.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1]
-
-
 def test_adding_a_host_makes_it_monitored_without_restart(prom, fourth_host):
     before = prometheus_start_time()
-    stamp = reload_stamp(prom)
+    stamp = prom.reload_stamp()
     run = playbook("site.yml", extra_inventory=fourth_host)
     assert run.returncode == 0, run.stdout[-3000:]
     assert recap_changed(run.stdout)[MONITOR] > 0  # the file_sd files changed
 
     def new_targets_up():
-        health = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in prom.targets()}
+        health = prom.health()
         return health if health.get(("node", NEW_HOST)) == "up" and health.get(("cadvisor", NEW_HOST)) == "up" else None
 
     health = prom.wait_for(new_targets_up, timeout=120)
     assert health, dump({f"{t['labels']['job']}/{t['labels']['instance']}": t["health"] for t in prom.targets()})
     assert prometheus_start_time() == before, "Prometheus was restarted"
-    assert reload_stamp(prom) == stamp, "a file_sd change must not reload Prometheus"
+    assert prom.reload_stamp() == stamp, "a file_sd change must not reload Prometheus"
 
     # Removing the host again removes its targets (file changed, still no restart).
     run = playbook("site.yml", "--tags", "prometheus")
