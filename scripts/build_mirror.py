@@ -9,7 +9,9 @@ assets are laid out:
         prometheus-3.5.3.linux-amd64.tar.gz   (top folder prometheus-3.5.3.linux-amd64/)
         sha256sums.txt
     <mirror>/google/cadvisor/releases/download/v0.38.7/
-        cadvisor-v0.38.7-linux-amd64          (a single binary, as upstream ships it)
+        cadvisor                              (one amd64 binary, named as upstream
+                                              named it before 0.39; later releases:
+                                              cadvisor-v<version>-linux-<arch>)
         sha256sums.txt                        (upstream has none; written here for tests)
 
 Point a role's `*_download_base_url` at the mirror (``file:///...`` or an HTTP
@@ -137,6 +139,10 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
             if packaging == "tar":
                 top = f"{name}-{version}.linux-{arch}"
                 asset = release / f"{top}.tar.gz"
+            elif tuple(int(p) for p in version.split(".")) < (0, 39, 0):
+                if arch != "amd64":  # upstream published amd64 only, as plain "cadvisor"
+                    continue
+                asset = release / name
             else:
                 asset = release / f"{name}-v{version}-linux-{arch}"
             if not asset.exists():

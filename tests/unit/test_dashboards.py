@@ -500,7 +500,9 @@ def stack(tmp_path_factory):
         else:
             skipped["node"] = "no node_exporter tarball in the artifact mirror"
 
-        cadvisor = _mirror_file("google/cadvisor/releases/download/v*/cadvisor-v*-linux-amd64")
+        # upstream's names: plain "cadvisor" before 0.39, cadvisor-v<ver>-linux-<arch> after
+        cadvisor = (_mirror_file("google/cadvisor/releases/download/v*/cadvisor-v*-linux-amd64")
+                    or _mirror_file("google/cadvisor/releases/download/v0.3*/cadvisor"))
         if cadvisor:
             shutil.copy(cadvisor, work / "cadvisor")
             (work / "cadvisor").chmod(stat.S_IRWXU)
