@@ -134,8 +134,19 @@ def monstack_release(component, version, arch, base_url="https://github.com", as
     }
 
 
+def monstack_release_problems(component, version, base_url="https://github.com"):
+    """Preflight messages for a version or base URL upstream cannot serve (empty when fine)."""
+    try:
+        upstream_asset(component, version, "amd64") if component != "cadvisor" else _parse_version(component, version)
+        monstack_release(component, version, "amd64", base_url, "x")
+    except AnsibleFilterError as err:
+        return [f"{err.message}"]
+    return []
+
+
 class FilterModule:
     """monstack release filters."""
 
     def filters(self):
-        return {"monstack_release": monstack_release}
+        return {"monstack_release": monstack_release,
+                "monstack_release_problems": monstack_release_problems}

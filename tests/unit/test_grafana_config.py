@@ -325,7 +325,7 @@ def run_preflight(tmp: Path, extra: dict):
 def test_preflight_requires_the_admin_password(tmp_path):
     proc = run_preflight(tmp_path, {})
     assert proc.returncode != 0
-    assert "grafana_admin_password is required and has no default" in proc.stdout
+    assert "grafana_admin_password: not set (it has no default)" in proc.stdout
 
 
 def test_preflight_refuses_legacy_alerting(tmp_path):

@@ -163,6 +163,7 @@ def test_health_wait_checks_the_database_not_the_port():
 
 def test_playbook_imports_facts_then_runs_the_role():
     play = load(ROOT / "playbooks" / "grafana.yml")
-    assert play[0]["ansible.builtin.import_playbook"] == "facts.yml"
-    assert play[1]["hosts"] == "grafana"
-    assert play[1]["roles"][0]["role"] == "grafana"
+    assert play[0]["ansible.builtin.import_playbook"] == "preflight.yml"
+    assert play[1]["ansible.builtin.import_playbook"] == "facts.yml"
+    assert play[2]["hosts"] == "grafana"
+    assert play[2]["roles"][0]["role"] == "grafana"
