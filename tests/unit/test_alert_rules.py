@@ -18,6 +18,7 @@ the tests needing it are skipped when it is missing.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -50,6 +51,7 @@ VARIABLES = {
     "prometheus_alert_thresholds",
     "prometheus_alert_threshold_overrides",
     "prometheus_ml_metrics",
+    "prometheus_ml_labels",
     "prometheus_alert_runbook_url",
     "prometheus_alert_extra_labels",
     "prometheus_alert_ml_job_selector",
@@ -61,7 +63,9 @@ VARIABLES = {
 ML_METRIC_KEYS = {
     "requests_total", "request_duration_seconds", "predictions_total",
     "prediction_value", "model_info", "drift_checked_total", "drift_detected_total",
+    "drift_ratio",
 }
+ML_LABEL_KEYS = {"status", "endpoint", "model_name", "model_version"}
 
 GROUPS = sorted(p.name[: -len(".rules.yml.j2")] for p in TEMPLATES.glob("*.rules.yml.j2"))
 TEST_FILES = sorted(RULE_TESTS.glob("*.test.yml"))
@@ -160,8 +164,7 @@ def alerts(rendered) -> dict[str, dict]:
     return found
 
 
-@pytest.fixture(scope="module")
-def rule_tests() -> dict[str, dict[str, bool]]:
+def coverage(paths) -> dict[str, dict[str, bool]]:
     """alert name -> {"fires": some case expects it,
                       "silent": some test group expects it at no time}.
 
@@ -170,7 +173,7 @@ def rule_tests() -> dict[str, dict[str, bool]]:
     on the safe side of the threshold (or otherwise must never fire).
     """
     seen: dict[str, dict[str, bool]] = {}
-    for path in TEST_FILES:
+    for path in paths:
         for group in yaml.safe_load(path.read_text())["tests"]:
             fired: dict[str, bool] = {}
             for case in group.get("alert_rule_test") or []:
@@ -180,6 +183,11 @@ def rule_tests() -> dict[str, dict[str, bool]]:
                 entry = seen.setdefault(name, {"fires": False, "silent": False})
                 entry["fires" if fires else "silent"] = True
     return seen
+
+
+@pytest.fixture(scope="module")
+def rule_tests() -> dict[str, dict[str, bool]]:
+    return coverage(TEST_FILES)
 
 
 # --------------------------------------------------------------------------
@@ -203,6 +211,8 @@ def test_defaults_define_exactly_the_documented_variables():
     assert sorted(values["prometheus_alert_rule_groups"]) == GROUPS
     assert set(values["prometheus_ml_metrics"]) == ML_METRIC_KEYS
     assert values["prometheus_ml_metrics"]["requests_total"] == "inference_requests_total"
+    assert values["prometheus_ml_metrics"]["drift_ratio"] == ""  # the sample app has no drift gauge
+    assert values["prometheus_ml_labels"] == {key: key for key in ML_LABEL_KEYS}
     assert values["prometheus_alert_node_job_selector"] == 'job="node"'
     assert values["prometheus_alert_prometheus_job_selector"] == 'job="prometheus"'
     assert values["prometheus_alert_alertmanager_job_selector"] == 'job="alertmanager"'
@@ -212,7 +222,7 @@ def test_defaults_define_exactly_the_documented_variables():
 def test_metric_names_follow_the_contract():
     """docs/metrics.md lists the metric names the defaults must use."""
     documented = set(re.findall(r"`(inference_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text()))
-    assert set(defaults()["prometheus_ml_metrics"].values()) <= documented
+    assert set(defaults()["prometheus_ml_metrics"].values()) - {""} <= documented
 
 
 def test_every_threshold_is_documented_and_used():
@@ -358,7 +368,7 @@ def test_ml_metric_names_can_be_remapped(tmp_path):
     names = {key: f"svc_{key}" for key in ML_METRIC_KEYS}
     text = render("ml_inference", prometheus_ml_metrics=names)
     assert "inference_" not in text.replace("ml_inference", "")
-    for key in ML_METRIC_KEYS - {"prediction_value"}:  # no rule uses the value histogram
+    for key in ML_METRIC_KEYS:  # every name is in InferenceMetricsMissing at least
         assert f"svc_{key}" in text, key
     assert "svc_request_duration_seconds_bucket{" in text
     if PROMTOOL:
@@ -387,11 +397,164 @@ def test_selectors_are_used_and_may_be_empty(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# metric contracts: examples/metric-contracts/<name>.yml, each with promtool
+# tests of its own (tests/rules/contracts/<name>.test.yml; the sample app's
+# contract, the defaults, is tested by tests/rules/ml_inference.test.yml)
+
+CONTRACT_DIR = REPO / "examples" / "metric-contracts"
+CONTRACT_TESTS = RULE_TESTS / "contracts"
+DEFAULT_CONTRACT = "sample-app"
+CONTRACT_VARIABLES = {"prometheus_ml_metrics", "prometheus_ml_labels", "grafana_ml_metrics", "grafana_ml_labels"}
+CONTRACTS = sorted(p.stem for p in CONTRACT_DIR.glob("*.yml"))
+# Variants no example file holds, tested too: name -> (example, metric names changed).
+VARIANTS = {
+    "prometheus-client-style-a-drift-gauge": (
+        "prometheus-client-style-a", {"drift_checked_total": "", "drift_detected_total": ""}),
+}
+ML_ALERTS = ["InferenceHighLatency", "InferenceHighErrorRate", "InferenceDataDrift",
+             "InferenceNoPredictions", "InferenceModelChanged", "InferenceMetricsMissing"]
+
+
+def contract(name: str) -> dict:
+    """The variables of a contract (example file, or variant of one)."""
+    if name in VARIANTS:
+        base, changes = VARIANTS[name]
+        values = contract(base)
+        values["prometheus_ml_metrics"] = values["prometheus_ml_metrics"] | changes
+        return values
+    return yaml.safe_load((CONTRACT_DIR / f"{name}.yml").read_text())
+
+
+def contract_test_file(name: str) -> Path:
+    return RULE_TESTS / "ml_inference.test.yml" if name == DEFAULT_CONTRACT else CONTRACT_TESTS / f"{name}.test.yml"
+
+
+def render_contract(name: str) -> str:
+    values = contract(name)
+    return render("ml_inference", prometheus_ml_metrics=values["prometheus_ml_metrics"],
+                  prometheus_ml_labels=values["prometheus_ml_labels"])
+
+
+def documented_alerts() -> dict[str, set[str]]:
+    """contract -> alerts, from the table in README.md's "ML metric contracts" section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### ML metric contracts"):]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| alert |"))
+    rows = [line for line in lines[start:] if line.startswith("|")]
+    header = [cell.strip(" `") for cell in rows[0].strip("|").split("|")]
+    table: dict[str, set[str]] = {name: set() for name in header[1:]}
+    for row in rows[2:]:
+        cells = [cell.strip(" `") for cell in row.strip("|").split("|")]
+        if cells[0] not in ML_ALERTS:
+            break
+        for name, cell in zip(header[1:], cells[1:]):
+            if cell == "yes":
+                table[name].add(cells[0])
+    return table
+
+
+def test_the_four_contracts_of_issue_17_have_example_files():
+    assert DEFAULT_CONTRACT in CONTRACTS
+    assert len(CONTRACTS) == 4
+    assert any("instrumentator" in name for name in CONTRACTS)
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_contract_file_sets_both_roles_alike(name):
+    values = contract(name)
+    assert set(values) == CONTRACT_VARIABLES
+    assert values["grafana_ml_metrics"] == values["prometheus_ml_metrics"]
+    assert values["grafana_ml_labels"] == values["prometheus_ml_labels"]
+    assert set(values["prometheus_ml_metrics"]) == ML_METRIC_KEYS
+    assert set(values["prometheus_ml_labels"]) == ML_LABEL_KEYS
+    for value in [*values["prometheus_ml_metrics"].values(), *values["prometheus_ml_labels"].values()]:
+        assert value == "" or re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", value), value
+
+
+def test_sample_app_contract_is_the_default():
+    values = contract(DEFAULT_CONTRACT)
+    assert values["prometheus_ml_metrics"] == defaults()["prometheus_ml_metrics"]
+    assert values["prometheus_ml_labels"] == defaults()["prometheus_ml_labels"]
+
+
+def test_every_contract_test_file_belongs_to_a_contract():
+    files = {p.name[: -len(".test.yml")] for p in CONTRACT_TESTS.glob("*.test.yml")}
+    assert files == (set(CONTRACTS) - {DEFAULT_CONTRACT}) | set(VARIANTS)
+
+
+@pytest.mark.parametrize("name", CONTRACTS + sorted(VARIANTS))
+def test_contract_alerts_are_tested_both_ways(name):
+    rules = alerts_of(render_contract(name))
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names))
+    if name in VARIANTS:  # only the alerts the variant changes; the example's tests cover the rest
+        base = alerts_of(render_contract(VARIANTS[name][0]))
+        names = [rule["alert"] for rule in rules if rule not in base]
+        assert names
+    seen = coverage([contract_test_file(name)])
+    assert set(seen) <= set(names), f"tests of alerts the contract does not have: {set(seen) - set(names)}"
+    for alert in names:
+        assert seen.get(alert, {}).get("fires"), f"{name}: no case in which {alert} fires"
+        assert seen.get(alert, {}).get("silent"), f"{name}: no case in which {alert} stays silent"
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_readme_and_example_say_which_alerts_a_contract_gets(name):
+    names = {rule["alert"] for rule in alerts_of(render_contract(name))}
+    assert documented_alerts()[name] == names, "README.md, section ML metric contracts"
+    header = (CONTRACT_DIR / f"{name}.yml").read_text().split("\n# Alerts:", 1)[1].split("\nprometheus_", 1)[0]
+    assert set(re.findall(r"Inference[A-Za-z]+", header)) == names, f"{name}.yml, comment '# Alerts:'"
+
+
+def test_alerts_of_the_contracts():
+    """What each contract lacks leaves its alerts out, rather than never firing."""
+    got = {name: [rule["alert"] for rule in alerts_of(render_contract(name))] for name in CONTRACTS + list(VARIANTS)}
+    assert got["sample-app"] == ML_ALERTS
+    assert got["fastapi-instrumentator"] == ["InferenceHighLatency", "InferenceHighErrorRate", "InferenceMetricsMissing"]
+    assert got["prometheus-client-style-a"] == [a for a in ML_ALERTS if a != "InferenceModelChanged"]
+    assert got["prometheus-client-style-b"] == [a for a in ML_ALERTS if a != "InferenceDataDrift"]
+    assert got["prometheus-client-style-a-drift-gauge"] == got["prometheus-client-style-a"]
+    style_b = {rule["alert"]: rule for rule in alerts_of(render_contract("prometheus-client-style-b"))}
+    assert 'http_status=~"5.."' in style_b["InferenceHighErrorRate"]["expr"]
+    assert "by (job, environment, service, version)" in style_b["InferenceModelChanged"]["expr"]
+    assert "model_name" not in json.dumps(style_b)
+
+
+def test_missing_keys_and_no_metrics_at_all(tmp_path):
+    """A partial mapping: missing names count as empty; nothing at all: an empty group."""
+    partial = alerts_of(render("ml_inference", prometheus_ml_metrics={"requests_total": "x_total"},
+                               prometheus_ml_labels={"status": "code"}))
+    assert [rule["alert"] for rule in partial] == ["InferenceHighErrorRate", "InferenceMetricsMissing"]
+    assert 'code=~"5.."' in partial[0]["expr"]
+    empty = render("ml_inference", prometheus_ml_metrics={}, prometheus_ml_labels={})
+    assert yaml.safe_load(empty)["groups"] == [{"name": "ml_inference", "rules": []}]
+    no_status = render("ml_inference", prometheus_ml_labels={"status": ""})
+    assert "InferenceHighErrorRate" not in no_status
+    if PROMTOOL:
+        for number, text in enumerate((empty, no_status)):
+            path = tmp_path / f"{number}.rules.yml"
+            path.write_text(text)
+            check_rules([path])
+
+
+@needs_promtool
+@pytest.mark.parametrize("name", CONTRACTS + sorted(VARIANTS))
+def test_promtool_test_rules_per_contract(tmp_path, name):
+    (tmp_path / "ml_inference.rules.yml").write_text(render_contract(name))
+    check_rules([tmp_path / "ml_inference.rules.yml"])
+    shutil.copy(contract_test_file(name), tmp_path / "contract.test.yml")
+    result = promtool("test", "rules", "contract.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------
 # style of the YAML files that are linted (the templates are not)
 
 def test_yaml_files_pass_yamllint():
     pytest.importorskip("yamllint")
-    files = [str(DEFAULTS), *map(str, TEST_FILES)]
+    files = [str(DEFAULTS), *map(str, TEST_FILES), *map(str, CONTRACT_TESTS.glob("*.test.yml")),
+             *map(str, CONTRACT_DIR.glob("*.yml"))]
     result = subprocess.run([sys.executable, "-m", "yamllint", "-s", *files],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
