@@ -1,0 +1,133 @@
+"""The preflight play: every common mistake in a copied example inventory is reported at once,
+naming host, variable and fix, before any host is contacted or changed.
+
+The hosts of these inventories point at 127.0.0.1 port 1, where nothing listens: a run that
+got past the preflight would report them unreachable, so `unreachable=0 changed=0` for every
+host proves that nothing was contacted, let alone changed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from example_inventory import copy_example
+from helpers import ansible_playbook
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOSTS = [("mon1.corp.test", "127.0.0.1", 1), ("mon2.corp.test", "127.0.0.1", 1), ("app1.corp.test", "127.0.0.1", 1)]
+MIRROR = {"prometheus": "3.5.3", "alertmanager": "0.33.1", "node_exporter": "1.11.1", "cadvisor": "0.38.7"}
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def _inventory(tmp_path, mirror=True, grafana=True):
+    dest = tmp_path / "production"
+    vault_pass = copy_example(dest, HOSTS, "ops", "127.0.0.1:25",
+                              mirror_url="file:///var/cache/monstack/mirror" if mirror else None,
+                              mirror_versions=MIRROR if mirror else None, grafana=grafana)
+    return dest, vault_pass
+
+
+def _run(dest, vault_pass, playbook="site.yml", extra_group_vars="", host_vars=None):
+    if extra_group_vars:
+        (dest / "group_vars" / "all" / "zz-mistake.yml").write_text("---\n" + extra_group_vars)
+    for host, text in (host_vars or {}).items():
+        (dest / "host_vars").mkdir(exist_ok=True)
+        (dest / "host_vars" / f"{host}.yml").write_text("---\n" + text)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_TIMEOUT="3")
+    proc = subprocess.run([ansible_playbook(), "-i", str(dest), "--vault-password-file", str(vault_pass),
+                           os.path.join(ROOT, playbook)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    # Ansible folds long messages over several lines: compare on single spaces.
+    return proc.returncode, out, " ".join(out.split())
+
+
+def _assert_untouched(out):
+    recaps = RECAP.findall(out)
+    assert len(recaps) == 3, out[-2000:]
+    for host, _ok, changed, unreachable, _failed in recaps:
+        assert (changed, unreachable) == ("0", "0"), f"{host} was contacted or changed:\n{out[-2000:]}"
+
+
+def test_example_with_the_readme_edits_passes_the_preflight(tmp_path):
+    dest, vault_pass = _inventory(tmp_path)
+    rc, out, _ = _run(dest, vault_pass, playbook="playbooks/preflight.yml")
+    assert rc == 0, out[-3000:]
+
+
+def test_example_without_a_cadvisor_checksum_is_stopped(tmp_path):
+    """As shipped (upstream downloads), the placeholder checksum must be replaced first."""
+    dest, vault_pass = _inventory(tmp_path, mirror=False)
+    rc, out, flat = _run(dest, vault_pass)
+    assert rc != 0
+    assert "cadvisor_checksums.amd64: 'PASTE-the-SHA-256" in flat and "is not a SHA-256 digest" in flat
+    _assert_untouched(out)
+
+
+MISTAKES = [
+    # (id, group_vars text, host_vars, expected message parts)
+    ("missing-vault-file", None, None,
+     ["grafana_admin_password: its value refers to a variable that is not defined", "ansible-vault"]),
+    ("short-grafana-password", "grafana_admin_password: abc\n", None,
+     ["grafana_admin_password: must be at least 4 characters"]),
+    ("no-receiver-sends", "alertmanager_receivers: [{name: ops-email}]\n", None,
+     ["alertmanager_receivers: no receiver sends anywhere", "alertmanager_allow_no_receivers: true"]),
+    ("route-to-unknown-receiver", "alertmanager_route: {receiver: oncall}\n", None,
+     ["alertmanager_route.receiver: 'oncall' is not one of alertmanager_receivers (ops-email)"]),
+    ("port-not-a-number", "node_exporter_port: nine-one-hundred\n", None,
+     ["node_exporter_port: is a str, expected int"]),
+    ("unknown-install-method", "prometheus_install_method: zip\n", None,
+     ["prometheus_install_method: 'zip' is not allowed. Fix: use one of archive, local, package"]),
+    ("misspelt-variable", "prometheus_retention: 15d\n", None,
+     ["prometheus_retention: not a variable of this role", "Did you mean prometheus_retention_time?"]),
+    ("version-with-v", "node_exporter_version: v1.11.1\n", None,
+     ["node_exporter_version: 'v1.11.1' is not a release version", "no leading 'v'"]),
+    ("mirror-url-without-scheme", "monstack_download_base_url: artifacts.corp.test/github\n", None,
+     ["_download_base_url: 'artifacts.corp.test/github' must start with https://"]),
+    ("exporter-on-loopback", "node_exporter_listen_address: 127.0.0.1\n", None,
+     ["node_exporter_listen_address: '127.0.0.1' is loopback", "cannot reach it"]),
+    ("scrape-address-loopback", None, {"app1.corp.test": "monstack_scrape_address: localhost\n"},
+     ["[app1.corp.test] monstack_scrape_address: 'localhost' only reaches this host itself"]),
+    ("inline-slack-url", "alertmanager_receivers:\n  - name: ops-email\n    slack_configs:\n"
+                         "      - channel: '#ops'\n        api_url: https://hooks.slack.test/LEAKED-SECRET\n", None,
+     ["a secret is written inline", "alertmanager_secrets"]),
+    ("tls-cert-without-key", "prometheus_web_tls_cert_file: /etc/ssl/prometheus.pem\n", None,
+     ["prometheus_web_tls_cert_file / prometheus_web_tls_key_file: only one is set"]),
+    ("local-without-file", "cadvisor_install_method: local\n", None,
+     ["cadvisor_local_binary: empty, but cadvisor_install_method is 'local'"]),
+]
+
+
+@pytest.mark.parametrize("group_vars,host_vars,expected", [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_mistake_is_reported_before_any_change(tmp_path, group_vars, host_vars, expected):
+    dest, vault_pass = _inventory(tmp_path)
+    if group_vars is None and host_vars is None:
+        (dest / "group_vars" / "all" / "vault.yml").unlink()   # the user did not copy/create the vault
+    rc, out, flat = _run(dest, vault_pass, extra_group_vars=group_vars or "", host_vars=host_vars)
+    assert rc != 0, out[-3000:]
+    for part in expected:
+        assert part in flat, f"missing {part!r} in:\n{out[-4000:]}"
+    assert "nothing has been changed on any host" in flat
+    assert "LEAKED-SECRET" not in out
+    _assert_untouched(out)
+
+
+def test_all_problems_of_all_hosts_at_once(tmp_path):
+    dest, vault_pass = _inventory(tmp_path)
+    rc, out, flat = _run(dest, vault_pass,
+                         extra_group_vars="node_exporter_port: x\nprometheus_retention: 15d\n"
+                                          "alertmanager_receivers: [{name: ops-email}]\n",
+                         host_vars={"app1.corp.test": "cadvisor_version: latest\n"})
+    assert rc != 0
+    # every host reports its own problems, in one run
+    assert "3 problem(s) in the variables of mon1.corp.test" in flat, flat[-3000:]
+    assert "2 problem(s) in the variables of app1.corp.test" in flat
+    for part in ("[mon1.corp.test] node_exporter_port", "[mon1.corp.test] prometheus_retention",
+                 "[mon1.corp.test] alertmanager_receivers", "[mon2.corp.test] node_exporter_port",
+                 "[app1.corp.test] node_exporter_port", "[app1.corp.test] cadvisor_version: 'latest'"):
+        assert part in flat, part
+    _assert_untouched(out)
