@@ -20,6 +20,12 @@ As a command:
     scripts/dashboard_queries.py --url http://127.0.0.1:9090
     scripts/dashboard_queries.py --list
     scripts/dashboard_queries.py --url URL --json --expect-data 'hosts.json/CPU'
+    scripts/dashboard_queries.py --url URL --contract examples/metric-contracts/fastapi-instrumentator.yml
+
+The ML dashboards are first set to a metric contract, as the grafana role
+sets them (filter_plugins/monstack_ml_dashboard.py): the values the files
+hold (the sample app's), or those of a vars file with grafana_ml_metrics and
+grafana_ml_labels (--contract; prometheus_ml_* when it has no grafana_ml_*).
 
 Variable substitution: a query, custom or textbox variable with "All" or
 multiple values becomes `.*` (what Grafana sends for "All" with
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import re
 import sys
@@ -49,7 +56,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "roles" / "grafana" / "files" / "dashboards"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = ROOT / "roles" / "grafana" / "files" / "dashboards"
+
+
+def _load_contract_filter():
+    """filter_plugins/monstack_ml_dashboard.py, the code the grafana role runs."""
+    spec = importlib.util.spec_from_file_location(
+        "monstack_ml_dashboard", ROOT / "filter_plugins" / "monstack_ml_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+apply_contract = _load_contract_filter().apply_contract
 
 # Grafana's global variables, with the values used to run the queries.
 BUILTINS = {
@@ -82,6 +102,30 @@ def load_dashboards(dashboard_dir: str | Path) -> list[tuple[str, dict]]:
         with path.open(encoding="utf-8") as fh:
             out.append((path.relative_to(root).as_posix(), json.load(fh)))
     return out
+
+
+def load_contract(path: str | Path) -> tuple[dict, dict]:
+    """(metrics, labels) of a vars file (examples/metric-contracts/<name>.yml)."""
+    import yaml  # only needed here
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    metrics = values.get("grafana_ml_metrics", values.get("prometheus_ml_metrics"))
+    labels = values.get("grafana_ml_labels", values.get("prometheus_ml_labels"))
+    if not isinstance(metrics, dict) or not isinstance(labels, dict):
+        raise ValueError(f"{path}: no grafana_ml_metrics/grafana_ml_labels (or prometheus_ml_*) mappings")
+    return metrics, labels
+
+
+def render_dashboards(dashboard_dir: str | Path, dest: str | Path, metrics: dict | None = None,
+                      labels: dict | None = None) -> list[Path]:
+    """Write the dashboards, set to the contract, below dest (as the grafana role copies them)."""
+    written = []
+    for rel, board in load_dashboards(dashboard_dir):
+        path = Path(dest) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(apply_contract(board, metrics, labels), indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def iter_panels(panels: Iterable[dict]) -> Iterator[dict]:
@@ -201,16 +245,20 @@ def _is_prometheus(datasource: Any, default: bool) -> bool:
 
 
 # ------------------------------------------------------------ extraction
-def extract_queries(dashboard_dir: str | Path) -> list[dict]:
+def extract_queries(dashboard_dir: str | Path, metrics: dict | None = None,
+                    labels: dict | None = None) -> list[dict]:
     """Every Prometheus query of the dashboards below dashboard_dir.
 
-    Each item: dashboard (path below the directory), title (of the
+    The dashboards are set to the metric contract first (metrics and labels
+    as grafana_ml_metrics and grafana_ml_labels; None: the values the files
+    hold). Each item: dashboard (path below the directory), title (of the
     dashboard), uid, kind (panel, variable or annotation), panel (panel,
     variable or annotation title/name), panel_id, ref_id, instant (bool),
     raw (the expression as written) and expr (with variables substituted).
     """
     queries: list[dict] = []
-    for rel, board in load_dashboards(dashboard_dir):
+    for rel, raw_board in load_dashboards(dashboard_dir):
+        board = apply_contract(raw_board, metrics, labels)
         values = variable_values(board)
         common = {"dashboard": rel, "title": board.get("title", ""), "uid": board.get("uid", "")}
 
@@ -318,13 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per query (default: %(default)s)")
     parser.add_argument("--basic-auth", metavar="USER:PASSWORD", help="basic auth towards Prometheus")
+    parser.add_argument("--contract", metavar="VARS_FILE",
+                        help="set the ML dashboards to this metric contract (examples/metric-contracts/*.yml)")
     parser.add_argument("--expect-data", action="append", default=[], metavar="REGEX",
                         help="fail unless a query whose 'dashboard/panel' matches REGEX returns data "
                              "(repeatable)")
     args = parser.parse_args(argv)
 
     try:
-        queries = extract_queries(args.dir)
+        contract = load_contract(args.contract) if args.contract else (None, None)
+        queries = extract_queries(args.dir, *contract)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -236,7 +236,7 @@ def grafana(tmp_path_factory):
         groups = {"prometheus": {"hosts": {"prom-test": {"monstack_scrape_address": "127.0.0.1",
                                                           "prometheus_port": prom_port}}}}
         render_config(tmp, extra, groups)
-        shutil.copytree(DASHBOARDS, tmp / "dashboards", dirs_exist_ok=True)
+        dq.render_dashboards(DASHBOARDS, tmp / "dashboards")  # set to the metric contract, as the role does
         config = etc / "grafana.ini"
         argv = [str(home / "bin" / "grafana"), "server", f"--homepath={home}", f"--config={config}"]
         proc = start(argv, tmp / "grafana.log", cwd=home)

@@ -95,15 +95,32 @@ PROMQL_WORDS = {
 }
 
 
+CONTRACTS = ROOT / "examples" / "metric-contracts"
+GRAFANA_DEFAULTS = ROOT / "roles" / "grafana" / "defaults" / "main.yml"
+
+
 # ----------------------------------------------------------------- helpers
 def load_all() -> dict[str, dict]:
+    """The dashboard files as they are."""
     return {rel: board for rel, board in dq.load_dashboards(DASHBOARDS)}
+
+
+def rendered_all(metrics: dict | None = None, labels: dict | None = None) -> dict[str, dict]:
+    """The dashboards as the grafana role writes them, set to a metric contract."""
+    return {rel: dq.apply_contract(board, metrics, labels) for rel, board in load_all().items()}
+
+
+def resolved(board: dict) -> str:
+    """The dashboard's JSON text with its ml_* constants replaced by their values."""
+    constants = {v["name"]: v["query"] for v in board["templating"]["list"] if v.get("type") == "constant"}
+    return dq.substitute(json.dumps(board), constants)
 
 
 def contract_metrics() -> set[str]:
     """Metric names of docs/metrics.md, with the histogram series."""
     names = set()
-    for line in METRICS_DOC.read_text().splitlines():
+    sample_app = METRICS_DOC.read_text().split("\n## Other metric contracts")[0]
+    for line in sample_app.splitlines():
         match = re.match(r"\|\s*`(\w+)`\s*\|\s*(\w+)", line)
         if not match:
             continue
@@ -213,6 +230,9 @@ def test_every_datasource_reference_is_provisioned(rel):
         refs = [t["refId"] for t in panel["targets"]]
         assert len(set(refs)) == len(refs), f"duplicate refId in {panel['title']}"
     for var in board["templating"]["list"]:
+        if var["type"] == "constant":  # the metric contract, set by the grafana role
+            assert re.fullmatch(r"ml_(metric|label)_[a-z_]+", var["name"]) and var["hide"] == 2, var
+            continue
         assert var["datasource"] == PROMETHEUS_DS
         assert var["allValue"] == ".*", f"${var['name']}: All must match series without the label too"
 
@@ -250,7 +270,7 @@ def test_job_selectors_use_the_scrape_job_names():
 
 
 def test_dashboards_hold_what_was_asked_for():
-    boards = load_all()
+    boards = {rel: json.loads(resolved(board)) for rel, board in rendered_all().items()}
     text = {rel: json.dumps(board) for rel, board in boards.items()}
     hosts = boards["Infrastructure/hosts.json"]
     var = hosts["templating"]["list"][0]
@@ -295,9 +315,9 @@ def test_dashboards_hold_what_was_asked_for():
 def test_extract_queries_finds_every_target_variable_and_annotation():
     queries = dq.extract_queries(DASHBOARDS)
     expected = 0
-    for board in load_all().values():
+    for board in rendered_all().values():
         expected += sum(len(p.get("targets", [])) for p in all_panels(board))
-        expected += len(board["templating"]["list"])
+        expected += sum(1 for v in board["templating"]["list"] if v["type"] == "query")
         expected += sum(1 for a in board["annotations"]["list"] if a.get("datasource") == PROMETHEUS_DS)
     assert len(queries) == expected
     kinds = {q["kind"] for q in queries}
@@ -433,6 +453,14 @@ class Processes:
             proc.log.close()
 
 
+def histogram(name: str, labels: str, n: int, buckets) -> list[str]:
+    """Exposition lines of a histogram whose bucket le holds n * factor observations."""
+    sep = "," if labels else ""
+    lines = [f'{name}_bucket{{{labels}{sep}le="{le}"}} {n * factor}' for le, factor in buckets]
+    total = n * buckets[-1][1]
+    return lines + [f"{name}_sum{{{labels}}} {total * 0.2}", f"{name}_count{{{labels}}} {total}"]
+
+
 class ContractApp(http.server.BaseHTTPRequestHandler):
     """Serves metrics exactly as docs/metrics.md describes them (test data, growing with time)."""
 
@@ -440,6 +468,16 @@ class ContractApp(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server API)
         n = int((time.time() - self.started) * 10) + 1
+        body = ("\n".join(self.metrics(n)) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+    def metrics(self, n: int) -> list[str]:
         lines = []
         for endpoint in ("/predict", "/health"):
             lines.append(f'inference_requests_total{{endpoint="{endpoint}",method="POST",status="200"}} {n * 5}')
@@ -457,14 +495,48 @@ class ContractApp(http.server.BaseHTTPRequestHandler):
                   f"inference_drift_checked_total {n * 4}", f"inference_drift_detected_total {n}",
                   'deployment_info{service="fraud-api",environment="test",version="v2"} 1',
                   f'deployment_timestamp_seconds{{service="fraud-api",environment="test"}} {int(self.started)}']
-        body = ("\n".join(lines) + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.end_headers()
-        self.wfile.write(body)
+        return lines
 
-    def log_message(self, *args):
-        pass
+
+class InstrumentatorApp(ContractApp):
+    """A FastAPI app with prometheus-fastapi-instrumentator's default metrics (as 8.1.0 writes them)."""
+
+    def metrics(self, n: int) -> list[str]:
+        lines = [f'http_requests_total{{handler="/predict",method="GET",status="2xx"}} {n * 5}',
+                 f'http_requests_total{{handler="/predict",method="GET",status="5xx"}} {n // 3}',
+                 f'http_requests_total{{handler="/metrics",method="GET",status="2xx"}} {n}']
+        for handler in ("/predict", "/metrics"):
+            lines += histogram("http_request_duration_seconds", f'handler="{handler}",method="GET"', n,
+                               (("0.1", 3), ("0.5", 4), ("1.0", 5), ("+Inf", 5)))
+        return lines + histogram("http_request_duration_highr_seconds", "", n, (("0.1", 3), ("1.0", 5), ("+Inf", 5)))
+
+
+class StyleAApp(ContractApp):
+    """Hand-written prometheus_client metrics, style A (examples/metric-contracts)."""
+
+    def metrics(self, n: int) -> list[str]:
+        return [f'http_requests_total{{method="POST",endpoint="/predict",status="200"}} {n * 5}',
+                f'http_requests_total{{method="POST",endpoint="/predict",status="500"}} {n // 3}',
+                *histogram("inference_latency_seconds", "", n, (("0.1", 2), ("0.5", 4), ("1.0", 5), ("+Inf", 5))),
+                f"prediction_requests_total {n * 4}", f"data_drift_requests_total {n}", "data_drift_ratio 0.25"]
+
+
+class StyleBApp(ContractApp):
+    """Hand-written prometheus_client metrics, style B: http_status, model_info{version}, no route label."""
+
+    def metrics(self, n: int) -> list[str]:
+        return [f'api_request_total{{http_status="200"}} {n * 5}', f'api_request_total{{http_status="500"}} {n // 3}',
+                *histogram("api_request_duration_seconds", "", n, (("0.1", 2), ("0.5", 4), ("1.0", 5), ("+Inf", 5))),
+                f"api_prediction_total {n * 4}", 'model_info{version="2"} 1']
+
+
+# examples/metric-contracts/<name>.yml -> (service label of its test app, the app)
+CONTRACT_APPS = {
+    "sample-app": ("fraud-api", ContractApp),
+    "fastapi-instrumentator": ("shop", InstrumentatorApp),
+    "prometheus-client-style-a": ("churn", StyleAApp),
+    "prometheus-client-style-b": ("scoring", StyleBApp),
+}
 
 
 def _mirror_file(pattern: str) -> Path | None:
@@ -482,7 +554,7 @@ def stack(tmp_path_factory):
     procs = Processes(work)
     exporters: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    app = None
+    apps = []
     try:
         tarball = _mirror_file("prometheus/node_exporter/releases/download/v*/node_exporter-*.linux-amd64.tar.gz")
         if tarball:
@@ -520,10 +592,13 @@ def stack(tmp_path_factory):
         else:
             skipped["cadvisor"] = "no cAdvisor binary in the artifact mirror"
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ContractApp)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        app = server
-        exporters["deployments"] = f"127.0.0.1:{server.server_address[1]}"
+        services = {}  # service -> address, one app per metric contract
+        for service, handler in CONTRACT_APPS.values():
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            apps.append(server)
+            services[service] = f"127.0.0.1:{server.server_address[1]}"
+        exporters["deployments"] = services["fraud-api"]
 
         alertmanager = CACHE / "bin" / "alertmanager"
         if os.access(alertmanager, os.X_OK):
@@ -555,13 +630,15 @@ def stack(tmp_path_factory):
         for job in ("node", "cadvisor", "alertmanager"):
             if job in exporters:
                 jobs.append((job, exporters[job], {"instance": "mon1", "host": "mon1"}))
-        jobs.append(("deployments", exporters["deployments"], {"service": "fraud-api", "environment": "test"}))
+        for service, address in services.items():
+            jobs.append(("deployments", address, {"service": service, "environment": "test"}))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(work / "rules.yml")],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alert_target]}]}]},
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target], "labels": labels}]}
-                               for job, target, labels in jobs],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target], "labels": labels}
+                                                                    for name, target, labels in jobs if name == job]}
+                               for job in dict.fromkeys(job for job, _, _ in jobs)],
         }
         (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
         proc = procs.start("prometheus", [str(prometheus), f"--config.file={work / 'prometheus.yml'}",
@@ -582,7 +659,7 @@ def stack(tmp_path_factory):
             pytest.fail("Prometheus did not scrape the test targets within 30 s")
         yield {"url": url, "exporters": exporters, "skipped": skipped, "work": work}
     finally:
-        if app is not None:
+        for app in apps:
             app.shutdown()
             app.server_close()
         procs.stop()
@@ -665,3 +742,53 @@ def test_alertmanager_metric_names_exist_in_real_alertmanager(stack):
         pytest.skip(stack["skipped"]["alertmanager"])
     missing = ALERTMANAGER_METRICS - _exported_names(stack["exporters"]["alertmanager"])
     assert not missing, f"Alertmanager does not export {missing}"
+
+
+# ------------------------------------------------------- ML metric contracts
+def test_contract_constants_hold_the_grafana_role_defaults():
+    """The files' constants are the sample app's contract, as grafana_ml_* default to."""
+    import yaml
+
+    defaults = yaml.safe_load(GRAFANA_DEFAULTS.read_text())
+    found = 0
+    for rel, board in load_all().items():
+        text = json.dumps(board)
+        for var in board["templating"]["list"]:
+            if var["type"] != "constant":
+                continue
+            kind, key = re.fullmatch(r"ml_(metric|label)_(\w+)", var["name"]).groups()
+            assert var["query"] == defaults[f"grafana_ml_{kind}s"][key], f"{rel}: {var['name']}"
+            found += 1
+        for name in set(re.findall(r"\$\{(ml_\w+)\}", text)):
+            assert any(v["name"] == name for v in board["templating"]["list"]), f"{rel}: ${{{name}}} undefined"
+        if rel.startswith("Inference/"):
+            exprs = [q["raw"] for q in dq.extract_queries(DASHBOARDS) if q["dashboard"] == rel]
+            named = {n for expr in exprs for n in metric_names(expr) if n.startswith("inference_")}
+            assert not named, f"{rel} names contract metrics directly instead of through constants: {named}"
+    assert found == 17
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_APPS))
+def test_inference_dashboards_follow_every_contract(stack, name):
+    """Set to a contract's example file, the ML dashboards' queries run against the series of
+    every contract without error, and on the series of the contract's own app return data."""
+    service, _ = CONTRACT_APPS[name]
+    metrics, labels = dq.load_contract(CONTRACTS / f"{name}.yml")
+    queries = [q for q in dq.extract_queries(DASHBOARDS, metrics, labels) if q["dashboard"].startswith("Inference/")]
+    results = dq.run_queries(stack["url"], queries)
+    errors = [f"{r['dashboard']}/{r['panel']}: {r['error']}\n  {r['expr']}" for r in results if r["status"] != "ok"]
+    assert not errors, "\n".join(errors)
+
+    own = [dict(q, expr=q["expr"].replace('service=~".*"', f'service=~"{service}"')) for q in queries]
+    results = dq.run_queries(stack["url"], own)
+    empty = [f"{r['dashboard']}/{r['panel']} [{r['ref_id']}]: {r['expr']}" for r in results
+             if r["series"] == 0 and r["panel"] != "Deployments (deployment_info)"]
+    assert not empty, f"{name}: queries without data:\n" + "\n".join(empty)
+    # What the contract lacks is not on the dashboards.
+    boards = rendered_all(metrics, labels)
+    panels = {rel: [p["title"] for p in all_panels(board) if p["type"] != "row"] for rel, board in boards.items()}
+    if not metrics["model_info"] and not metrics["predictions_total"]:
+        assert "Current model version" not in panels["Inference/model-performance.json"]
+    if not (metrics["drift_ratio"] or metrics["drift_checked_total"]):
+        assert panels["Inference/drift.json"] == ["Not in this metric contract"]
+    assert "Request rate" in panels["Inference/inference-api.json"]

@@ -371,6 +371,9 @@ def test_dashboards_copied_idempotently_and_pruned(tmp_path):
     assert copied == bundled | {"Custom/mine.json"}
     assert (dest / "Inference" / "drift.json").read_text() == '{"title": "my drift"}\n'
     assert (dest / "Infrastructure" / "hosts.json").read_bytes() == (DASHBOARDS / "Infrastructure" / "hosts.json").read_bytes()
+    # The default contract is the one the files hold: nothing to change in these.
+    for rel in ("Inference/inference-api.json", "Inference/model-performance.json"):
+        assert (dest / rel).read_bytes() == (DASHBOARDS / rel).read_bytes(), rel
     for path in dest.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o750 if path.is_dir() else 0o640), f"{path}: {oct(mode)}"
@@ -384,6 +387,31 @@ def test_dashboards_copied_idempotently_and_pruned(tmp_path):
     (dest / "Custom" / "stale.json").write_text("{}")
     assert run_dashboard_tasks(tmp_path, {**extra, "grafana_dashboards_prune": False}) == 0
     assert (dest / "Custom" / "stale.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the dashboard copy sets root ownership; run as root")
+def test_dashboards_follow_the_metric_contract(tmp_path):
+    """The instrumentator's contract file, as a user copies it into group_vars."""
+    dest = tmp_path / "dashboards"
+    contract = yaml.safe_load((ROOT / "examples" / "metric-contracts" / "fastapi-instrumentator.yml").read_text())
+    extra = {"grafana_install_method": "archive", "grafana_user": "root", "grafana_dashboards_dir": str(dest),
+             "grafana_ml_metrics": contract["grafana_ml_metrics"], "grafana_ml_labels": contract["grafana_ml_labels"]}
+    assert run_dashboard_tasks(tmp_path, extra) > 0
+    api = json.loads((dest / "Inference" / "inference-api.json").read_text())
+    constants = {v["name"]: v["query"] for v in api["templating"]["list"] if v["type"] == "constant"}
+    assert constants == {"ml_metric_requests_total": "http_requests_total",
+                         "ml_metric_request_duration_seconds": "http_request_duration_seconds",
+                         "ml_label_status": "status", "ml_label_endpoint": "handler"}
+    legends = [t.get("legendFormat", "") for p in api["panels"] for t in p.get("targets", [])]
+    assert "{{handler}} {{status}}" in legends and not any("{{endpoint}}" in legend for legend in legends)
+    model = json.loads((dest / "Inference" / "model-performance.json").read_text())
+    exprs = json.dumps([t["expr"] for p in model["panels"] for t in p.get("targets", [])])
+    assert "request_duration_seconds" in exprs and "model_info" not in exprs and "predictions_total" not in exprs
+    assert not model["annotations"]["list"][2:], "the model-loaded annotation needs model_info"
+    drift = json.loads((dest / "Inference" / "drift.json").read_text())
+    assert [p["type"] for p in drift["panels"]] == ["text"]
+    assert (dest / "Infrastructure" / "hosts.json").read_bytes() == (DASHBOARDS / "Infrastructure" / "hosts.json").read_bytes()
+    assert run_dashboard_tasks(tmp_path, extra) == 0
 
 
 # --------------------------------------------------------------- systemd unit
