@@ -61,6 +61,13 @@ ARTIFACTS = [
         ("p/prometheus-node-exporter/prometheus-node-exporter_1.5.0-1+b6_{arch}.deb",
          {"usr/bin/prometheus-node-exporter": "node_exporter"}),
     ]),
+    # Debian 11's build (glibc 2.31): Debian's newer builds above are linked
+    # against glibc 2.34 and do not start on Debian 11 (upstream's release
+    # binaries are static and do). The operator scenario's Debian 11 host pins it.
+    ("node_exporter", "1.1.2", "prometheus/node_exporter", "tar", [
+        ("p/prometheus-node-exporter/prometheus-node-exporter_1.1.2+ds-2.1_{arch}.deb",
+         {"usr/bin/prometheus-node-exporter": "node_exporter"}),
+    ]),
     ("cadvisor", "0.38.7", "google/cadvisor", "binary", [
         ("c/cadvisor/cadvisor_0.38.7+ds1-2+b7_{arch}.deb", {"usr/bin/cadvisor": "cadvisor"}),
     ]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, root) for the demo and the tests. Idempotent:
 # a rerun reuses the venv, the Docker images and the artifact mirror.
-#   - Debian packages: docker.io, debootstrap (installed when missing)
+#   - Debian packages: docker.io, debootstrap, openssh-client (installed when missing)
 #   - dockerd: started when none answers
 #   - .venv with requirements.txt (reinstalled when the file changes)
 #   - artifact mirror + controller tools (scripts/build_mirror.py)
@@ -21,6 +21,7 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)   # the operator scenario connects over SSH
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
@@ -67,3 +68,19 @@ fi
 
 step "Test-host images"
 scripts/build-images.sh
+
+# The FastAPI test service of the molecule scenario (tests/fastapi_app): the
+# test hosts have no PyPI access, so its wheels, for Debian 12's Python 3.11,
+# are fetched here once and copied to a host by tests/fastapi_app/deploy.yml.
+step "Wheels of the FastAPI test service ($MONSTACK_CACHE/wheels/fastapi-app-py3.11)"
+wheels="$MONSTACK_CACHE/wheels/fastapi-app-py3.11"
+want="$(sha256sum tests/fastapi_app/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$wheels/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$wheels" && mkdir -p "$wheels"
+  .venv/bin/pip download -q --disable-pip-version-check --only-binary=:all: --python-version 3.11 \
+    -d "$wheels" -r tests/fastapi_app/requirements.txt
+  echo "$want" >"$wheels/.requirements.sha256"
+  echo "downloaded $(ls "$wheels"/*.whl | wc -l) wheels"
+else
+  echo "up to date"
+fi
