@@ -65,7 +65,8 @@ def test_04_rerun_changes_nothing(operator):
 
 def test_05_every_change_came_over_ssh_as_ops_through_sudo(operator):
     for host in HOSTS:
-        ssh = sh(host, "journalctl -q --no-pager _COMM=sshd -o cat").stdout
+        # OpenSSH 9.8+ (Debian 13) logs sessions as sshd-session
+        ssh = sh(host, "journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=sshd SYSLOG_IDENTIFIER=sshd-session").stdout
         assert "Accepted publickey for ops" in ssh, host
         assert "for root" not in ssh, f"{host}: someone logged in as root"
         sudo = sh(host, "journalctl -q --no-pager _COMM=sudo -o cat").stdout
