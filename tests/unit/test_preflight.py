@@ -131,3 +131,13 @@ def test_all_problems_of_all_hosts_at_once(tmp_path):
                  "[app1.corp.test] node_exporter_port", "[app1.corp.test] cadvisor_version: 'latest'"):
         assert part in flat, part
     _assert_untouched(out)
+
+
+def test_apt_method_is_announced(tmp_path):
+    """Grafana from apt.grafana.com needs internet on the host: the preflight says so, and passes."""
+    dest, vault_pass = _inventory(tmp_path)
+    rc, out, flat = _run(dest, vault_pass, playbook="playbooks/preflight.yml",
+                         extra_group_vars="grafana_install_method: apt\n")
+    assert rc == 0, out[-3000:]
+    assert "NOTE mon1.corp.test: grafana_install_method is 'apt', so this host downloads Grafana from" in flat
+    assert "NOTE mon2.corp.test" not in flat, "only the grafana hosts are named"
