@@ -139,5 +139,5 @@ def test_apt_method_is_announced(tmp_path):
     rc, out, flat = _run(dest, vault_pass, playbook="playbooks/preflight.yml",
                          extra_group_vars="grafana_install_method: apt\n")
     assert rc == 0, out[-3000:]
-    assert "NOTE mon1.corp.test: grafana_install_method is 'apt', so this host downloads Grafana from" in flat
+    assert "NOTE mon1.corp.test: grafana_install_method is apt, so this host downloads Grafana from" in flat
     assert "NOTE mon2.corp.test" not in flat, "only the grafana hosts are named"
