@@ -539,6 +539,17 @@ CONTRACT_APPS = {
 }
 
 
+def _start_exporter(procs, job: str, argv: list[str], port: int, timeout: int,
+                    exporters: dict, skipped: dict) -> None:
+    """Start an exporter binary on 127.0.0.1:port; record its address, or why it is skipped."""
+    proc = procs.start(job, argv)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics", timeout, proc)
+        exporters[job] = f"127.0.0.1:{port}"
+    except (RuntimeError, TimeoutError) as err:
+        skipped[job] = f"{job} did not start here: {err}"
+
+
 def _mirror_file(pattern: str) -> Path | None:
     found = sorted((CACHE / "mirror").glob(pattern))
     return found[-1] if found else None
@@ -563,12 +574,8 @@ def stack(tmp_path_factory):
                 member.name = "node_exporter"
                 tar.extract(member, work, filter="data")
             port = free_port()
-            proc = procs.start("node_exporter", [str(work / "node_exporter"), f"--web.listen-address=127.0.0.1:{port}"])
-            try:
-                wait_http(f"http://127.0.0.1:{port}/metrics", 20, proc)
-                exporters["node"] = f"127.0.0.1:{port}"
-            except (RuntimeError, TimeoutError) as err:
-                skipped["node"] = f"node_exporter did not start: {err}"
+            _start_exporter(procs, "node", [str(work / "node_exporter"), f"--web.listen-address=127.0.0.1:{port}"],
+                            port, 20, exporters, skipped)
         else:
             skipped["node"] = "no node_exporter tarball in the artifact mirror"
 
@@ -579,16 +586,12 @@ def stack(tmp_path_factory):
             shutil.copy(cadvisor, work / "cadvisor")
             (work / "cadvisor").chmod(stat.S_IRWXU)
             port = free_port()
-            proc = procs.start("cadvisor", [str(work / "cadvisor"), "--listen_ip=127.0.0.1", f"--port={port}",
-                                            "--housekeeping_interval=2s", "--docker_only=false",
-                                            "--store_container_labels=false",
-                                            "--disable_metrics=advtcp,cpu_topology,disk,hugetlb,memory_numa,"
-                                            "percpu,process,referenced_memory,resctrl,sched,tcp,udp"])
-            try:
-                wait_http(f"http://127.0.0.1:{port}/metrics", 30, proc)
-                exporters["cadvisor"] = f"127.0.0.1:{port}"
-            except (RuntimeError, TimeoutError) as err:
-                skipped["cadvisor"] = f"cAdvisor did not start here: {err}"
+            _start_exporter(procs, "cadvisor", [str(work / "cadvisor"), "--listen_ip=127.0.0.1", f"--port={port}",
+                                                "--housekeeping_interval=2s", "--docker_only=false",
+                                                "--store_container_labels=false",
+                                                "--disable_metrics=advtcp,cpu_topology,disk,hugetlb,memory_numa,"
+                                                "percpu,process,referenced_memory,resctrl,sched,tcp,udp"],
+                            port, 30, exporters, skipped)
         else:
             skipped["cadvisor"] = "no cAdvisor binary in the artifact mirror"
 

@@ -137,38 +137,43 @@ def grafana_value(raw: str) -> str:
 
 
 # ------------------------------------------------------------- grafana.ini
+INI_EXPECTED = [  # (section, key, value) of the full example's grafana.ini
+    ("paths", "data", "/var/lib/grafana"),
+    ("paths", "logs", "/var/log/grafana"),
+    ("paths", "provisioning", "/etc/grafana/provisioning"),
+    ("server", "http_addr", "127.0.0.1"),
+    ("server", "http_port", "3001"),  # grafana_ini_extra wins over the role's own
+    ("server", "root_url", "https://grafana.example.com/"),
+    ("server", "enable_gzip", "true"),
+    ("security", "admin_user", "root-admin"),
+    ("security", "admin_password", PASSWORD),
+    ("security", "secret_key", "k#1"),
+    ("security", "cookie_secure", "true"),
+    ("security", "cookie_samesite", "lax"),
+    ("security", "disable_gravatar", "true"),
+    ("users", "allow_sign_up", "false"),
+    ("auth.anonymous", "enabled", "false"),
+    ("analytics", "reporting_enabled", "false"),
+    ("analytics", "check_for_updates", "false"),
+    ("database", "type", "sqlite3"),
+    ("database", "path", "/var/lib/grafana/grafana.db"),
+    ("smtp", "enabled", "true"),
+    ("smtp", "host", "mail.example.com:587"),
+    ("smtp", "user", "grafana"),
+    ("smtp", "password", SMTP_PASSWORD),
+    ("smtp", "from_address", "grafana@example.com"),
+    ("log", "mode", "console"),
+    ("log.console", "format", "json"),
+    ("log.file", "format", "json"),
+    ("feature_toggles", "enable", "fooBar"),
+    ("auth.basic", "enabled", "false"),
+]
+
+
 def test_ini_holds_the_configured_values(full):
     ini = parse_ini(full["grafana.ini"])
-    get = lambda section, key: grafana_value(ini.get(section, key))  # noqa: E731
-    assert get("paths", "data") == "/var/lib/grafana"
-    assert get("paths", "logs") == "/var/log/grafana"
-    assert get("paths", "provisioning") == "/etc/grafana/provisioning"
-    assert get("server", "http_addr") == "127.0.0.1"
-    assert get("server", "http_port") == "3001"  # grafana_ini_extra wins over the role's own
-    assert get("server", "root_url") == "https://grafana.example.com/"
-    assert get("server", "enable_gzip") == "true"
-    assert get("security", "admin_user") == "root-admin"
-    assert get("security", "admin_password") == PASSWORD
-    assert get("security", "secret_key") == "k#1"
-    assert get("security", "cookie_secure") == "true"
-    assert get("security", "cookie_samesite") == "lax"
-    assert get("security", "disable_gravatar") == "true"
-    assert get("users", "allow_sign_up") == "false"
-    assert get("auth.anonymous", "enabled") == "false"
-    assert get("analytics", "reporting_enabled") == "false"
-    assert get("analytics", "check_for_updates") == "false"
-    assert get("database", "type") == "sqlite3"
-    assert get("database", "path") == "/var/lib/grafana/grafana.db"
-    assert get("smtp", "enabled") == "true"
-    assert get("smtp", "host") == "mail.example.com:587"
-    assert get("smtp", "user") == "grafana"
-    assert get("smtp", "password") == SMTP_PASSWORD
-    assert get("smtp", "from_address") == "grafana@example.com"
-    assert get("log", "mode") == "console"
-    assert get("log.console", "format") == "json"
-    assert get("log.file", "format") == "json"
-    assert get("feature_toggles", "enable") == "fooBar"
-    assert get("auth.basic", "enabled") == "false"
+    for section, key, value in INI_EXPECTED:
+        assert grafana_value(ini.get(section, key)) == value, (section, key)
 
 
 def test_ini_quotes_values_grafana_would_cut(full):
