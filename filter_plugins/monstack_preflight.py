@@ -2,6 +2,7 @@
 
 Each returns a list of problem messages ("<variable>: <what is wrong>. Fix: <what to do>"),
 empty when all is well, so a role can gather every problem and report them at once.
+Documented for ansible-doc in one <filter name>.yml file each, beside this file.
 """
 from __future__ import annotations
 
@@ -11,45 +12,8 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-DOCUMENTATION = r"""
-name: monstack_unknown_vars
-short_description: Find misspelt role variables (names with a role's prefix that the role does not know)
-description:
-  - Given the names of the variables defined for a host that start with a role's prefix, returns
-    one message per name that is neither an option of the role's argument spec nor one of the
-    role's internal variables, with the closest known name as a suggestion.
-  - A misspelt variable is otherwise silently ignored (the role uses its default).
-  - The companion filters C(monstack_bad_checksums) (values that are not SHA-256 digests) and
-    C(monstack_loopback) (whether an address is loopback) live in the same file.
-positional: known
-options:
-  _input:
-    description: Variable names to check (for example from the C(varnames) lookup).
-    type: list
-    elements: str
-    required: true
-  known:
-    description: Names the role knows (argument spec options and internal variables).
-    type: list
-    elements: str
-    required: true
-"""
 
-EXAMPLES = r"""
-- name: Report misspelt prometheus_* variables
-  ansible.builtin.debug:
-    msg: "{{ lookup('ansible.builtin.varnames', '^prometheus_', wantlist=True) | monstack_unknown_vars(known) }}"
-  vars:
-    known: "{{ spec.argument_specs.main.options.keys() | list }}"
-"""
 
-RETURN = r"""
-_value:
-  description: One message per unknown name; empty when every name is known.
-  type: list
-  elements: str
-  sample: ["prometheus_retention: not a variable of this role (ignored). Did you mean prometheus_retention_time?"]
-"""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -1,76 +1,15 @@
-"""Filter plugin: upstream release download locations of the stack's components."""
+"""Filter plugins: upstream release download locations of the stack's components.
+
+Documented for ansible-doc in monstack_release.yml and monstack_release_problems.yml beside this file.
+"""
 from __future__ import annotations
 
 import re
 
 from ansible.errors import AnsibleFilterError
 
-DOCUMENTATION = r"""
-name: monstack_release
-short_description: Where an upstream release asset of a monitoring component is downloaded from
-description:
-  - Computes, for one component, version and CPU architecture, the release asset name and its
-    download URL in the GitHub release layout
-    C(<base_url>/<owner>/<repo>/releases/download/v<version>/<asset>), with the asset naming
-    each project used for that version.
-  - "Prometheus, Alertmanager and node_exporter publish C(<name>-<version>.linux-<arch>.tar.gz)
-    with a C(sha256sums.txt) beside it."
-  - "cAdvisor publishes a single binary: before 0.39 one amd64 binary named plain C(cadvisor);
-    from 0.39 C(cadvisor-v<version>-linux-<arch>)."
-  - A mirror that keeps GitHub's layout works by changing O(base_url) only.
-  - O(asset_name) overrides the asset name (C({arch}) is replaced), for mirrors that rename.
-positional: version, arch, base_url, asset_name
-options:
-  _input:
-    description: Component name (C(prometheus), C(alertmanager), C(node_exporter), C(cadvisor)).
-    type: str
-    required: true
-  version:
-    description: Upstream version, without a leading C(v).
-    type: str
-    required: true
-  arch:
-    description: Release architecture name (C(amd64), C(arm64), ...), not the kernel's.
-    type: str
-    required: true
-  base_url:
-    description: Base URL of the releases (GitHub or a mirror with its layout).
-    type: str
-    default: https://github.com
-  asset_name:
-    description: Asset name to use instead of upstream's; C({arch}) is replaced. Empty for upstream's.
-    type: str
-    default: ""
-"""
 
-EXAMPLES = r"""
-- name: Download node_exporter for this host
-  ansible.builtin.get_url:
-    url: "{{ release.url }}"
-    dest: "/tmp/{{ release.asset }}"
-    checksum: "sha256:{{ release.sums_url }}"
-    mode: "0600"
-  vars:
-    release: "{{ 'node_exporter' | monstack_release('1.11.1', 'amd64') }}"
-"""
 
-RETURN = r"""
-_value:
-  description: The asset and its URLs.
-  type: dict
-  contains:
-    repo: {description: GitHub owner/repository., type: str}
-    asset: {description: Release asset file name., type: str}
-    release_url: {description: URL of the release directory (no trailing slash)., type: str}
-    url: {description: URL of the asset., type: str}
-    sums_url: {description: URL of the release's sha256sums.txt (cAdvisor publishes none)., type: str}
-  sample:
-    repo: prometheus/node_exporter
-    asset: node_exporter-1.11.1.linux-amd64.tar.gz
-    release_url: https://github.com/prometheus/node_exporter/releases/download/v1.11.1
-    url: https://github.com/prometheus/node_exporter/releases/download/v1.11.1/node_exporter-1.11.1.linux-amd64.tar.gz
-    sums_url: https://github.com/prometheus/node_exporter/releases/download/v1.11.1/sha256sums.txt
-"""
 
 REPOS = {
     "prometheus": "prometheus/prometheus",

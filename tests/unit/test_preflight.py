@@ -141,3 +141,33 @@ def test_apt_method_is_announced(tmp_path):
     assert rc == 0, out[-3000:]
     assert "NOTE mon1.corp.test: grafana_install_method is apt, so this host downloads Grafana from" in flat
     assert "NOTE mon2.corp.test" not in flat, "only the grafana hosts are named"
+
+
+PREFLIGHT_FILTERS = ["monstack_release", "monstack_release_problems", "monstack_unknown_vars",
+                     "monstack_bad_checksums", "monstack_loopback", "monstack_spec_problems"]
+
+
+def test_ansible_doc_documents_each_filter_on_its_own(tmp_path):
+    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=os.path.join(ROOT, "filter_plugins"))
+    proc = subprocess.run([ansible_playbook().replace("ansible-playbook", "ansible-doc"), "-t", "filter", "--json",
+                           *PREFLIGHT_FILTERS], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    docs = json.loads(proc.stdout)
+    for name in PREFLIGHT_FILTERS:
+        assert docs[name]["doc"]["name"] == name
+        assert docs[name]["examples"], name
+    assert len({docs[n]["doc"]["short_description"] for n in PREFLIGHT_FILTERS}) == len(PREFLIGHT_FILTERS)
+
+
+def test_filters_give_actionable_messages():
+    from monstack_preflight import monstack_bad_checksums, monstack_loopback, monstack_spec_problems, monstack_unknown_vars
+    assert monstack_unknown_vars(["prometheus_retention", "prometheus_port"], ["prometheus_port", "prometheus_retention_time"]) \
+        == ["prometheus_retention: not a variable of this role, so it would be ignored. Did you mean prometheus_retention_time?"]
+    assert monstack_bad_checksums({"amd64": "sha256:" + "a" * 64, "arm64": "A" * 64}, "x_checksums") == []
+    assert monstack_bad_checksums({"amd64": "<paste>"}, "x_checksums")[0].startswith("x_checksums.amd64: '<paste>'")
+    assert [monstack_loopback(a) for a in ("127.0.0.2", "::1", "[::1]", "localhost", "10.0.0.1", "mon1")] \
+        == [True, True, True, True, False, False]
+    assert monstack_spec_problems({"skipped": True}) == []
+    assert monstack_spec_problems({"failed": True, "argument_errors": [
+        "value of x_method must be one of: a, b, got: c"]}) == ["x_method: 'c' is not allowed. Fix: use one of a, b"]
