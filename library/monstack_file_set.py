@@ -1,0 +1,300 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Write a set of files into one directory in one step (monstack)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: monstack_file_set
+short_description: Write a set of small files into one directory atomically, in one step
+description:
+  - Writes every file of O(files) whose content differs from the file on disk, each
+    atomically (a temporary file in the same directory, fsync, rename), with the
+    given owner, group and mode.
+  - With O(prune_patterns), files in O(path) whose names match one of the patterns
+    and that are not in O(files) are removed, so the directory holds exactly the set.
+  - Without O(prune_patterns) only the given files are written, and the names in
+    O(remove) are removed.
+  - One module call per host, whatever the number of files (instead of one
+    M(ansible.builtin.copy) per file).
+version_added: "1.0.0"
+author: monstack
+options:
+  path:
+    description: The directory. It must exist.
+    type: path
+    required: true
+  files:
+    description: File names (no C(/), not C(.) or C(..)) and their contents.
+    type: dict
+    default: {}
+  owner:
+    description: Owner of written files (name or uid). Default, the current user.
+    type: str
+  group:
+    description: Group of written files (name or gid). Default, the current user's group.
+    type: str
+  mode:
+    description: Mode of written files, an octal string such as C("0640").
+    type: str
+    default: "0644"
+  prune_patterns:
+    description:
+      - Shell globs of the file names in O(path) that this set owns. Files matching
+        one of them and not in O(files) are removed.
+    type: list
+    elements: str
+    default: []
+  remove:
+    description: Names of files in O(path) to remove (absent files are fine).
+    type: list
+    elements: str
+    default: []
+notes:
+  - Supports check mode and diff mode (one diff per written or removed file).
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Write all file_sd files, remove those of services that have no record
+  monstack_file_set:
+    path: /etc/prometheus/file_sd/deployments
+    files:
+      production--api.json: '[{"targets": ["app1:8000"]}]'
+    owner: root
+    group: prometheus
+    mode: "0640"
+    prune_patterns: ["*--*.json"]
+  register: written
+
+- name: Write one file, remove another
+  monstack_file_set:
+    path: /var/lib/node_exporter/textfile
+    files:
+      deployment--production--api.prom: "deployment_info 1\n"
+    remove: [deployment--staging--old.prom]
+"""
+
+RETURN = r"""
+changed:
+  description: Whether a file was written or removed.
+  returned: always
+  type: bool
+written:
+  description: Names of the files written (created or changed; in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [production--api.json]
+removed:
+  description: Names of the files removed (in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+unchanged:
+  description: Names of the files of O(files) already up to date.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import fnmatch
+import grp
+import os
+import pwd
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+
+class FileSetError(Exception):
+    """A problem with the arguments or the directory; the message names the file."""
+
+
+def check_name(name, what="file name"):
+    """Refuse names that would leave the directory."""
+    if not isinstance(name, str) or not name:
+        raise FileSetError("%s %r: must be a non-empty string" % (what, name))
+    if "/" in name or "\0" in name or name in (".", "..") or ".." in name:
+        raise FileSetError("%s %r: must be a plain name in the directory (no '/', no '..')" % (what, name))
+    return name
+
+
+def resolve_id(value, lookup, what, kind):
+    """Name or number -> numeric id; -1 (leave as is) when not given."""
+    if value is None or value == "":
+        return -1
+    if str(value).isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise FileSetError("%s %r: no such %s" % (what, value, kind))
+
+
+def parse_mode(mode):
+    try:
+        value = int(str(mode), 8)
+    except ValueError:
+        raise FileSetError("mode %r: expected an octal string such as '0640'" % (mode,))
+    if value < 0 or value > 0o7777:
+        raise FileSetError("mode %r: out of range" % (mode,))
+    return value
+
+
+def read_current(path):
+    """-> (bytes or None, os.stat_result or None)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(), os.fstat(handle.fileno())
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        raise FileSetError("%s: is a directory, not a file" % path)
+
+
+def write_atomic(directory, name, data, uid, gid, mode):
+    """Temp file in ``directory``, fsync, chown/chmod, rename over ``name``."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if uid != -1 or gid != -1:
+            os.chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.rename(tmp, os.path.join(directory, name))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=None,
+             remove=None, check_mode=False, diff=False):
+    """Apply the set; returns the result dict (changed, written, removed, unchanged, diff)."""
+    if not os.path.isdir(path):
+        raise FileSetError("path %s: not a directory" % path)
+    files = files or {}
+    if not isinstance(files, dict):
+        raise FileSetError("files: expected a mapping of name to content")
+    for name in files:
+        check_name(name)
+    for name in remove or []:
+        check_name(name, "remove entry")
+    patterns = list(prune_patterns or [])
+    for pattern in patterns:
+        if "/" in pattern:
+            raise FileSetError("prune pattern %r: must match names in the directory (no '/')" % pattern)
+    uid = resolve_id(owner, lambda name: pwd.getpwnam(name).pw_uid, "owner", "user")
+    gid = resolve_id(group, lambda name: grp.getgrnam(name).gr_gid, "group", "group")
+    want_mode = parse_mode(mode)
+
+    written, removed, unchanged, diffs = [], [], [], []
+    for name in sorted(files):
+        content = files[name]
+        if content is None:
+            content = ""
+        if not isinstance(content, (str, bytes)):
+            raise FileSetError("file %s: content must be a string, got %s" % (name, type(content).__name__))
+        data = to_bytes(content, errors="surrogate_or_strict")
+        full = os.path.join(path, name)
+        before, st = read_current(full)
+        same = (before == data and st is not None
+                and stat.S_IMODE(st.st_mode) == want_mode
+                and (uid == -1 or st.st_uid == uid) and (gid == -1 or st.st_gid == gid))
+        if same:
+            unchanged.append(name)
+            continue
+        written.append(name)
+        if diff and before != data:
+            diffs.append({"before_header": full, "after_header": full,
+                          "before": to_text(before or b"", errors="surrogate_or_replace"),
+                          "after": to_text(data, errors="surrogate_or_replace")})
+        if not check_mode:
+            if before == data:  # only owner/group/mode differ
+                if uid != -1 or gid != -1:
+                    os.chown(full, uid, gid)
+                os.chmod(full, want_mode)
+            else:
+                write_atomic(path, name, data, uid, gid, want_mode)
+
+    stale = set(remove or [])
+    if patterns:
+        for entry in os.listdir(path):
+            if entry in files or entry.startswith("."):
+                continue
+            if any(fnmatch.fnmatchcase(entry, p) for p in patterns):
+                stale.add(entry)
+    for name in sorted(stale - set(files)):
+        full = os.path.join(path, name)
+        if not os.path.lexists(full):
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            raise FileSetError("file %s: is a directory, not removed" % full)
+        removed.append(name)
+        if diff:
+            before, _ = read_current(full)
+            diffs.append({"before_header": full, "after_header": full + " (absent)",
+                          "before": to_text(before or b"", errors="surrogate_or_replace"), "after": ""})
+        if not check_mode:
+            os.unlink(full)
+    if (written or removed) and not check_mode:
+        fsync_dir(path)
+
+    result = {"changed": bool(written or removed), "written": written,
+              "removed": removed, "unchanged": unchanged}
+    if diff:
+        result["diff"] = diffs
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            files=dict(type="dict", default={}),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="str", default="0644"),
+            prune_patterns=dict(type="list", elements="str", default=[]),
+            remove=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        result = file_set(params["path"], params["files"], owner=params["owner"], group=params["group"],
+                          mode=params["mode"], prune_patterns=params["prune_patterns"],
+                          remove=params["remove"], check_mode=module.check_mode, diff=module._diff)
+    except FileSetError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg="%s: %s" % (getattr(exc, "filename", None) or params["path"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
