@@ -21,4 +21,4 @@ lint unit molecule: setup
 bench: setup
 	.venv/bin/python scripts/bench_deployments.py
 	@if docker inspect monstack-demo-monitor >/dev/null 2>&1; then scripts/bench_converge.sh; \
-	else echo "playbook timings: skipped (no demo stack; run make demo first)"; fi
+	else echo "playbook timings: skipped (no demo stack; run make demo first; deployments.yml alone: MONSTACK_BENCH_INVENTORY=<inventory>)"; fi

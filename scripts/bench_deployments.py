@@ -8,12 +8,25 @@ deployment_validate, deployment_targets and deployment_files (each called on
 the raw records, as a playbook would).  Best of --repeat runs is reported.
 
     .venv/bin/python scripts/bench_deployments.py [--services 2000] [--deploys 5] [--repeat 3]
+
+With --inventory (or MONSTACK_BENCH_INVENTORY) it also times
+playbooks/deployments.yml against the Prometheus hosts of that inventory for
+each of --playbook-services (default 1,100,1000) generated records: a first run
+(the files do not exist yet) and a run with nothing to change, gate off, and
+prints a table of seconds.  The deployment files of those hosts are replaced:
+use a test host, never a production one.
+
+    MONSTACK_BENCH_INVENTORY=/tmp/bench/hosts.yml .venv/bin/python scripts/bench_deployments.py
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -87,6 +100,57 @@ def best_of(repeat: int, func: Callable[[], Any]) -> tuple[float, float, Any]:
     return best_wall, best_cpu, result
 
 
+def playbook_records(services: int) -> list[dict[str, Any]]:
+    """One current record per service (the last deployment of make_record), none removed."""
+    out = []
+    for service in range(services):
+        record = make_record(service, 4)
+        record.pop("_source")
+        out.append(record)
+    return out
+
+
+def run_deployments(inventory: str, records_dir: str, extra: list[str]) -> tuple[float, int]:
+    """-> (seconds, changed count of the recap) of one playbooks/deployments.yml run."""
+    env = {**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")}
+    venv_bin = os.path.join(ROOT, ".venv", "bin")
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks", "deployments.yml"),
+         "-e", f"deployment_records_dir={records_dir}", "-e", "deployment_gate=false",
+         "-e", "deployment_annotate=false", *extra],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
+        raise SystemExit(f"deployments.yml failed (exit {proc.returncode})")
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", proc.stdout))
+    return seconds, changed
+
+
+def bench_playbook(inventory: str, counts: list[int], extra: list[str]) -> None:
+    print(f"\nplaybooks/deployments.yml on the prometheus hosts of {inventory} (gate off), seconds:")
+    print(f"  {'services':>8} {'first run':>10} {'no change':>10}")
+    with tempfile.TemporaryDirectory(prefix="monstack-bench-") as tmp:
+        empty = os.path.join(tmp, "empty")
+        os.mkdir(empty)
+        for count in counts:
+            records_dir = os.path.join(tmp, f"records-{count}")
+            os.mkdir(records_dir)
+            for record in playbook_records(count):
+                with open(os.path.join(records_dir, f"{record['service']}.json"), "w", encoding="utf-8") as handle:
+                    json.dump(record, handle)
+            run_deployments(inventory, empty, extra)  # start from no deployment files
+            first, first_changed = run_deployments(inventory, records_dir, extra)
+            again, again_changed = run_deployments(inventory, records_dir, extra)
+            note = "" if again_changed == 0 else f"  (no-change run reported changed={again_changed})"
+            print(f"  {count:>8} {first:>10.1f} {again:>10.1f}{note}", flush=True)
+            if first_changed == 0:
+                print(f"  warning: the first run with {count} services changed nothing")
+        run_deployments(inventory, empty, extra)  # leave no generated files behind
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=2000)
@@ -96,7 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="new target addresses on every deployment (worst case)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="exit 1 if validate+targets+files takes longer (seconds)")
+    parser.add_argument("--inventory", default=os.environ.get("MONSTACK_BENCH_INVENTORY", ""),
+                        help="also time playbooks/deployments.yml on this inventory's prometheus hosts")
+    parser.add_argument("--playbook-services", default="1,100,1000",
+                        help="comma-separated service counts for the playbook timings")
+    parser.add_argument("--playbook-only", action="store_true", help="skip the filter timings")
+    parser.add_argument("-e", "--extra-vars", action="append", default=[],
+                        help="passed to ansible-playbook (e.g. prometheus_user=root)")
     args = parser.parse_args(argv)
+    playbook_args = [arg for value in args.extra_vars for arg in ("-e", value)]
+    if args.playbook_only:
+        if not args.inventory:
+            parser.error("--playbook-only needs --inventory or MONSTACK_BENCH_INVENTORY")
+        bench_playbook(args.inventory, [int(n) for n in args.playbook_services.split(",")], playbook_args)
+        return 0
 
     records = build(args.services, args.deploys, args.churn_hosts)
     n = len(records)
@@ -125,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
           f"annotations={len(results['deployment_annotations'])}")
     print(f"validate+targets+files: {total:.3f} s total wall ({total_cpu:.3f} s cpu), "
           f"{n / total:,.0f} records/s through all three, {3 * n / total:,.0f} record-filter passes/s")
+    if args.inventory:
+        bench_playbook(args.inventory, [int(n) for n in args.playbook_services.split(",")], playbook_args)
+    else:
+        print("deployments.yml timings: skipped (set MONSTACK_BENCH_INVENTORY to an inventory with a test "
+              "prometheus host)")
     return 0 if total <= args.budget else 1
 
 
