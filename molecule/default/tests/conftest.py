@@ -75,8 +75,18 @@ class Prometheus:
         return {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in self.targets()}
 
     def reload_stamp(self) -> str:
-        """When Prometheus last loaded its configuration: unchanged means no reload."""
-        return self.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1]
+        """When Prometheus last loaded its configuration: unchanged means no reload.
+
+        Read from Prometheus' own /metrics, not through a query: the scraped series lags a
+        reload by up to one scrape interval, so a reload just before the first reading (for
+        example by the previous test's clean-up) would show up later as a "new" one.
+        """
+        resp = requests.get(self.base + "/metrics", timeout=10)
+        resp.raise_for_status()
+        for line in resp.text.splitlines():
+            if line.startswith("prometheus_config_last_reload_success_timestamp_seconds "):
+                return line.split()[1]
+        raise AssertionError("Prometheus exports no prometheus_config_last_reload_success_timestamp_seconds")
 
     def wait_for(self, predicate, timeout: float = 90, interval: float = 3):
         """Poll until predicate() returns a truthy value; return it (or the last falsy one)."""
