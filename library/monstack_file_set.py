@@ -50,6 +50,13 @@ options:
     type: list
     elements: str
     default: []
+  validate:
+    description:
+      - A command that checks each file before it is written, C(%s) standing for the
+        file (a temporary file beside the real one), for example C(promtool check rules %s).
+      - The files of the set are renamed into place only when every one of them passed;
+        otherwise the module fails with the command's message and nothing of the set changes.
+    type: str
 notes:
   - Supports check mode and diff mode (one diff per written or removed file).
 attributes:
@@ -102,99 +109,30 @@ unchanged:
   elements: str
 """
 
-import fnmatch
-import grp
 import os
-import pwd
-import stat
-import tempfile
+import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.monstack_files import (FileSetError, check_name, discard, fsync_dir, parse_mode,
+                                                 read_current, resolve_owner, same_file, stale_names,
+                                                 write_temp)
 
 
-class FileSetError(Exception):
-    """A problem with the arguments or the directory; the message names the file."""
-
-
-def check_name(name, what="file name"):
-    """Refuse names that would leave the directory."""
-    if not isinstance(name, str) or not name:
-        raise FileSetError("%s %r: must be a non-empty string" % (what, name))
-    if "/" in name or "\0" in name or name in (".", "..") or ".." in name:
-        raise FileSetError("%s %r: must be a plain name in the directory (no '/', no '..')" % (what, name))
-    return name
-
-
-def resolve_id(value, lookup, what, kind):
-    """Name or number -> numeric id; -1 (leave as is) when not given."""
-    if value is None or value == "":
-        return -1
-    if str(value).isdigit():
-        return int(value)
-    try:
-        return lookup(value)
-    except KeyError:
-        raise FileSetError("%s %r: no such %s" % (what, value, kind))
-
-
-def parse_mode(mode):
-    try:
-        value = int(str(mode), 8)
-    except ValueError:
-        raise FileSetError("mode %r: expected an octal string such as '0640'" % (mode,))
-    if value < 0 or value > 0o7777:
-        raise FileSetError("mode %r: out of range" % (mode,))
-    return value
-
-
-def read_current(path):
-    """-> (bytes or None, os.stat_result or None)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(), os.fstat(handle.fileno())
-    except FileNotFoundError:
-        return None, None
-    except IsADirectoryError:
-        raise FileSetError("%s: is a directory, not a file" % path)
-
-
-def write_atomic(directory, name, data, uid, gid, mode):
-    """Temp file in ``directory``, fsync, chown/chmod, rename over ``name``."""
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if uid != -1 or gid != -1:
-            os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.rename(tmp, os.path.join(directory, name))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def check_validate(command):
+    if command and "%s" not in command:
+        raise FileSetError("validate %r: must contain %%s (the file to check)" % command)
+    return command
 
 
 def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=None,
-             remove=None, check_mode=False, diff=False):
-    """Apply the set; returns the result dict (changed, written, removed, unchanged, diff)."""
+             remove=None, check_mode=False, diff=False, validate=None, run=None):
+    """Apply the set; returns the result dict (changed, written, removed, unchanged, diff).
+
+    Every file to write is first written to a temporary file beside it and,
+    with ``validate``, checked by ``run(argv)`` -> (rc, stdout, stderr); only
+    when every file of the set passed are they renamed into place, so a set
+    is replaced whole or not at all."""
     if not os.path.isdir(path):
         raise FileSetError("path %s: not a directory" % path)
     files = files or {}
@@ -208,11 +146,11 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
     for pattern in patterns:
         if "/" in pattern:
             raise FileSetError("prune pattern %r: must match names in the directory (no '/')" % pattern)
-    uid = resolve_id(owner, lambda name: pwd.getpwnam(name).pw_uid, "owner", "user")
-    gid = resolve_id(group, lambda name: grp.getgrnam(name).gr_gid, "group", "group")
+    check_validate(validate)
+    uid, gid = resolve_owner(owner, group)
     want_mode = parse_mode(mode)
 
-    written, removed, unchanged, diffs = [], [], [], []
+    written, removed, unchanged, diffs, pending = [], [], [], [], []
     for name in sorted(files):
         content = files[name]
         if content is None:
@@ -222,10 +160,7 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
         data = to_bytes(content, errors="surrogate_or_strict")
         full = os.path.join(path, name)
         before, st = read_current(full)
-        same = (before == data and st is not None
-                and stat.S_IMODE(st.st_mode) == want_mode
-                and (uid == -1 or st.st_uid == uid) and (gid == -1 or st.st_gid == gid))
-        if same:
+        if same_file(before, st, data, uid, gid, want_mode):
             unchanged.append(name)
             continue
         written.append(name)
@@ -233,21 +168,37 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
             diffs.append({"before_header": full, "after_header": full,
                           "before": to_text(before or b"", errors="surrogate_or_replace"),
                           "after": to_text(data, errors="surrogate_or_replace")})
-        if not check_mode:
-            if before == data:  # only owner/group/mode differ
+        pending.append((name, full, data, before == data))
+
+    if not check_mode:
+        temps = []
+        try:
+            for name, full, data, same_content in pending:
+                if same_content and not validate:  # only owner/group/mode differ
+                    temps.append((full, None))
+                    continue
+                tmp = write_temp(path, name, data, uid, gid, want_mode)
+                temps.append((full, tmp))
+                if validate:
+                    argv = [arg.replace("%s", tmp) for arg in shlex.split(validate)]
+                    rc, out, err = run(argv)
+                    if rc != 0:
+                        raise FileSetError("%s: rejected by '%s' (exit %s), nothing of this set was written: %s"
+                                           % (full, validate, rc, (err or out).strip()))
+        except BaseException:
+            for _full, tmp in temps:
+                if tmp:
+                    discard(tmp)
+            raise
+        for full, tmp in temps:
+            if tmp:
+                os.rename(tmp, full)
+            else:
                 if uid != -1 or gid != -1:
                     os.chown(full, uid, gid)
                 os.chmod(full, want_mode)
-            else:
-                write_atomic(path, name, data, uid, gid, want_mode)
 
-    stale = set(remove or [])
-    if patterns:
-        for entry in os.listdir(path):
-            if entry in files or entry.startswith("."):
-                continue
-            if any(fnmatch.fnmatchcase(entry, p) for p in patterns):
-                stale.add(entry)
+    stale = set(remove or []) | set(stale_names(path, files, patterns))
     for name in sorted(stale - set(files)):
         full = os.path.join(path, name)
         if not os.path.lexists(full):
@@ -281,6 +232,7 @@ def main():
             mode=dict(type="str", default="0644"),
             prune_patterns=dict(type="list", elements="str", default=[]),
             remove=dict(type="list", elements="str", default=[]),
+            validate=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -288,7 +240,9 @@ def main():
     try:
         result = file_set(params["path"], params["files"], owner=params["owner"], group=params["group"],
                           mode=params["mode"], prune_patterns=params["prune_patterns"],
-                          remove=params["remove"], check_mode=module.check_mode, diff=module._diff)
+                          remove=params["remove"], check_mode=module.check_mode, diff=module._diff,
+                          validate=params["validate"],
+                          run=lambda argv: module.run_command(argv))
     except FileSetError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

@@ -10,3 +10,15 @@ FILTER_PLUGINS = os.path.join(REPO_ROOT, "filter_plugins")
 # Filter plugin directories are not packages: import the plugins by path.
 if FILTER_PLUGINS not in sys.path:
     sys.path.insert(0, FILTER_PLUGINS)
+
+# The modules in library/ import this project's module_utils as Ansible does
+# (ansible.module_utils.<name>); register them under that name for the tests
+# that import a module's file directly.
+import importlib.util  # noqa: E402
+
+for _name in ("monstack_files",):
+    _spec = importlib.util.spec_from_file_location(
+        "ansible.module_utils." + _name, os.path.join(REPO_ROOT, "module_utils", _name + ".py"))
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["ansible.module_utils." + _name] = _module
+    _spec.loader.exec_module(_module)

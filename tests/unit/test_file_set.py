@@ -181,12 +181,38 @@ def test_module_through_ansible(tmp_path):
     assert rc != 0 and "'../x.json'" in out["msg"]
 
 
+def run_local(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_validate_all_or_nothing(tmp_path):
+    """A set with one file the check rejects writes none of its files and
+    names the file and the checker's message."""
+    (tmp_path / "a.yml").write_text("old a\n")
+    check = "grep -q good %s"
+    with pytest.raises(fs.FileSetError, match=r"b\.yml: rejected by 'grep -q good %s' \(exit 1\)"):
+        fs.file_set(str(tmp_path), {"a.yml": "good a\n", "b.yml": "bad b\n"}, mode="0640",
+                    validate=check, run=run_local)
+    assert (tmp_path / "a.yml").read_text() == "old a\n"
+    assert names(tmp_path) == ["a.yml"]  # no temporary file left
+    result = fs.file_set(str(tmp_path), {"a.yml": "good a\n", "b.yml": "good b\n"}, mode="0640",
+                         validate=check, run=run_local)
+    assert result["written"] == ["a.yml", "b.yml"]
+    assert (tmp_path / "b.yml").read_text() == "good b\n"
+
+
+def test_validate_needs_placeholder(tmp_path):
+    with pytest.raises(fs.FileSetError, match="must contain %s"):
+        fs.file_set(str(tmp_path), {"a": "x"}, validate="true", run=run_local)
+
+
 def test_ansible_doc():
     proc = subprocess.run([tool("ansible-doc"), "--json", "monstack_file_set"], capture_output=True,
                           text=True, env=env(), cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["monstack_file_set"]
-    assert set(doc["doc"]["options"]) == {"path", "files", "owner", "group", "mode", "prune_patterns", "remove"}
+    assert set(doc["doc"]["options"]) == {"path", "files", "owner", "group", "mode", "prune_patterns", "remove", "validate"}
     assert set(doc["return"]) >= {"changed", "written", "removed", "unchanged"}
     assert "monstack_file_set:" in doc["examples"]
 
