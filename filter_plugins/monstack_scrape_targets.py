@@ -98,6 +98,10 @@ def monstack_scrape_targets(hosts, hostvars, port_var, default_port, state_var="
         raise AnsibleFilterError("monstack_scrape_targets expects a list of inventory host names")
     groups = []
     for host in sorted(set(hosts)):
+        if host not in hostvars:
+            raise AnsibleFilterError(
+                f"monstack_scrape_targets: '{host}' is not an inventory host; pass inventory host "
+                "names, for example groups['all']")
         hvars = hostvars[host]
         if state_var and hvars.get(state_var, "present") == "absent":
             continue
