@@ -5,7 +5,7 @@
 deployment, and these helpers turn the set of records into Prometheus file_sd
 target groups, node_exporter textfile metrics and Grafana annotations.
 
-The five filters are defined here; each has its documentation in a YAML file
+The six filters are defined here; each has its documentation in a YAML file
 of its own name beside this one (``deployment_targets.yml`` ...), which is
 what ``ansible-doc -t filter <name>`` reads for a file with several filters.
 
@@ -755,6 +755,29 @@ def deployment_info_metrics(records: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def health_group(dep: Deployment) -> TargetGroup:
+    """The record's health_url as a probe target (the blackbox exporter's ?target=)."""
+    labels = {"service": dep.service, "environment": dep.environment, "version": dep.version}
+    labels.update(dep.record["labels"])
+    return {"targets": [dep.record["health_url"]], "labels": dict(sorted(labels.items()))}
+
+
+def deployment_health_files(records: Any) -> dict[str, list[TargetGroup]]:
+    """{'<environment>--<service>.json': [probe target group]} for current deployments with a health_url."""
+    files: dict[str, list[TargetGroup]] = {}
+    for dep in current(check_records(records)):
+        if "health_url" not in dep.record:
+            continue
+        name = file_name(dep)
+        if name in files:
+            raise AnsibleFilterError(
+                f"{dep.who}: its health check file '{name}' is also another service's; rename one of them "
+                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
+            )
+        files[name] = [health_group(dep)]
+    return files
+
+
 def deployment_annotations(records: Any) -> list[dict[str, Any]]:
     """Grafana POST /api/annotations bodies, one per record, oldest first."""
     deps = sorted(check_records(records),
@@ -772,4 +795,5 @@ class FilterModule:
             "deployment_files": deployment_files,
             "deployment_info_metrics": deployment_info_metrics,
             "deployment_annotations": deployment_annotations,
+            "deployment_health_files": deployment_health_files,
         }

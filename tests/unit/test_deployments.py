@@ -33,6 +33,7 @@ FILTERS = (
     "deployment_files",
     "deployment_info_metrics",
     "deployment_annotations",
+    "deployment_health_files",
 )
 SRC = "deployments/api.yml"
 WHO = f"{SRC} (service 'exchange-rate-api')"
