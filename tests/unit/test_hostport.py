@@ -17,7 +17,7 @@ import monstack_hostport as hp
 from monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
-FILTERS = ["monstack_hostport", "monstack_local_host"]
+FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host"]
 
 
 @pytest.mark.parametrize("address, port, expected", [
