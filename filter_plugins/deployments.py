@@ -5,7 +5,7 @@
 deployment, and these helpers turn the set of records into Prometheus file_sd
 target groups, node_exporter textfile metrics and Grafana annotations.
 
-The five filters are defined here; each has its documentation in a YAML file
+The filters are defined here; each has its documentation in a YAML file
 of its own name beside this one (``deployment_targets.yml`` ...), which is
 what ``ansible-doc -t filter <name>`` reads for a file with several filters.
 
@@ -16,6 +16,7 @@ tie would be ambiguous, which is reported as an error instead).
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import socket
 import struct
@@ -606,8 +607,8 @@ def _content(dep: Deployment) -> dict[str, Any]:
     return {k: v for k, v in dep.record.items() if not k.startswith("_")}
 
 
-def current(deployments: list[Deployment]) -> list[Deployment]:
-    """Latest record per (service, environment) by deployed_at, removed ones dropped.
+def latest_records(deployments: list[Deployment]) -> list[Deployment]:
+    """Latest record per (service, environment) by deployed_at, removals included.
 
     A later record always wins, even if its version is older (a rollback).
     Two different records with the same, latest deployed_at are ambiguous and
@@ -630,8 +631,12 @@ def current(deployments: list[Deployment]) -> list[Deployment]:
             f"'{key[0]}' in environment '{key[1]}' (deployed_at {best.record['deployed_at']}) "
             f"but differ; make deployed_at distinct or remove one of them"
         )
-    alive = [dep for dep in latest.values() if dep.status != STATUS_REMOVED]
-    return sorted(alive, key=lambda dep: (dep.environment, dep.service))
+    return sorted(latest.values(), key=lambda dep: (dep.environment, dep.service))
+
+
+def current(deployments: list[Deployment]) -> list[Deployment]:
+    """Latest record per (service, environment) by deployed_at, removed ones dropped."""
+    return [dep for dep in latest_records(deployments) if dep.status != STATUS_REMOVED]
 
 
 # --------------------------------------------------------------------------
@@ -715,9 +720,13 @@ def deployment_targets(records: Any, info_labels: Any = True) -> list[TargetGrou
 def deployment_files(records: Any, info_labels: Any = True) -> dict[str, list[TargetGroup]]:
     """{'<environment>--<service>.json': [target group]} for the current deployments."""
     info = check_bool("info_labels", info_labels)
-    files: dict[str, list[TargetGroup]] = {}
+    return {name: [target_group(dep, info)] for name, dep in named(current(check_records(records)))}
+
+
+def named(deps: list[Deployment]) -> list[tuple[str, Deployment]]:
+    """(file name, deployment) pairs sorted by name; two deployments with one file name are an error."""
     owners: dict[str, Deployment] = {}
-    for dep in current(check_records(records)):
+    for dep in deps:
         name = file_name(dep)
         if name in owners:
             other = owners[name]
@@ -727,13 +736,15 @@ def deployment_files(records: Any, info_labels: Any = True) -> dict[str, list[Ta
                 f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
             )
         owners[name] = dep
-        files[name] = [target_group(dep, info)]
-    return dict(sorted(files.items()))
+    return sorted(owners.items())
 
 
 def deployment_info_metrics(records: Any) -> str:
     """node_exporter textfile collector text with deployment_info / deployment_timestamp_seconds."""
-    deps = current(check_records(records))
+    return info_metrics_text(current(check_records(records)))
+
+
+def info_metrics_text(deps: list[Deployment]) -> str:
     lines = [
         "# HELP deployment_info Current deployment of each service (always 1); "
         "join on service and environment to get version and commit.",
@@ -755,11 +766,136 @@ def deployment_info_metrics(records: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def health_group(dep: Deployment) -> TargetGroup:
+    """The record's health_url as a probe target (the blackbox exporter's ?target=)."""
+    labels = {"service": dep.service, "environment": dep.environment, "version": dep.version}
+    labels.update(dep.record["labels"])
+    return {"targets": [dep.record["health_url"]], "labels": dict(sorted(labels.items()))}
+
+
+def deployment_health_files(records: Any) -> dict[str, list[TargetGroup]]:
+    """{'<environment>--<service>.json': [probe target group]} for current deployments with a health_url."""
+    files: dict[str, list[TargetGroup]] = {}
+    for dep in current(check_records(records)):
+        if "health_url" not in dep.record:
+            continue
+        name = file_name(dep)
+        if name in files:
+            raise AnsibleFilterError(
+                f"{dep.who}: its health check file '{name}' is also another service's; rename one of them "
+                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
+            )
+        files[name] = [health_group(dep)]
+    return files
+
+
 def deployment_annotations(records: Any) -> list[dict[str, Any]]:
     """Grafana POST /api/annotations bodies, one per record, oldest first."""
     deps = sorted(check_records(records),
                   key=lambda dep: (dep.epoch_us, dep.environment, dep.service, dep.version, dep.status))
     return [annotation(dep) for dep in deps]
+
+
+def nice_json(value: Any) -> str:
+    """JSON text as Ansible's to_nice_json(indent=2) writes it, plus a final newline."""
+    return json.dumps(value, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
+
+
+def store_entry(dep: Deployment, info: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "service": dep.service, "environment": dep.environment, "version": dep.version,
+        "status": dep.status, "deployed_at": dep.record["deployed_at"], "epoch_us": dep.epoch_us,
+        "record": _content(dep),
+    }
+    if dep.status != STATUS_REMOVED:
+        entry["file_sd"] = nice_json([target_group(dep, info)])
+        entry["textfile"] = info_metrics_text([dep])
+    return entry
+
+
+def deployment_store_entries(records: Any, info_labels: Any = True) -> dict[str, dict[str, Any]]:
+    """{'<environment>--<service>.json': entry} for the latest record of each pair, removals included."""
+    info = check_bool("info_labels", info_labels)
+    return {name: store_entry(dep, info) for name, dep in named(latest_records(check_records(records)))}
+
+
+# Prometheus' lastScrape: RFC 3339 with up to nine fraction digits (Go's time.Time).
+SCRAPE_TIME_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def scrape_time(value: Any) -> float | None:
+    """Seconds since the epoch of a lastScrape value; None when it is not a time."""
+    match = SCRAPE_TIME_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    stamp = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return stamp.timestamp() + (float(fraction) if fraction else 0.0)
+
+
+def gate_problem(name: str, address: str, labels: Mapping[str, Any],
+                 mine: list[Mapping[str, Any]], since: float) -> dict[str, Any]:
+    """Why the target of ``labels`` at ``address`` does not count (yet)."""
+    shown = ", ".join(f"{key} {labels[key]}" for key in ("service", "environment", "version") if key in labels)
+    found = max(mine, key=lambda t: scrape_time(t.get("lastScrape")) or 0.0, default=None)
+    problem = {"file": name, "target": address, "labels": {k: v for k, v in labels.items() if not k.startswith("__")},
+               "health": None, "last_error": "", "last_scrape": None, "scrape_url": None}
+    if found is None:
+        state = "not discovered"
+        why = "not discovered yet (Prometheus has no target with all of the record's labels at this address)"
+    else:
+        problem.update(health=found.get("health"), last_error=found.get("lastError") or "",
+                       last_scrape=found.get("lastScrape"), scrape_url=found.get("scrapeUrl"))
+        if (scrape_time(found.get("lastScrape")) or 0.0) <= since:
+            state = "not scraped yet"
+            why = f"not scraped since its file was written (health {found.get('health')})"
+        else:
+            state = "down"
+            why = (f"{found.get('health')} at {found.get('scrapeUrl')}, last error: "
+                   f"{found.get('lastError') or 'none given'}")
+    problem["state"] = state
+    problem["message"] = f"{name}: {address} ({shown}): {why}"
+    return problem
+
+
+def deployment_gate_pending(active_targets: Any, files: Any, since: Any, job: Any = "deployments") -> list[dict[str, Any]]:
+    """The targets of ``files`` that have not been scraped ``up`` after ``since``, with the reason."""
+    if isinstance(since, bool) or not isinstance(since, (int, float, str)):
+        raise AnsibleFilterError(f"deployment_gate_pending: since: expected the time the files were written "
+                                 f"(seconds since the epoch), got {show(since)}")
+    try:
+        written = float(since)
+    except ValueError:
+        raise AnsibleFilterError(f"deployment_gate_pending: since: expected seconds since the epoch, got {show(since)}")
+    if not isinstance(files, Mapping):
+        raise AnsibleFilterError(f"deployment_gate_pending: files: expected a mapping of file name to target groups "
+                                 f"(deployment_files), got {show(files)}")
+    if active_targets is not None and not isinstance(active_targets, (list, tuple)):
+        raise AnsibleFilterError(f"deployment_gate_pending: expected Prometheus' activeTargets (a list), "
+                                 f"got {show(active_targets)}")
+    by_address: dict[Any, list[Mapping[str, Any]]] = {}
+    for target in active_targets or []:
+        if isinstance(target, Mapping) and target.get("scrapePool") == job:
+            found = target.get("discoveredLabels") or {}
+            by_address.setdefault(found.get("__address__"), []).append(target)
+    pending = []
+    for name in sorted(files):
+        groups = files[name]
+        if not isinstance(groups, (list, tuple)):
+            raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected a list of target groups, "
+                                     f"got {show(groups)}")
+        for group in groups:
+            labels = group.get("labels") or {} if isinstance(group, Mapping) else None
+            if labels is None or not isinstance(group.get("targets"), (list, tuple)):
+                raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected target groups "
+                                         f"{{targets, labels}}, got {show(group)}")
+            for address in group["targets"]:
+                mine = [t for t in by_address.get(address, [])
+                        if all((t.get("discoveredLabels") or {}).get(k) == v for k, v in labels.items())]
+                if not any(t.get("health") == "up" and (scrape_time(t.get("lastScrape")) or 0.0) > written
+                           for t in mine):
+                    pending.append(gate_problem(name, address, labels, mine, written))
+    return pending
 
 
 class FilterModule:
@@ -772,4 +908,7 @@ class FilterModule:
             "deployment_files": deployment_files,
             "deployment_info_metrics": deployment_info_metrics,
             "deployment_annotations": deployment_annotations,
+            "deployment_store_entries": deployment_store_entries,
+            "deployment_gate_pending": deployment_gate_pending,
+            "deployment_health_files": deployment_health_files,
         }

@@ -15,6 +15,7 @@ REPOS = {
     "prometheus": "prometheus/prometheus",
     "alertmanager": "prometheus/alertmanager",
     "node_exporter": "prometheus/node_exporter",
+    "blackbox_exporter": "prometheus/blackbox_exporter",
     "cadvisor": "google/cadvisor",
 }
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$")

@@ -1,8 +1,9 @@
 """Filter plugin: Prometheus file_sd target groups from the Ansible inventory."""
 from __future__ import annotations
 
-import ipaddress
-import re
+import importlib.util
+import os
+import sys
 
 from ansible.errors import AnsibleFilterError
 
@@ -61,22 +62,23 @@ _value:
   sample: [{"targets": ["app1.example.com:9100"], "labels": {"instance": "app1.example.com", "host": "app1.example.com"}}]
 """
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+def _sibling(name: str):
+    """A filter plugin file beside this one (filter_plugins/ is no package, and Ansible
+    loads each file on its own)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
 
 
 def _address(host: str, value) -> str:
-    value = str(value).strip()
-    try:
-        if ipaddress.ip_address(value.strip("[]")).version == 6:
-            return f"[{value.strip('[]')}]"
-        return value
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(value):
-        raise AnsibleFilterError(
-            f"inventory host '{host}': monstack_scrape_address {value!r} is not a host name "
-            "or an IP address (no scheme, port or path)")
-    return value
+    who = f"inventory host '{host}': monstack_scrape_address"
+    if not str(value).strip():
+        raise AnsibleFilterError(f"{who} is empty; set it to a host name or an IP address, or remove it")
+    return _sibling("monstack_hostport").host_part(str(value), who)
 
 
 def _port(host: str, port_var: str, value) -> int:
@@ -96,6 +98,10 @@ def monstack_scrape_targets(hosts, hostvars, port_var, default_port, state_var="
         raise AnsibleFilterError("monstack_scrape_targets expects a list of inventory host names")
     groups = []
     for host in sorted(set(hosts)):
+        if host not in hostvars:
+            raise AnsibleFilterError(
+                f"monstack_scrape_targets: '{host}' is not an inventory host; pass inventory host "
+                "names, for example groups['all']")
         hvars = hostvars[host]
         if state_var and hvars.get(state_var, "present") == "absent":
             continue

@@ -68,6 +68,11 @@ ARTIFACTS = [
         ("p/prometheus-node-exporter/prometheus-node-exporter_1.1.2+ds-2.1_{arch}.deb",
          {"usr/bin/prometheus-node-exporter": "node_exporter"}),
     ]),
+    # Debian sid's build (forky has it too; trixie has 0.26.0).
+    ("blackbox_exporter", "0.28.0", "prometheus/blackbox_exporter", "tar", [
+        ("p/prometheus-blackbox-exporter/prometheus-blackbox-exporter_0.28.0-2_{arch}.deb",
+         {"usr/bin/prometheus-blackbox-exporter": "blackbox_exporter"}),
+    ]),
     ("cadvisor", "0.38.7", "google/cadvisor", "binary", [
         ("c/cadvisor/cadvisor_0.38.7+ds1-2+b7_{arch}.deb", {"usr/bin/cadvisor": "cadvisor"}),
     ]),
@@ -173,11 +178,11 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
 
 
 def install_tools(dest: Path) -> Path:
-    """Unpack promtool and amtool for the controller (rule unit tests, config checks)."""
+    """Unpack promtool, amtool and blackbox_exporter for the controller (rule unit tests, config checks)."""
     bindir = dest.parent / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     for name, version, repo, packaging, _ in ARTIFACTS:
-        if packaging != "tar" or name not in ("prometheus", "alertmanager"):
+        if packaging != "tar" or name not in ("prometheus", "alertmanager", "blackbox_exporter"):
             continue
         top = f"{name}-{version}.linux-amd64"
         archive = dest / repo / "releases" / "download" / f"v{version}" / f"{top}.tar.gz"
@@ -185,9 +190,12 @@ def install_tools(dest: Path) -> Path:
             for member in tar.getmembers():
                 if member.isfile() and Path(member.name).name not in ("NOTICE",):
                     target = bindir / Path(member.name).name
-                    with tar.extractfile(member) as src, open(target, "wb") as out:
+                    # write beside and rename: a running copy (a test's Prometheus) stays intact
+                    part = target.with_name(target.name + ".part")
+                    with tar.extractfile(member) as src, open(part, "wb") as out:
                         shutil.copyfileobj(src, out)
-                    os.chmod(target, 0o755)
+                    os.chmod(part, 0o755)
+                    os.replace(part, target)
     return bindir
 
 

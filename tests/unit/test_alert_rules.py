@@ -348,6 +348,51 @@ def test_promtool_accepts_customised_rules(customised):
     check_rules(customised.values())
 
 
+MACROS_IMPORT = "{% from 'rule_macros.j2' import extra_labels, runbook with context %}\n"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_templates_import_the_shared_macros(group):
+    source = (TEMPLATES / f"{group}.rules.yml.j2").read_text()
+    assert MACROS_IMPORT in source
+    assert "{% macro" not in source, "macros shared by the rule templates belong in rule_macros.j2"
+
+
+def test_ansible_template_renders_like_these_tests(tmp_path, customised):
+    """The role's template task ([[ ]] delimiters, rule_macros.j2 found beside the template)
+    writes what the tests check."""
+    ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
+    if not ansible_playbook.exists():
+        pytest.skip("ansible-playbook not installed beside this Python")
+    extra = {"prometheus_alert_runbook_url": "https://runbooks.example.com/alerts/",
+             "prometheus_alert_extra_labels": {"team": "ops", "env": 'prod "eu" <1>', "severity": "page"},
+             "ansible_python_interpreter": sys.executable}
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Defaults of the rules
+      ansible.builtin.include_vars: {DEFAULTS}
+    - name: Render as roles/prometheus/tasks does
+      ansible.builtin.template:
+        src: "{TEMPLATES}/{{{{ item }}}}.rules.yml.j2"
+        dest: "{tmp_path}/{{{{ item }}}}.rules.yml"
+        variable_start_string: "[["
+        variable_end_string: "]]"
+        mode: "0644"
+      loop: {json.dumps(GROUPS)}
+""")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"))
+    env.pop("ANSIBLE_CONFIG", None)
+    result = subprocess.run([str(ansible_playbook), "-i", "localhost,", "-c", "local", "-e", json.dumps(extra),
+                             "play.yml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    for group in GROUPS:
+        written = (tmp_path / f"{group}.rules.yml").read_text().split("\n", 1)[1]
+        assert written == customised[group].read_text().split("\n", 1)[1], group
+
+
 def test_threshold_overrides_change_the_rules():
     overrides = {"node_fs_full_percent": 85, "node_fs_full_for": "30m", "ml_latency_seconds": 1.5}
     default_node = {r["alert"]: r for r in alerts_of(render("node"))}

@@ -40,7 +40,7 @@ import dashboard_queries as dq  # noqa: E402
 PROMETHEUS_DS = {"type": "prometheus", "uid": "monstack-prometheus"}
 GRAFANA_DS = {"type": "grafana", "uid": "-- Grafana --"}
 ALERTMANAGER_DS = {"type": "alertmanager", "uid": "monstack-alertmanager"}
-JOBS = {"prometheus", "node", "cadvisor", "alertmanager", "grafana", "deployments"}
+JOBS = {"prometheus", "node", "cadvisor", "alertmanager", "grafana", "blackbox", "deployments", "deployment_health"}
 
 EXPECTED = {
     "Infrastructure/hosts.json": "monstack-hosts",
@@ -88,6 +88,8 @@ ALERTMANAGER_METRICS = {
 }
 # node_exporter textfile metrics written by the deployments playbook (filter deployment_info_metrics).
 DEPLOYMENT_METRICS = {"deployment_info", "deployment_timestamp_seconds"}
+# blackbox_exporter's probe results (job deployment_health: the records' health_url).
+BLACKBOX_METRICS = {"probe_success"}
 
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or",
@@ -239,7 +241,7 @@ def test_every_datasource_reference_is_provisioned(rel):
 
 def test_metric_names_are_known():
     known = (contract_metrics() | NODE_METRICS | CADVISOR_METRICS | PROMETHEUS_METRICS | SYNTHETIC_METRICS
-             | ALERTMANAGER_METRICS | DEPLOYMENT_METRICS)
+             | ALERTMANAGER_METRICS | DEPLOYMENT_METRICS | BLACKBOX_METRICS)
     unknown = {}
     for query in dq.extract_queries(DASHBOARDS):
         for name in metric_names(query["expr"]) - known:
@@ -620,6 +622,15 @@ def stack(tmp_path_factory):
                 skipped["alertmanager"] = f"Alertmanager did not start here: {err}: {' '.join(errors[:1])}"
         else:
             skipped["alertmanager"] = f"no Alertmanager binary at {alertmanager}"
+        blackbox = CACHE / "bin" / "blackbox_exporter"
+        if os.access(blackbox, os.X_OK):
+            (work / "blackbox.yml").write_text("modules: {http_2xx: {prober: http, timeout: 5s}}\n")
+            port = free_port()
+            _start_exporter(procs, "blackbox", [str(blackbox), f"--config.file={work / 'blackbox.yml'}",
+                                                f"--web.listen-address=127.0.0.1:{port}"], port, 20, exporters, skipped)
+        else:
+            skipped["blackbox"] = f"no blackbox_exporter binary at {blackbox}"
+
         # Without a running Alertmanager, Prometheus still sends (and fails) to a closed loopback port,
         # so the notification metrics exist.
         alert_target = exporters.get("alertmanager", f"127.0.0.1:{free_port()}")
@@ -643,6 +654,15 @@ def stack(tmp_path_factory):
                                                                     for name, target, labels in jobs if name == job]}
                                for job in dict.fromkeys(job for job, _, _ in jobs)],
         }
+        if "blackbox" in exporters:  # each app's health check, as the prometheus role's job probes it
+            config["scrape_configs"].append({
+                "job_name": "deployment_health", "metrics_path": "/probe", "params": {"module": ["http_2xx"]},
+                "static_configs": [{"targets": [f"http://{address}/metrics"],
+                                    "labels": {"service": service, "environment": "test", "version": "1"}}
+                                   for service, address in services.items()],
+                "relabel_configs": [{"source_labels": ["__address__"], "target_label": "__param_target"},
+                                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                                    {"target_label": "__address__", "replacement": exporters["blackbox"]}]})
         (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
         proc = procs.start("prometheus", [str(prometheus), f"--config.file={work / 'prometheus.yml'}",
                                           f"--storage.tsdb.path={work / 'data'}",
@@ -697,6 +717,8 @@ def test_dashboard_queries_return_data_from_real_exporters(stack, rel):
     expected_empty = {panel for dashboard, panel in EXPECTED_EMPTY if dashboard == rel}
     if "alertmanager" not in stack["exporters"]:
         expected_empty |= ALERTMANAGER_PANELS  # reported by test_alertmanager_metric_names_...
+    if "blackbox" not in stack["exporters"]:
+        expected_empty |= {"Health checks"}  # reported by test_blackbox_metric_names_...
     empty = [f"{r['panel']} [{r['ref_id']}]: {r['expr']}" for r in results
              if r["status"] == "ok" and r["series"] == 0 and r["panel"] not in expected_empty]
     assert not empty, "queries without data:\n" + "\n".join(empty)
@@ -738,6 +760,16 @@ def test_prometheus_metric_names_exist_in_real_prometheus(stack):
     exported = _exported_names(stack["url"].removeprefix("http://"))
     missing = PROMETHEUS_METRICS - exported
     assert not missing, f"Prometheus does not export {missing}"
+
+
+def test_blackbox_metric_names_exist_in_real_blackbox_exporter(stack):
+    if "blackbox" not in stack["exporters"]:
+        pytest.skip(stack["skipped"]["blackbox"])
+    address = stack["exporters"]["blackbox"]
+    text = urllib.request.urlopen(f"http://{address}/probe?module=http_2xx&target={address}/metrics",  # noqa: S310
+                                  timeout=10).read().decode()
+    missing = {name for name in BLACKBOX_METRICS if not re.search(rf"^{name} 1$", text, re.M)}
+    assert not missing, f"blackbox_exporter's probe does not export {missing} (or the probe failed):\n{text}"
 
 
 def test_alertmanager_metric_names_exist_in_real_alertmanager(stack):

@@ -33,6 +33,9 @@ FILTERS = (
     "deployment_files",
     "deployment_info_metrics",
     "deployment_annotations",
+    "deployment_health_files",
+    "deployment_store_entries",
+    "deployment_gate_pending",
 )
 SRC = "deployments/api.yml"
 WHO = f"{SRC} (service 'exchange-rate-api')"

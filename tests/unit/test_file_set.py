@@ -227,7 +227,8 @@ def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "ansible_become": False,
         "prometheus_config_dir": str(tmp_path / "etc"), "node_exporter_textfile_dir": str(tmp_path / "tf"),
-        "prometheus_user": MY_GROUP, "prometheus_port": 1}}}}}}))
+        "prometheus_user": MY_GROUP, "prometheus_port": 1,
+        "deployment_store_dir": str(tmp_path / "state")}}}}}}))
     return subprocess.run([tool("ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
                            "-e", "ansible_become=false", *args],
                           capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
@@ -264,8 +265,11 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     assert "production--svc3.json" not in names(sd) and len(names(sd)) == 29
     assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30
     # the gate waits for the targets of the files written in this run only (no Prometheus here)
-    proc = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("svc3", version="1.0.1")}),
-                    "-e", "deployment_gate_timeout=1")
+    # (a record deployed after the removal: an older one would be superseded by the removal)
+    proc = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("svc3", version="1.0.1",
+                                                                             deployed_at="2026-11-22T10:15:00Z")}),
+                    "-e", "deployment_gate_timeout=1", "-e", "deployment_gate_interval=1")
     assert proc.returncode != 0
-    assert "svc3.example.com:8000 (not discovered)" in proc.stdout
+    assert "production--svc3.json: svc3.example.com:8000 (service svc3, environment production, version 1.0.1): " \
+        "not discovered yet" in proc.stdout, proc.stdout
     assert "svc4.example.com" not in proc.stdout

@@ -30,6 +30,10 @@ UPSTREAM = [
      f"{GH}/prometheus/node_exporter/releases/download/v1.8.2/node_exporter-1.8.2.linux-amd64.tar.gz"),
     ("node_exporter", "1.11.1", "armv7",
      f"{GH}/prometheus/node_exporter/releases/download/v1.11.1/node_exporter-1.11.1.linux-armv7.tar.gz"),
+    ("blackbox_exporter", "0.25.0", "amd64",
+     f"{GH}/prometheus/blackbox_exporter/releases/download/v0.25.0/blackbox_exporter-0.25.0.linux-amd64.tar.gz"),
+    ("blackbox_exporter", "0.28.0", "arm64",
+     f"{GH}/prometheus/blackbox_exporter/releases/download/v0.28.0/blackbox_exporter-0.28.0.linux-arm64.tar.gz"),
     # cAdvisor: one amd64 binary named plain "cadvisor" before 0.39 ...
     ("cadvisor", "0.38.7", "amd64", f"{GH}/google/cadvisor/releases/download/v0.38.7/cadvisor"),
     ("cadvisor", "0.37.5", "amd64", f"{GH}/google/cadvisor/releases/download/v0.37.5/cadvisor"),
@@ -84,7 +88,7 @@ def _default(role: str, name: str):
         return yaml.safe_load(fh)[name]
 
 
-@pytest.mark.parametrize("role", ["prometheus", "alertmanager", "node_exporter", "cadvisor"])
+@pytest.mark.parametrize("role", ["prometheus", "alertmanager", "node_exporter", "cadvisor", "blackbox_exporter"])
 def test_role_defaults_resolve_on_the_real_site(role):
     """The defaults (version, upstream naming) give an asset that exists upstream for amd64."""
     version = _default(role, f"{role}_version")

@@ -23,10 +23,10 @@ def test_two_prometheus_servers_form_an_ha_pair(tmp_path):
         base = f"http://{container_ip(host)}:9090"
         config = requests.get(base + "/api/v1/status/config", timeout=10).json()["data"]["yaml"]
         targets = requests.get(base + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        # Inventory targets only: deployment targets reach a new server with the
-        # next run of playbooks/deployments.yml.
+        # Inventory targets only: deployment targets and their health checks reach
+        # a new server with the next run of playbooks/deployments.yml.
         return config, sorted((t["labels"]["job"], t["labels"]["instance"]) for t in targets
-                              if t["labels"]["job"] != "deployments")
+                              if t["labels"]["job"] not in ("deployments", "deployment_health"))
 
     deadline = time.monotonic() + 60
     while True:  # the new server reads its file_sd files within a few seconds of starting

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from example_inventory import copy_example  # noqa: E402
 
 # example host -> test host: the HA pair on Debian 12 and 13, the app host on Debian 11
-HOSTS = ["monstack-op-mon", "monstack-op-new", "monstack-op-old"]
+# (MONSTACK_OP_HOSTS=a,b,c runs the checks against other containers of that layout, e.g. a developer's)
+HOSTS = os.environ.get("MONSTACK_OP_HOSTS", "monstack-op-mon,monstack-op-new,monstack-op-old").split(",")
 MIRROR = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack")) / "mirror"
 MIRROR_VERSIONS = {"prometheus": "3.5.3", "alertmanager": "0.33.1", "node_exporter": "1.11.1", "cadvisor": "0.38.7"}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
@@ -89,6 +90,6 @@ def operator(tmp_path_factory) -> Operator:
     # build, linked against glibc 2.34, which Debian 11 lacks (upstream's static release runs
     # there). The mirror also holds Debian 11's own build, 1.1.2: pin it for that host.
     (dest / "host_vars").mkdir()
-    (dest / "host_vars" / "monstack-op-old.yml").write_text(
+    (dest / "host_vars" / f"{HOSTS[2]}.yml").write_text(
         "---\n# test mirror only: the Debian 11 build of node_exporter\nnode_exporter_version: 1.1.2\n")
     return Operator(dest, vault_pass, ephemeral / "operator_ed25519")

@@ -1,0 +1,163 @@
+"""Filter plugins: 'host:port' strings, with IPv6 addresses in brackets.
+
+monstack_hostport joins an address and a port the way Go programs (Prometheus,
+Alertmanager, node_exporter, Grafana) and URLs expect them; monstack_local_host
+says which address reaches a service on the host itself, given the address it
+listens on; monstack_local_endpoint adds the scheme, route prefix, basic auth
+and TLS verification a client on the host needs (the roles' own checks, and the
+gate and annotations of playbooks/deployments.yml). Documented for ansible-doc
+in one <filter name>.yml file each, beside this file.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ansible.errors import AnsibleFilterError
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$")
+
+
+def _is_ipv6(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == 6
+    except ValueError:
+        return False
+
+
+def host_part(address, who: str = "monstack_hostport") -> str:
+    """The address as it goes before ':port': IPv6 in brackets, the rest unchanged.
+
+    Shared with the other filter plugins of this package; who starts the error messages.
+    """
+    if not isinstance(address, str):
+        raise AnsibleFilterError(
+            f"{who}: the address must be a string (a host name, an IPv4 or an IPv6 address), "
+            f"got {type(address).__name__} {address!r}")
+    value = address.strip()
+    if value.startswith("[") and value.endswith("]"):
+        if _is_ipv6(value[1:-1]):
+            return value
+        raise AnsibleFilterError(
+            f"{who}: {address!r} has brackets but no IPv6 address inside them; "
+            "brackets are only for IPv6 addresses such as '[2001:db8::1]'")
+    if ":" in value:
+        if _is_ipv6(value):
+            return f"[{value}]"
+        raise AnsibleFilterError(
+            f"{who}: {address!r} is not an IPv6 address; give the port separately "
+            "and the host alone (a name, an IPv4 or an IPv6 address)")
+    if value and not _HOSTNAME.match(value):
+        raise AnsibleFilterError(
+            f"{who}: {address!r} is not a host name or an IP address "
+            "(give the host alone, without scheme, path or spaces)")
+    return value
+
+
+def _port(port, who: str) -> int:
+    if isinstance(port, bool) or (isinstance(port, float) and not port.is_integer()):
+        raise AnsibleFilterError(f"{who}: the port must be a number 1-65535, got {port!r}")
+    try:
+        number = int(str(port).strip()) if isinstance(port, str) else int(port)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= 65535:
+        raise AnsibleFilterError(f"{who}: the port must be a number 1-65535, got {port!r}")
+    return number
+
+
+def monstack_hostport(address, port):
+    """'host:port' from an address and a port; IPv6 addresses in brackets.
+
+    An empty address gives ':port' (every interface, in Go's listen flags).
+    """
+    return f"{host_part(address, 'monstack_hostport')}:{_port(port, 'monstack_hostport')}"
+
+
+def monstack_local_host(address):
+    """The address that reaches, from the host itself, a service listening on address.
+
+    '' and '0.0.0.0' give '127.0.0.1', '::' gives '::1'; any other address is
+    returned as given (without brackets), since the service listens only there.
+    """
+    host = host_part(address, "monstack_local_host")
+    bare = host[1:-1] if host.startswith("[") else host
+    if not bare:
+        return "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        return bare
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return bare
+
+
+_ROUTE_PREFIX = re.compile(r"--web\.route-prefix(?:=|\s+)(\S*)")
+
+
+def _endpoint_error(name: str, field: str, problem: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"monstack_local_endpoint ({name}): {field}: {problem}")
+
+
+def route_prefix(name: str, external_url: Any, flags: Any) -> str:
+    """The path served under: a --web.route-prefix flag if given, else the external URL's path."""
+    if flags is not None and not isinstance(flags, (list, tuple)):
+        raise _endpoint_error(name, "flags", f"expected a list of command-line flags, got {flags!r}")
+    prefix = None
+    for flag in flags or []:
+        match = _ROUTE_PREFIX.fullmatch(str(flag).strip())
+        if match:
+            prefix = match.group(1)
+    if prefix is None:
+        if not isinstance(external_url or "", str):
+            raise _endpoint_error(name, "external URL", f"expected a URL string, got {external_url!r}")
+        prefix = urlsplit(external_url or "").path
+    prefix = "/" + prefix.strip("/")
+    return "" if prefix == "/" else prefix
+
+
+def monstack_local_endpoint(listen_address: Any, port: Any, tls: Any = False, external_url: Any = "",
+                            basic_auth_users: Any = None, flags: Any = None, ca_path: Any = "",
+                            user: Any = "", password: Any = "", name: str = "component") -> dict[str, Any]:
+    """{url, user, password, validate_certs, ca_path} for a client on the component's own host."""
+    who = f"monstack_local_endpoint ({name}): listen address"
+    if not isinstance(listen_address, str):
+        raise AnsibleFilterError(f"{who}: expected an address or host name, got {listen_address!r}")
+    host = host_part(monstack_local_host(host_part(listen_address, who)), who)
+    number = _port(port, f"monstack_local_endpoint ({name}): port")
+    # tls: a boolean, or the path of the server's certificate (non-empty: TLS is on).
+    secure = bool(tls) if isinstance(tls, bool) or tls is None else len(str(tls)) > 0
+    users = basic_auth_users or {}
+    if not isinstance(users, Mapping):
+        raise _endpoint_error(name, "basic auth users", "expected a mapping of user name to password")
+    login = str(user or "") or (sorted(users)[0] if users else "")
+    secret = password or (users.get(login, "") if login else "")
+    if login and not secret:
+        raise _endpoint_error(name, "basic auth", f"user {login!r} has no password "
+                                                  "(set it in the basic auth users mapping)")
+    if ca_path and not secure:
+        raise _endpoint_error(name, "CA path", f"{ca_path!r} is set but the component does not serve TLS")
+    return {
+        "url": f"{'https' if secure else 'http'}://{host}:{number}{route_prefix(name, external_url, flags)}",
+        "user": login,
+        "password": str(secret) if login else "",
+        # Without a CA the certificate is not verified, as in the roles' own checks: the
+        # connection does not leave the host, and a certificate rarely names 127.0.0.1.
+        "validate_certs": bool(ca_path),
+        "ca_path": str(ca_path or ""),
+    }
+
+
+class FilterModule:
+    """monstack host:port filters."""
+
+    def filters(self):
+        return {
+            "monstack_hostport": monstack_hostport,
+            "monstack_local_host": monstack_local_host,
+            "monstack_local_endpoint": monstack_local_endpoint,
+        }

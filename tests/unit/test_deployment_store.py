@@ -1,0 +1,285 @@
+"""library/monstack_deployment_store.py: the record store of a Prometheus host and its lock.
+
+The module's functions are called on tmp directories; the last tests run
+playbooks/deployments.yml with localhost (local connection) as the Prometheus
+host: six runs started at once, then a directory run that must not prune the
+single-record registrations.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import grp
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import deployments as dc
+from helpers import ansible_playbook
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("monstack_deployment_store",
+                                              REPO / "library" / "monstack_deployment_store.py")
+ds = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ds)
+
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def record(service: str, version: str = "1.0.0", at: str = "2026-11-20T10:15:00Z", **extra) -> dict:
+    body = {"service": service, "environment": "production", "version": version, "deployed_at": at,
+            "targets": [f"{service}.example.com:8000"], **extra}
+    if extra.get("status") == "removed":
+        body.pop("targets")
+    return body
+
+
+def entries(*records: dict) -> dict:
+    return dc.deployment_store_entries(list(records))
+
+
+# --------------------------------------------------------------------------
+# merging (pure)
+
+def test_later_record_wins_whatever_the_order_and_owner_moves_with_it():
+    v1, v2 = entries(record("api")), entries(record("api", "2.0.0", "2026-11-21T10:00:00Z"))
+    store, applied, superseded, _ = ds.merge({}, v2, "single-record", False, "ci 1")
+    assert applied == ["production--api.json"] and store["production--api.json"]["version"] == "2.0.0"
+    # an older record later (a slow pipeline): not applied, reported
+    again, applied, superseded, _ = ds.merge(store, v1, "directory", True, "ci 2")
+    assert applied == [] and again["production--api.json"]["version"] == "2.0.0"
+    assert superseded == [{"name": "production--api.json", "given": "2026-11-20T10:15:00Z",
+                           "stored": "2026-11-21T10:00:00Z", "owner": "single-record"}]
+    # an identical record keeps its owner; a changed one belongs to its writer
+    same, applied, _, _ = ds.merge(store, v2, "directory", False, "ci 3")
+    assert applied == ["production--api.json"] and same == store
+    v3 = entries(record("api", "3.0.0", "2026-11-22T10:00:00Z"))
+    moved, _, _, _ = ds.merge(store, v3, "directory", False, "ci 4")
+    assert moved["production--api.json"]["owner"] == "directory"
+    assert moved["production--api.json"]["registered_by"] == "ci 4"
+
+
+def test_prune_removes_only_the_runs_own_entries():
+    store, _, _, _ = ds.merge({}, entries(record("a"), record("b")), "directory", True, "dir")
+    store, _, _, _ = ds.merge(store, entries(record("single")), "single-record", False, "one")
+    store, _, _, _ = ds.merge(store, entries(record("other")), "team-b", True, "b")
+    after, applied, _, pruned = ds.merge(store, entries(record("a")), "directory", True, "dir")
+    assert pruned == ["production--b.json"] and applied == ["production--a.json"]
+    assert {name: e["status"] for name, e in after.items()} == {
+        "production--a.json": "deployed", "production--b.json": "removed",
+        "production--single.json": "deployed", "production--other.json": "deployed"}
+    # a pruned entry is a tombstone without precedence: an older record may come back
+    back, applied, _, _ = ds.merge(after, entries(record("b", at="2020-01-01T00:00:00Z")), "x", False, "x")
+    assert applied == ["production--b.json"] and back["production--b.json"]["status"] == "deployed"
+
+
+def test_removal_record_leaves_a_tombstone_that_older_records_cannot_pass():
+    store, _, _, _ = ds.merge({}, entries(record("api")), "single-record", False, "one")
+    removal = entries(record("api", at="2026-11-21T00:00:00Z", status="removed"))
+    gone, applied, _, _ = ds.merge(store, removal, "directory", False, "dir")
+    assert gone["production--api.json"]["status"] == "removed" and "file_sd" not in gone["production--api.json"]
+    _, applied, superseded, _ = ds.merge(gone, entries(record("api")), "single-record", False, "late")
+    assert applied == [] and superseded[0]["stored"] == "2026-11-21T00:00:00Z"
+
+
+# --------------------------------------------------------------------------
+# the module's update on directories
+
+def params(tmp_path: Path, given: dict, owner: str = "single-record", prune: bool = False, token: str = "t1") -> dict:
+    for sub in ("sd", "tf"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    return {"path": str(tmp_path / "state"), "entries": given, "owner": owner, "prune": prune,
+            "untracked_owner": "directory", "file_sd_dir": str(tmp_path / "sd"), "textfile_dir": str(tmp_path / "tf"),
+            "lock_token": token, "lock_holder": f"test {token}", "lock_timeout": 2, "lock_lease": 60}
+
+
+def apply(tmp_path: Path, result: dict) -> None:
+    """What the playbook's monstack_file_set calls do with the result."""
+    for sub, key in (("sd", "file_sd"), ("tf", "textfile")):
+        for name, content in result[key]["write"].items():
+            (tmp_path / sub / name).write_text(content)
+        for name in result[key]["remove"]:
+            (tmp_path / sub / name).unlink()
+
+
+def test_update_derives_the_files_from_the_store(tmp_path):
+    (tmp_path / "sd").mkdir()
+    (tmp_path / "sd" / "production--legacy.json").write_text("[]\n")  # from before the store
+    (tmp_path / "sd" / "notes.txt").write_text("not ours")
+    single = ds.update(params(tmp_path, entries(record("one"))), check_mode=False)
+    assert single["changed"] and single["file_sd"]["remove"] == []  # a single record adopts nothing
+    assert list(single["file_sd"]["write"]) == ["production--one.json"]
+    assert list(single["textfile"]["write"]) == ["deployment--production--one.prom"]
+    assert single["time"] <= time.time() and single["lock"]["holder"] == "test t1"
+    apply(tmp_path, single)
+    ds.release(str(tmp_path / "state"), "t1")
+    directory = ds.update(params(tmp_path, entries(record("a"), record("b")), "directory", True, "t2"), False)
+    assert sorted(directory["file_sd"]["write"]) == ["production--a.json", "production--b.json"]
+    assert directory["file_sd"]["remove"] == ["production--legacy.json"]  # the default owner adopts it
+    assert [r["service"] for r in directory["records"]] == ["a", "b", "one"]
+    apply(tmp_path, directory)
+    # drift is repaired by any run: a file edited by hand is written again
+    (tmp_path / "sd" / "production--one.json").write_text("[]\n")
+    again = ds.update(params(tmp_path, entries(record("a"), record("b")), "directory", True, "t2"), False)
+    assert not again["changed"] and list(again["file_sd"]["write"]) == ["production--one.json"]
+    # without node_exporter's directory there is nothing to say about textfiles
+    assert ds.update(dict(params(tmp_path, {}, token="t2"), textfile_dir=str(tmp_path / "no")), False)["textfile"] is None
+
+
+def test_check_mode_takes_no_lock_and_writes_nothing(tmp_path):
+    result = ds.update(params(tmp_path, entries(record("a"))), check_mode=True)
+    assert result["changed"] and "lock" not in result and list(result["file_sd"]["write"]) == ["production--a.json"]
+    assert not (tmp_path / "state").exists()
+
+
+def test_store_errors_name_the_file(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "store.json").write_text("{half")
+    with pytest.raises(ds.StoreError, match=r"state/store.json: not valid JSON .*move it away"):
+        ds.update(params(tmp_path, {}), False)
+    with pytest.raises(ds.StoreError, match="file_sd_dir .*: not a directory"):
+        ds.update(dict(params(tmp_path, {}), file_sd_dir=str(tmp_path / "missing")), False)
+    with pytest.raises(ds.StoreError, match="entry 'x.json': expected a file name"):
+        ds.check_entries({"x.json": {}})
+    with pytest.raises(ds.StoreError, match="entry a--b.json: a deployed entry needs"):
+        ds.check_entries({"a--b.json": {"epoch_us": 1, "status": "deployed"}})
+
+
+# --------------------------------------------------------------------------
+# the lock
+
+def test_lock_waits_then_names_its_holder(tmp_path):
+    state = str(tmp_path)
+    clock = [1000.0]
+    first = ds.acquire(state, "run-a", "ci@runner-1 pid 42, record production--api", 10, 60, clock=lambda: clock[0])
+    assert first["holder"].startswith("ci@runner-1") and first["waited"] == 0
+    assert ds.acquire(state, "run-a", "again", 10, 60, clock=lambda: clock[0])  # the holder may take it again
+
+    def tick(seconds):
+        clock[0] += seconds
+    with pytest.raises(ds.LockBusy) as err:
+        ds.acquire(state, "run-b", "other", 3, 60, clock=lambda: clock[0], sleep=tick)
+    message = str(err.value)
+    assert "lock.json is held by again since 1970-01-01T00:16:40Z (lease until 1970-01-01T00:17:40Z)" in message
+    assert "waited 3 s" in message
+    # an abandoned lock (lease over) is taken over, and says whose it was
+    clock[0] += 100
+    taken = ds.acquire(state, "run-b", "other", 3, 60, clock=lambda: clock[0])
+    assert taken["took_over"]["holder"] == "again"
+    assert not ds.release(state, "run-a") and ds.release(state, "run-b") and not (tmp_path / "lock.json").exists()
+
+
+def test_lock_serializes_real_processes(tmp_path):
+    """Four processes take the lock in turn: never two inside at once."""
+    script = (f"import importlib.util, sys, time\n"
+              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'library' / 'monstack_deployment_store.py')!r})\n"
+              f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+              f"d = sys.argv[1]; t = sys.argv[2]\n"
+              f"m.acquire(d, t, t, 30, 60)\n"
+              f"open(d + '/log', 'a').write('in ' + t + '\\n'); time.sleep(0.3)\n"
+              f"open(d + '/log', 'a').write('out ' + t + '\\n'); m.release(d, t)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), f"p{i}"]) for i in range(4)]
+    assert all(proc.wait(timeout=60) == 0 for proc in procs)
+    lines = (tmp_path / "log").read_text().split()
+    pairs = list(zip(lines[0::4], lines[1::4], lines[2::4], lines[3::4]))
+    assert len(pairs) == 4 and all((came, left) == ("in", "out") and who == again
+                                   for came, who, left, again in pairs), lines
+
+
+# --------------------------------------------------------------------------
+# playbooks/deployments.yml: six runs at once
+
+def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The file_sd directory, node_exporter's textfile directory and a records directory, made."""
+    made = (tmp_path / "etc" / "file_sd" / "deployments", tmp_path / "tf", tmp_path / "records")
+    for path in made:
+        path.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    inventory = tmp_path / "inventory.json"
+    if not inventory.exists():
+        inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {"localhost": {
+            "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+            "prometheus_config_dir": str(tmp_path / "etc"), "node_exporter_textfile_dir": str(tmp_path / "tf"),
+            "prometheus_user": MY_GROUP, "deployment_store_dir": str(tmp_path / "state")}}}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
+                           "-e", "deployment_gate=false", *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+
+
+def test_concurrent_runs_add_up_and_a_directory_run_keeps_single_registrations(tmp_path):
+    sd, tf, records = layout(tmp_path)
+    for i in range(12):
+        (records / f"dir{i}.json").write_text(json.dumps(record(f"dir{i}")))
+    singles = [record(f"single{i}", targets=[f"single{i}-a.example.com:8000", f"single{i}-b.example.com:9000"])
+               for i in range(5)]
+    runs = [["-e", f"deployment_records_dir={records}"]]
+    runs += [["-e", json.dumps({"deployment_record": one})] for one in singles]
+
+    seen_bad, stop = [], threading.Event()
+
+    def watch():  # Prometheus' view: every file it can read is complete JSON, at any moment
+        while not stop.is_set():
+            for path in sd.glob("*.json"):
+                try:
+                    json.loads(path.read_text())
+                except FileNotFoundError:
+                    pass
+                except ValueError as exc:
+                    seen_bad.append(f"{path.name}: {exc}")
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+            results = list(pool.map(lambda args: playbook(tmp_path, *args), runs))
+    finally:
+        stop.set()
+        watcher.join()
+    elapsed = time.monotonic() - started
+    for result in results:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert not seen_bad, seen_bad[:5]
+    expected = sorted([f"production--dir{i}.json" for i in range(12)] + [f"production--single{i}.json" for i in range(5)])
+    assert sorted(p.name for p in sd.iterdir()) == expected  # no temporary or partial file left
+    assert sorted(p.name for p in tf.iterdir()) == sorted(
+        "deployment--" + name.replace(".json", ".prom") for name in expected)
+    for i, one in enumerate(singles):
+        assert json.loads((sd / f"production--single{i}.json").read_text())[0]["targets"] == sorted(one["targets"])
+    assert json.loads((sd / "production--dir7.json").read_text())[0]["targets"] == ["dir7.example.com:8000"]
+    assert not (tmp_path / "state" / "lock.json").exists()
+    print(f"six concurrent runs: {elapsed:.1f} s")
+
+    # Another directory run without two of its records: those two go, the single registrations stay.
+    (records / "dir0.json").unlink()
+    (records / "dir1.json").unlink()
+    again = playbook(tmp_path, "-e", f"deployment_records_dir={records}")
+    assert again.returncode == 0, again.stdout[-3000:]
+    remaining = sorted(p.name for p in sd.iterdir())
+    assert remaining == [name for name in expected if name not in ("production--dir0.json", "production--dir1.json")]
+    store = json.loads((tmp_path / "state" / "store.json").read_text())["entries"]
+    assert store["production--single3.json"]["owner"] == "single-record"
+    assert store["production--dir5.json"]["owner"] == "directory"
+
+
+def test_a_waiting_run_names_the_holder(tmp_path):
+    sd = layout(tmp_path)[0]
+    (tmp_path / "state").mkdir()
+    ds.acquire(str(tmp_path / "state"), "other-run", "ci@runner-7 pid 4711, record production--api 2.0.0", 1, 600)
+    result = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}),
+                      "-e", "deployment_lock_timeout=1")
+    assert result.returncode != 0
+    assert "is held by ci@runner-7 pid 4711, record production--api 2.0.0 since" in result.stdout, result.stdout[-3000:]
+    assert not (sd / "production--api.json").exists()
+    assert (tmp_path / "state" / "lock.json").exists()  # someone else's lock is left alone
