@@ -116,17 +116,16 @@ def test_notified_handlers_exist():
         for task in iter_tasks(load(path)):
             if "notify" in task:
                 notified |= {task["notify"]} if isinstance(task["notify"], str) else set(task["notify"])
-    main = load(ROLE / "tasks" / "main.yml")
-    notified.add(main[1]["vars"]["common_notify"])
     assert notified and notified <= handlers, notified - handlers
 
 
 def test_main_is_a_table_of_contents():
     main = load(ROLE / "tasks" / "main.yml")
     block = main[1]["block"]
-    assert [t["name"] for t in block] == ["Preflight", "Install", "Configure", "Run"]
-    assert [t["ansible.builtin.import_tasks"] for t in block] == [
-        "preflight.yml", "install.yml", "configure.yml", "run.yml"]
+    assert [t["name"] for t in block] == ["Preflight", "Probe", "Install", "Configure", "Run"]
+    assert [t.get("ansible.builtin.import_tasks") for t in block] == [
+        "preflight.yml", None, "install.yml", "configure.yml", "run.yml"]
+    assert block[1]["ansible.builtin.include_role"] == {"name": "common", "tasks_from": "probe"}
 
 
 def tasks_by_name(filename):
