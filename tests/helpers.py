@@ -47,6 +47,18 @@ def play_results(cwd: Path, playbook: str, *args: str) -> list[dict]:
     return [task["hosts"] for task in tasks]
 
 
+def check_filter_sidecar(module, name: str) -> None:
+    """The filter plugin file module registers name, and filter_plugins/<name>.yml documents it."""
+    import yaml
+
+    assert module.FilterModule().filters()[name] is getattr(module, name)
+    sidecar = yaml.safe_load((REPO / "filter_plugins" / f"{name}.yml").read_text())
+    assert sidecar["DOCUMENTATION"]["name"] == name
+    assert "_input" in sidecar["DOCUMENTATION"]["options"]
+    assert sidecar["EXAMPLES"].strip()
+    assert "_value" in sidecar["RETURN"]
+
+
 def filter_docs(names: list[str], cwd: Path) -> dict:
     """ansible-doc's JSON for filter plugins of this package (run outside the repo: only
     ANSIBLE_FILTER_PLUGINS finds them); fails the test on an error or warning."""

@@ -5,11 +5,10 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 import monstack_hostport as hp
-from helpers import filter_docs, play_results
+from helpers import check_filter_sidecar, filter_docs, play_results
 from monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,12 +114,7 @@ def test_local_host_refuses_what_is_not_an_address(address):
 
 @pytest.mark.parametrize("name", FILTERS)
 def test_each_filter_is_registered_and_documented(name):
-    assert hp.FilterModule().filters()[name] is getattr(hp, name)
-    sidecar = yaml.safe_load((REPO / "filter_plugins" / f"{name}.yml").read_text())
-    assert sidecar["DOCUMENTATION"]["name"] == name
-    assert "_input" in sidecar["DOCUMENTATION"]["options"]
-    assert sidecar["EXAMPLES"].strip()
-    assert "_value" in sidecar["RETURN"]
+    check_filter_sidecar(hp, name)
 
 
 def test_the_module_registers_exactly_the_documented_filters():
