@@ -23,6 +23,7 @@ from ansible.errors import AnsibleFilterError
 import deployments as dc
 from helpers import ansible_playbook
 from test_dashboards import Processes, free_port, wait_http
+from test_deployments import rec as record_of
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
@@ -30,15 +31,10 @@ health_files = dc.deployment_health_files
 
 
 def rec(**overrides):
-    record = {"service": "iris", "environment": "prod", "version": "1.2.0", "deployed_at": "2026-11-20T10:15:00Z",
-              "commit": "3f2c1ab", "targets": ["app1.example.com:8000"], "labels": {"team": "ml"},
-              "health_url": "http://app1.example.com:8000/health", "_source": "records/iris.yml"}
-    for key, value in overrides.items():
-        if value is None:
-            record.pop(key, None)
-        else:
-            record[key] = value
-    return record
+    """test_deployments' valid record, as service iris in prod with a health_url (None deletes a field)."""
+    mine = {"service": "iris", "environment": "prod", "version": "1.2.0", "targets": ["app1.example.com:8000"],
+            "health_url": "http://app1.example.com:8000/health", "_source": "records/iris.yml"}
+    return record_of(**(mine | overrides))
 
 
 # ----------------------------------------------------------------- the filter

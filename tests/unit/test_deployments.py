@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -25,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import deployments as dc
+from helpers import ansible_playbook, check_filter_sidecar, filter_docs, plugin_env
 
 REPO = Path(__file__).resolve().parents[2]
 FILTERS = (
@@ -520,41 +519,15 @@ def test_annotations_one_per_record_sorted_by_time():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", FILTERS)
 def test_each_filter_is_registered_and_documented(name):
-    registered = dc.FilterModule().filters()
-    assert registered[name] is getattr(dc, name)
-    sidecar = yaml.safe_load((REPO / "filter_plugins" / f"{name}.yml").read_text())
-    assert sidecar["DOCUMENTATION"]["name"] == name
-    assert "_input" in sidecar["DOCUMENTATION"]["options"]
-    assert sidecar["EXAMPLES"].strip()
-    assert "_value" in sidecar["RETURN"]
+    check_filter_sidecar(dc, name)
 
 
 def test_the_module_registers_exactly_the_documented_filters():
     assert sorted(dc.FilterModule().filters()) == sorted(FILTERS)
 
 
-def _ansible_env() -> dict[str, str]:
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    env.pop("ANSIBLE_CONFIG", None)
-    return env
-
-
-def _ansible_tool(name: str) -> str:
-    path = Path(sys.executable).with_name(name)
-    found = str(path) if path.exists() else shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} not installed")
-    return found
-
-
 def test_ansible_doc_renders_every_filter(tmp_path):
-    # cwd outside the repo: only ANSIBLE_FILTER_PLUGINS matters, not ansible.cfg
-    result = subprocess.run([_ansible_tool("ansible-doc"), "-t", "filter", "--json", *FILTERS],
-                            capture_output=True, text=True, env=_ansible_env(), cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    docs = json.loads(result.stdout)
+    docs = filter_docs(FILTERS, tmp_path)
     for name in FILTERS:
         assert docs[name]["doc"]["short_description"], name
         assert docs[name]["examples"], name
@@ -587,9 +560,9 @@ def test_ansible_playbook_runs_the_filters(tmp_path):
 """)
     (tmp_path / "sd").mkdir()
     result = subprocess.run(
-        [_ansible_tool("ansible-playbook"), "-i", "localhost,", "-c", "local",
+        [ansible_playbook(), "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")],
-        capture_output=True, text=True, env=_ansible_env(), cwd=tmp_path, timeout=300)
+        capture_output=True, text=True, env=plugin_env(), cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "sd").iterdir()}
     assert written == json.loads(json.dumps(files(records, False)))

@@ -1,19 +1,14 @@
 """filter_plugins/monstack_hostport.py: host:port with IPv6 brackets, and the local address of a listener."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 import monstack_hostport as hp
+from helpers import check_filter_sidecar, filter_docs, play_results
 from monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,39 +114,15 @@ def test_local_host_refuses_what_is_not_an_address(address):
 
 @pytest.mark.parametrize("name", FILTERS)
 def test_each_filter_is_registered_and_documented(name):
-    assert hp.FilterModule().filters()[name] is getattr(hp, name)
-    sidecar = yaml.safe_load((REPO / "filter_plugins" / f"{name}.yml").read_text())
-    assert sidecar["DOCUMENTATION"]["name"] == name
-    assert "_input" in sidecar["DOCUMENTATION"]["options"]
-    assert sidecar["EXAMPLES"].strip()
-    assert "_value" in sidecar["RETURN"]
+    check_filter_sidecar(hp, name)
 
 
 def test_the_module_registers_exactly_the_documented_filters():
     assert sorted(hp.FilterModule().filters()) == FILTERS
 
 
-def _tool(name: str) -> str:
-    path = Path(sys.executable).with_name(name)
-    found = str(path) if path.exists() else shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} not installed")
-    return found
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    env.pop("ANSIBLE_CONFIG", None)
-    return env
-
-
 def test_ansible_doc_renders_each_filter(tmp_path):
-    result = subprocess.run([_tool("ansible-doc"), "-t", "filter", "--json", *FILTERS],
-                            capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    docs = json.loads(result.stdout)
+    docs = filter_docs(FILTERS, tmp_path)
     for name in FILTERS:
         assert docs[name]["doc"]["name"] == name
         assert docs[name]["examples"], name
@@ -171,12 +142,8 @@ def test_ansible_runs_the_filters(tmp_path):
         msg: "{{ 'mon1:80' | monstack_hostport(9093) }}"
       ignore_errors: true
 """)
-    env = _env() | {"ANSIBLE_STDOUT_CALLBACK": "json"}
-    result = subprocess.run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    plays = json.loads(result.stdout[result.stdout.index("{"):])["plays"][0]["tasks"]
-    joined, refused = (task["hosts"]["localhost"] for task in plays)
+    joined, refused = (hosts["localhost"] for hosts in play_results(tmp_path, "play.yml", "-i", "localhost,",
+                                                                    "-c", "local"))
     assert joined["msg"] == ["[2001:db8::1]:9093", "[::1]:9093", "mon1:9093", ":9093", "[::1]:9090"]
     assert refused["failed"]
     assert "'mon1:80' is not an IPv6 address; give the port separately" in refused["msg"]

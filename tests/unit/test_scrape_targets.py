@@ -1,19 +1,11 @@
 """filter_plugins/monstack_scrape_targets.py: file_sd target groups from inventory hosts."""
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from helpers import play_results
 from monstack_scrape_targets import FilterModule, monstack_scrape_targets
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def targets(hostvars, hosts=None, port_var="node_exporter_port", default_port=9100, state_var=""):
@@ -132,14 +124,6 @@ def test_registered():
     assert FilterModule().filters() == {"monstack_scrape_targets": monstack_scrape_targets}
 
 
-def _tool(name: str) -> str:
-    path = Path(sys.executable).with_name(name)
-    found = str(path) if path.exists() else shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} not installed")
-    return found
-
-
 def test_with_ansible_hostvars(tmp_path):
     """Through Ansible: the real hostvars object, host and group variables."""
     (tmp_path / "inventory.yml").write_text("""
@@ -157,14 +141,8 @@ all:
       ansible.builtin.debug:
         msg: "{{ groups['all'] | monstack_scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') }}"
 """)
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_STDOUT_CALLBACK="json")
-    env.pop("ANSIBLE_CONFIG", None)
-    result = subprocess.run([_tool("ansible-playbook"), "-i", "inventory.yml", "-c", "local", "play.yml"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    task = json.loads(result.stdout[result.stdout.index("{"):])["plays"][0]["tasks"][0]
-    assert task["hosts"]["localhost"]["msg"] == [
+    [task] = play_results(tmp_path, "play.yml", "-i", "inventory.yml", "-c", "local")
+    assert task["localhost"]["msg"] == [
         {"targets": ["web1:9101"], "labels": {"instance": "web1", "host": "web1", "environment": "staging"}},
         {"targets": ["[2001:db8::2]:9100"], "labels": {"instance": "web2", "host": "web2"}},
     ]

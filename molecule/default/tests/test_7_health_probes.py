@@ -2,6 +2,7 @@
 app's /health probes as probe_success 1; stopping the app makes DeploymentHealthCheckFailing fire
 (its `for:` is 10s in molecule/shared/group_vars); starting it again clears it."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -9,11 +10,19 @@ from conftest import MONITOR, dump, playbook, sh
 
 APP = "monstack-app1"
 SERVICE = "health-probe-demo"
+OTHER = "health-probe-other"
 HEALTH_URL = f"http://{APP}:8000/health"
 FILE = f"/etc/prometheus/file_sd/deployment_health/test--{SERVICE}.json"
 
 
-def record(status="deployed", at="2026-11-20T12:00:00Z"):
+def stamp(offset: int = 0) -> str:
+    """deployed_at of now (+ offset seconds): the record store keeps tombstones, so a rerun of this
+    test needs records later than its previous run's removal."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record(status="deployed", at=None):
+    at = at or stamp()
     body = {"service": SERVICE, "environment": "test", "version": "2.1.0", "deployed_at": at, "status": status,
             "labels": {"team": "ml"}, "targets": [f"{APP}:8000"], "health_url": HEALTH_URL}
     if status == "removed":
@@ -81,8 +90,26 @@ def test_a_record_health_url_is_probed_and_its_failure_alerts(prom, sample_app, 
         assert prom.wait_for(lambda: [p for p in probes(prom) if p["value"][1] == "1"], timeout=60), \
             dump(probes(prom))
         assert prom.wait_for(lambda: not firing(prom), timeout=60), dump(firing(prom))
+
+        # Another pipeline's directory run adds its own check and leaves this registration's alone;
+        # emptied, it takes only its own away.
+        other_dir = tmp_path / "other"
+        other_dir.mkdir()
+        other = dict(record(), service=OTHER)
+        (other_dir / "other.json").write_text(json.dumps(other))
+        directory_run = ("playbooks/deployments.yml", "-e", f"deployment_records_dir={other_dir}",
+                         "-e", "deployment_owner=health-probe-test")
+        run = playbook(*directory_run)
+        assert run.returncode == 0, run.stdout[-3000:]
+        listing = sh(MONITOR, f"ls {FILE.rsplit('/', 1)[0]}").stdout.split()
+        assert {f"test--{SERVICE}.json", f"test--{OTHER}.json"} <= set(listing), listing
+        (other_dir / "other.json").unlink()
+        run = playbook(*directory_run)
+        assert run.returncode == 0, run.stdout[-3000:]
+        listing = sh(MONITOR, f"ls {FILE.rsplit('/', 1)[0]}").stdout.split()
+        assert f"test--{SERVICE}.json" in listing and f"test--{OTHER}.json" not in listing, listing
     finally:
         # The record's removal takes the probe away again (the HA test compares targets).
-        register(tmp_path, record("removed", at="2026-11-20T12:30:00Z"))
+        register(tmp_path, record("removed", at=stamp(1)))
     assert sh(MONITOR, f"test ! -e {FILE}").returncode == 0
     assert prom.wait_for(lambda: not probes(prom), timeout=60), dump(probes(prom))
