@@ -65,8 +65,17 @@ def _spec_message(error: str) -> str:
     return error
 
 
-def monstack_spec_problems(result):
-    """Messages of a registered validate_argument_spec result (empty when it passed or was skipped)."""
+def monstack_spec_problems(result, spec=None):
+    """Messages of a registered validate_argument_spec result (empty when it passed or was skipped),
+    or, given ``spec`` (a role's argument_specs options), of validating the values ``result``
+    (option name -> value) against it on the controller: the same checks as
+    ansible.builtin.validate_argument_spec, without a task of its own."""
+    if spec is not None:
+        if not isinstance(result, dict) or not isinstance(spec, dict):
+            raise AnsibleFilterError("monstack_spec_problems: expected values and a spec, both mappings")
+        from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+        checked = ArgumentSpecValidator(spec).validate(dict(result))
+        return [_spec_message(str(error)) for error in checked.error_messages]
     if not isinstance(result, dict) or result.get("skipped"):
         return []
     errors = result.get("argument_errors")
