@@ -27,9 +27,8 @@ PRE=${BENCH_PREFIX:-bn}
 NET=${BENCH_NET:-bnnet}
 W=${BENCH_DIR:-/tmp/bench-converge}
 IMAGE=${IMAGE:-monstack-test:debian12}
-SYSTEMD_OPTS=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined
-  --security-opt apparmor=unconfined --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
-  --tmpfs /run --tmpfs /run/lock)
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 case "$N" in '' | *[!0-9]*) echo "HOSTS must be a number of hosts (2 or more)" >&2; exit 2 ;; esac
 [ "$N" -ge 2 ] || { echo "HOSTS must be 2 or more (one server, the rest app hosts)" >&2; exit 2; }
@@ -56,12 +55,8 @@ fresh() {
     docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD_OPTS[@]}" \
       "$IMAGE" /lib/systemd/systemd >/dev/null
   done
-  for h in $(hosts); do
-    for _ in $(seq 1 60); do
-      case "$(docker exec "$h" systemctl is-system-running 2>/dev/null || true)" in running | degraded) break ;; esac
-      sleep 1
-    done
-  done
+  # shellcheck disable=SC2046
+  wait_systemd $(hosts)
 }
 
 # ---- one inventory for both checkouts, the demo inventory's shape

@@ -8,9 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 NET=monstack-demo
-SYSTEMD_OPTS=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined
-  --security-opt apparmor=unconfined --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
-  --tmpfs /run --tmpfs /run/lock)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 declare -A IMAGE=([monstack-demo-monitor]=monstack-test:debian12 [monstack-demo-app1]=monstack-test:debian12
   [monstack-demo-app2]=monstack-test:debian13)
 declare -A PORTS=([monstack-demo-monitor]="9090 9093 9100 8080 3000" [monstack-demo-app1]="" [monstack-demo-app2]="")
@@ -33,13 +32,7 @@ up() {
       echo "started $host"
     fi
   done
-  for host in "${!IMAGE[@]}"; do
-    for _ in $(seq 1 30); do
-      state=$(docker exec "$host" systemctl is-system-running 2>/dev/null || true)
-      case "$state" in running|degraded) break ;; esac
-      sleep 1
-    done
-  done
+  wait_systemd "${!IMAGE[@]}"
   extra=()
   if [ -n "${GRAFANA_ARTIFACT:-}" ]; then
     extra+=(-e "{\"grafana_install_method\": \"local\", \"grafana_local_package\": \"$GRAFANA_ARTIFACT\"}")

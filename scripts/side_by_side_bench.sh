@@ -36,8 +36,8 @@ CACHE=${MONSTACK_CACHE:-/var/cache/monstack}
 GV=$P/inventories/demo/group_vars/all/main.yml
 export ANSIBLE_NOCOLOR=1
 mkdir -p "$W"
-SYSTEMD=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-  --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
 
 version() { # version NAME: the NAME_version of the demo group_vars
@@ -48,15 +48,10 @@ fresh() { # fresh PREFIX: N new systemd containers
   local h s
   for h in $(hosts "$1"); do
     docker rm -f "$h" >/dev/null 2>&1 || true
-    docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
+    docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD_OPTS[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
   done
-  for h in $(hosts "$1"); do
-    for _ in $(seq 1 60); do
-      s=$(docker exec "$h" systemctl is-system-running 2>/dev/null || true)
-      case "$s" in running | degraded) break ;; esac
-      sleep 1
-    done
-  done
+  # shellcheck disable=SC2046
+  wait_systemd $(hosts "$1")
 }
 clean() { local h; for h in $(hosts "$1"); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
 timed() { # timed LABEL SERVER DIR CMD...: prints seconds, changed (all hosts), server ok/changed/skipped
