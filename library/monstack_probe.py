@@ -63,7 +63,7 @@ options:
   reload:
     description:
       - Catches a configuration change the service has not loaded (a reload lost to an
-        earlier failed run): C(url) of the service's own metrics, C(metric) the gauge of its
+        earlier failed run). C(url) of the service's own metrics, C(metric) the gauge of its
         last successful configuration load (Unix seconds), C(sets) the names of the file sets
         it loads. When a file of those sets is newer than that time, drift C(reload).
       - C(username)/C(password) for basic auth; certificates are not verified (the
