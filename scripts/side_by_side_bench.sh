@@ -4,7 +4,7 @@
 #   anchor  prometheus.prometheus (a git dir of prometheus-community/ansible,
 #           ANCHOR_GIT): node_exporter on every host, prometheus + alertmanager
 #           on the first
-#   subset  this package's site.yml with --skip-tags cadvisor,grafana: the same components
+#   subset  this package's site.yml with --skip-tags cadvisor,grafana,blackbox_exporter: the same components
 #   full    this package's whole site.yml (adds cAdvisor on every host)
 # Each: fresh systemd containers, an empty download cache, a first converge,
 # then a rerun. Prints seconds, the changed count over all hosts and the
@@ -168,6 +168,6 @@ ours() { # ours LABEL PREFIX EXTRA-ARGS...
   timed "$label-rerun" "$srv" "$P" env ANSIBLE_CONFIG="$P/ansible.cfg" "$VENV/bin/ansible-playbook" -i "$I/hosts.yml" site.yml "$@"
   clean "$pre"
 }
-if [[ " $ONLY " == *" subset "* ]]; then ours subset sb --skip-tags cadvisor,grafana; fi
+if [[ " $ONLY " == *" subset "* ]]; then ours subset sb --skip-tags cadvisor,grafana,blackbox_exporter; fi
 if [[ " $ONLY " == *" full "* ]]; then ours full fb; fi
 echo "hosts=$N image=$IMAGE prometheus=$PV alertmanager=$AV node_exporter=$NV"
