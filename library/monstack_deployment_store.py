@@ -64,6 +64,10 @@ options:
   textfile_dir:
     description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
     type: path
+  return_records:
+    description: Return RV(records), every deployed record of the store (large with many services).
+    type: bool
+    default: false
   lock_token:
     description: Identifies this run's lock; the same value releases it.
     type: str
@@ -146,7 +150,7 @@ pruned:
   elements: str
 records:
   description: Every record currently deployed according to the store (all owners), sorted by file name.
-  returned: state=present
+  returned: state=present and return_records
   type: list
   elements: dict
 time:
@@ -358,8 +362,9 @@ def update(params, check_mode):
         "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN,
                             {name: e["file_sd"] for name, e in deployed.items()}, set(entries), adopt),
         "textfile": None,
-        "records": [deployed[name]["record"] for name in sorted(deployed)],
     }
+    if params.get("return_records"):
+        result["records"] = [deployed[name]["record"] for name in sorted(deployed)]
     textfile_dir = params.get("textfile_dir")
     if textfile_dir and os.path.isdir(textfile_dir):
         result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN,
@@ -393,6 +398,7 @@ def main():
             untracked_owner=dict(type="str", default="directory"),
             file_sd_dir=dict(type="path"),
             textfile_dir=dict(type="path"),
+            return_records=dict(type="bool", default=False),
             lock_token=dict(type="str", required=True, no_log=False),
             lock_holder=dict(type="str", default="unknown"),
             lock_timeout=dict(type="int", default=300),

@@ -122,7 +122,10 @@ def test_update_derives_the_files_from_the_store(tmp_path):
     directory = ds.update(params(tmp_path, entries(record("a"), record("b")), "directory", True, "t2"), False)
     assert sorted(directory["file_sd"]["write"]) == ["production--a.json", "production--b.json"]
     assert directory["file_sd"]["remove"] == ["production--legacy.json"]  # the default owner adopts it
-    assert [r["service"] for r in directory["records"]] == ["a", "b", "one"]
+    assert "records" not in directory
+    listed = ds.update(dict(params(tmp_path, entries(record("a"), record("b")), "directory", True, "t2"),
+                            return_records=True), True)
+    assert [r["service"] for r in listed["records"]] == ["a", "b", "one"]
     apply(tmp_path, directory)
     # drift is repaired by any run: a file edited by hand is written again
     (tmp_path / "sd" / "production--one.json").write_text("[]\n")
