@@ -36,12 +36,16 @@ TargetGroup = dict[str, Any]
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 NAME_MAX_LEN = 120  # keeps '<environment>--<service>.json' below NAME_MAX (255)
 VERSION_MAX_LEN = 128
+# deployed_at's written year: no UTC offset takes such a time out of Python's date range.
+YEAR_MIN = 1970
+YEAR_MAX = 9998
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 COMMIT_RE = re.compile(r"[0-9a-fA-F]{4,64}")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 METRICS_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
-URL_RE = re.compile(r"(?i)https?://[^/?#\s\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*")
+# [hH]... rather than (?i): Python's case folding would let 'ſ' (U+017F) stand for 's'.
+URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#\s\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*")
 DNS_NAME_RE = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
@@ -175,6 +179,11 @@ def _format_utc(dt: datetime) -> str:
     return text + "Z"
 
 
+def check_year(who: str, field: str, what: str, value: Any, year: int) -> None:
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        expected(who, field, what, value, f"the year must be {YEAR_MIN}-{YEAR_MAX}")
+
+
 def check_timestamp(who: str, value: Any) -> tuple[str, int]:
     """deployed_at -> (normalized RFC 3339 UTC string, epoch microseconds)."""
     field = "deployed_at"
@@ -185,6 +194,7 @@ def check_timestamp(who: str, value: Any) -> tuple[str, int]:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             expected(who, field, example, value, no_tz)
+        check_year(who, field, example, value, value.year)
         dt = value
     elif isinstance(value, date):
         expected(who, field, example, value, "a date alone is not enough; add the time and timezone")
@@ -198,6 +208,7 @@ def check_timestamp(who: str, value: Any) -> tuple[str, int]:
             dt = datetime.fromisoformat(value.upper())
         except ValueError as exc:
             expected(who, field, example, value, f"not a valid date/time ({exc})")
+        check_year(who, field, example, value, dt.year)
         if len(value) == 20 and value[10] == "T" and value[19] == "Z":  # already canonical
             return str(value), (dt - _EPOCH) // _ONE_US
     else:
@@ -278,6 +289,8 @@ def normalize_host(host: str) -> str | None:
         return None if address is None else f"[{address}]"
     if DIGITS_AND_DOTS_RE.fullmatch(host):
         return _ipv4(host)
+    if not host.isascii():  # lower() would turn a Kelvin sign (U+212A) into 'k'
+        return None
     name = host.lower()
     if name.endswith("."):
         name = name[:-1]
