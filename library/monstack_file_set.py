@@ -21,9 +21,23 @@ version_added: "1.0.0"
 author: monstack
 options:
   path:
-    description: The directory. It must exist.
+    description: The directory. It must exist. Required unless O(sets) is given.
     type: path
-    required: true
+  dirs:
+    description:
+      - Directories to make (with missing parents) or correct first, path to C(owner), C(group),
+        C(mode) (parents first, whatever the order given).
+    type: dict
+    default: {}
+  sets:
+    description:
+      - Several sets in one step instead of O(path) and O(files), each a mapping with C(name)
+        and the options O(path), O(files), O(owner), O(group), O(mode), O(prune_patterns),
+        O(remove), O(validate). Sets are applied in order; a set that fails its check stops
+        the module, with the sets before it written.
+    type: list
+    elements: dict
+    default: []
   files:
     description: File names (no C(/), not C(.) or C(..)) and their contents.
     type: dict
@@ -107,10 +121,21 @@ unchanged:
   returned: always
   type: list
   elements: str
+changed_sets:
+  description: Names of the O(sets) that wrote or removed a file (in check mode, that would).
+  returned: when O(sets) is given
+  type: list
+  elements: str
+dirs_changed:
+  description: Directories of O(dirs) made or corrected.
+  returned: when O(dirs) is given
+  type: list
+  elements: str
 """
 
 import os
 import shlex
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
@@ -222,10 +247,70 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
     return result
 
 
+def ensure_dirs(dirs, check_mode=False):
+    """Make or correct the directories (parents first); -> the paths changed."""
+    changed = []
+    for path in sorted(dirs, key=lambda p: p.rstrip("/").count("/")):
+        spec = dirs[path] or {}
+        uid, gid = resolve_owner(spec.get("owner"), spec.get("group"), missing_ok=check_mode)
+        want_mode = parse_mode(spec.get("mode") or "0755")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise FileSetError("directory %s: exists and is not a directory" % path)
+        if (st is not None and stat.S_IMODE(st.st_mode) == want_mode
+                and (uid == -1 or st.st_uid == uid) and (gid == -1 or st.st_gid == gid)):
+            continue
+        changed.append(path)
+        if check_mode:
+            continue
+        if st is None:
+            os.makedirs(path, exist_ok=True)
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
+        os.chmod(path, want_mode)
+    return changed
+
+
+def apply_sets(sets, dirs, check_mode=False, diff=False, run=None):
+    """dirs, then each set in order; -> result dict."""
+    made = ensure_dirs(dirs or {}, check_mode)
+    result = {"changed": bool(made), "dirs_changed": made, "changed_sets": [], "written": [],
+              "removed": [], "unchanged": [], "sets": {}}
+    diffs = []
+    for spec in sets:
+        name = spec.get("name") or spec.get("path")
+        path = spec.get("path")
+        if not path:
+            raise FileSetError("set %r: needs a path" % name)
+        if check_mode and path in made and not os.path.isdir(path):
+            files = sorted(spec.get("files") or {})  # the directory is only reported: all would be written
+            one = {"changed": bool(files), "written": files, "removed": [], "unchanged": []}
+        else:
+            one = file_set(path, spec.get("files"), owner=spec.get("owner"), group=spec.get("group"),
+                           mode=spec.get("mode") or "0644", prune_patterns=spec.get("prune_patterns"),
+                           remove=spec.get("remove"), check_mode=check_mode, diff=diff,
+                           validate=spec.get("validate"), run=run)
+        diffs.extend(one.pop("diff", []))
+        result["sets"][name] = one
+        for key in ("written", "removed", "unchanged"):
+            result[key].extend(os.path.join(path, entry) for entry in one[key])
+        if one["changed"]:
+            result["changed"] = True
+            result["changed_sets"].append(name)
+    if diff:
+        result["diff"] = diffs
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            path=dict(type="path"),
+            dirs=dict(type="dict", default={}),
+            sets=dict(type="list", elements="dict", default=[]),
             files=dict(type="dict", default={}),
             owner=dict(type="str"),
             group=dict(type="str"),
@@ -235,9 +320,14 @@ def main():
             validate=dict(type="str"),
         ),
         supports_check_mode=True,
+        required_one_of=[("path", "sets", "dirs")],
+        mutually_exclusive=[("path", "sets")],
     )
     params = module.params
     try:
+        if not params["path"]:
+            module.exit_json(**apply_sets(params["sets"], params["dirs"], check_mode=module.check_mode,
+                                          diff=module._diff, run=lambda argv: module.run_command(argv)))
         result = file_set(params["path"], params["files"], owner=params["owner"], group=params["group"],
                           mode=params["mode"], prune_patterns=params["prune_patterns"],
                           remove=params["remove"], check_mode=module.check_mode, diff=module._diff,

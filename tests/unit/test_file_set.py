@@ -212,7 +212,7 @@ def test_ansible_doc():
                           text=True, env=env(), cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["monstack_file_set"]
-    assert set(doc["doc"]["options"]) == {"path", "files", "owner", "group", "mode", "prune_patterns", "remove", "validate"}
+    assert set(doc["doc"]["options"]) == {"path", "dirs", "sets", "files", "owner", "group", "mode", "prune_patterns", "remove", "validate"}
     assert set(doc["return"]) >= {"changed", "written", "removed", "unchanged"}
     assert "monstack_file_set:" in doc["examples"]
 
@@ -273,3 +273,22 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     assert "production--svc3.json: svc3.example.com:8000 (service svc3, environment production, version 1.0.1): " \
         "not discovered yet" in proc.stdout, proc.stdout
     assert "svc4.example.com" not in proc.stdout
+
+
+def test_sets_and_dirs_in_one_step(tmp_path):
+    """Several directories and sets in one call (a component's files on a first
+    converge): parents first, then each set; changed_sets names what changed."""
+    conf, rules = tmp_path / "etc" / "x", tmp_path / "etc" / "x" / "rules"
+    dirs = {str(rules): {"mode": "0750"}, str(conf): {"mode": "0750"}}
+    sets = [{"name": "rules", "path": str(rules), "files": {"a.yml": "a\n"}, "mode": "0640", "prune_patterns": ["*"]},
+            {"name": "config", "path": str(conf), "files": {"x.yml": "x\n"}, "mode": "0640"}]
+    preview = fs.apply_sets(sets, dirs, check_mode=True)
+    assert preview["dirs_changed"] == [str(conf), str(rules)] and preview["changed_sets"] == ["rules", "config"]
+    assert not conf.exists()
+    done = fs.apply_sets(sets, dirs)
+    assert done["changed_sets"] == ["rules", "config"]
+    assert (rules / "a.yml").read_text() == "a\n" and oct(os.stat(conf).st_mode & 0o777) == "0o750"
+    (rules / "old.yml").write_text("stale\n")
+    again = fs.apply_sets(sets, dirs)
+    assert again["changed_sets"] == ["rules"] and again["removed"] == [str(rules / "old.yml")]
+    assert fs.apply_sets(sets, dirs) == {**fs.apply_sets(sets, dirs), "changed": False}
