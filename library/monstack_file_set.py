@@ -285,8 +285,10 @@ def apply_sets(sets, dirs, check_mode=False, diff=False, run=None):
         path = spec.get("path")
         if not path:
             raise FileSetError("set %r: needs a path" % name)
-        if check_mode and path in made and not os.path.isdir(path):
-            files = sorted(spec.get("files") or {})  # the directory is only reported: all would be written
+        if check_mode and not os.path.isdir(path):
+            # a directory that this check run (or an earlier step of it) only
+            # reports as to be made: every file of the set would be written
+            files = sorted(spec.get("files") or {})
             one = {"changed": bool(files), "written": files, "removed": [], "unchanged": []}
         else:
             one = file_set(path, spec.get("files"), owner=spec.get("owner"), group=spec.get("group"),

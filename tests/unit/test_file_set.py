@@ -292,3 +292,12 @@ def test_sets_and_dirs_in_one_step(tmp_path):
     again = fs.apply_sets(sets, dirs)
     assert again["changed_sets"] == ["rules"] and again["removed"] == [str(rules / "old.yml")]
     assert fs.apply_sets(sets, dirs) == {**fs.apply_sets(sets, dirs), "changed": False}
+
+
+def test_check_mode_set_in_a_directory_not_made_yet(tmp_path):
+    """--check on a fresh host: a set whose directory an earlier step would make
+    reports its files as to be written instead of failing."""
+    sets = [{"name": "secrets", "path": str(tmp_path / "later"), "files": {"a": "x"}}]
+    assert fs.apply_sets(sets, {}, check_mode=True)["changed_sets"] == ["secrets"]
+    with pytest.raises(fs.FileSetError, match="not a directory"):
+        fs.apply_sets(sets, {})
