@@ -135,13 +135,12 @@ dirs_changed:
 
 import os
 import shlex
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible.module_utils.monstack_files import (FileSetError, check_name, discard, fsync_dir, parse_mode,
-                                                 read_current, resolve_owner, same_file, stale_names,
-                                                 write_temp)
+from ansible.module_utils.monstack_files import (FileSetError, check_name, dir_difference, discard, fsync_dir,
+                                                 parse_mode, read_current, resolve_owner, same_file,
+                                                 stale_names, write_temp)
 
 
 def check_validate(command):
@@ -258,10 +257,10 @@ def ensure_dirs(dirs, check_mode=False):
             st = os.stat(path)
         except FileNotFoundError:
             st = None
-        if st is not None and not stat.S_ISDIR(st.st_mode):
+        difference = dir_difference(st, uid, gid, want_mode) if st is not None else "missing"
+        if difference == "not a directory":
             raise FileSetError("directory %s: exists and is not a directory" % path)
-        if (st is not None and stat.S_IMODE(st.st_mode) == want_mode
-                and (uid == -1 or st.st_uid == uid) and (gid == -1 or st.st_gid == gid)):
+        if difference is None:
             continue
         changed.append(path)
         if check_mode:

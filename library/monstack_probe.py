@@ -122,11 +122,10 @@ import grp
 import os
 import pwd
 import re
-import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.monstack_files import (FileSetError, check_name, parse_mode, read_current,
+from ansible.module_utils.monstack_files import (FileSetError, check_name, dir_difference, parse_mode, read_current,
                                                  resolve_owner, same_file, stale_names)
 from ansible.module_utils.urls import open_url
 
@@ -179,12 +178,9 @@ def probe_dirs(dirs):
             problems.append("%s: missing" % path)
             continue
         uid, gid = resolve_owner(spec.get("owner"), spec.get("group"), missing_ok=True)
-        if not stat.S_ISDIR(st.st_mode):
-            problems.append("%s: not a directory" % path)
-        elif spec.get("mode") and stat.S_IMODE(st.st_mode) != parse_mode(spec["mode"]):
-            problems.append("%s: mode %04o, wanted %s" % (path, stat.S_IMODE(st.st_mode), spec["mode"]))
-        elif (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
-            problems.append("%s: owner or group differ" % path)
+        difference = dir_difference(st, uid, gid, parse_mode(spec["mode"]) if spec.get("mode") else None)
+        if difference:
+            problems.append("%s: %s" % (path, difference))
     return problems
 
 

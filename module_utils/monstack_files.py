@@ -95,6 +95,18 @@ def same_file(before, st, data, uid, gid, mode):
     return before == data
 
 
+def dir_difference(st, uid, gid, mode):
+    """How the directory with stat ``st`` differs from owner ``uid``, group ``gid``
+    (-1: any) and ``mode`` (None: any), or None when it does not."""
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        return "mode %04o, wanted %04o" % (stat.S_IMODE(st.st_mode), mode)
+    if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
+        return "owner or group differ"
+    return None
+
+
 def stale_names(path, keep, patterns):
     """Names in ``path`` matching one of ``patterns`` (shell globs), not in
     ``keep`` and not hidden (temporary files of a write in progress)."""
