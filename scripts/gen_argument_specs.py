@@ -16,6 +16,8 @@ from pathlib import Path
 import yaml
 
 CHOICES = {
+    "compression": ["gzip", "zstd"],
+    "schedule_state": ["present", "absent", ""],
     "state": ["present", "absent"],
     "install_method": ["archive", "local", "package"],
     "download_on": ["controller", "host"],

@@ -325,6 +325,48 @@ class TestGrafanaServer:
         assert api(grafana["base"], "/api/user", password=NEW_PASSWORD)[0] == 200
         assert api(grafana["base"], "/api/user", password=PASSWORD)[0] == 401
 
+    def test_backup_and_restore_of_the_live_database(self, grafana):
+        """What backup.yml and restore.yml do to Grafana (library/monstack_backup.py): SQLite's
+        online backup of the running server's database, then stop, swap, start, check."""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("monstack_backup", ROOT / "library" / "monstack_backup.py")
+        mb = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mb)
+        base, tmp = grafana["base"], grafana["tmp"]
+        password = NEW_PASSWORD if api(base, "/api/user", password=NEW_PASSWORD)[0] == 200 else PASSWORD
+        status, made = api(base, "/api/annotations", password=password, method="POST",
+                           body={"time": int(time.time() * 1000), "tags": ["backup-test"], "text": "before the backup"})
+        assert status == 200, made
+        source = {"db_path": str(Path(grafana["extra"]["grafana_data_dir"]) / "grafana.db"),
+                  "binary": str(grafana["home"] / "bin" / "grafana"), "config_paths": [str(grafana["config"].parent)],
+                  "url": base}
+        params = {"component": "grafana", "host": "graf1", "name": "20261130T000000Z", "source": source,
+                  "spool_dir": str(tmp / "backup-spool"), "compression": "gzip", "compression_level": 6,
+                  "fetch_owner": "", "freeze_timeout": 30, "allow_older": False, "force": False,
+                  "restore_config": False, "keep_aside": True, "without_service": True}
+        backup = mb.create(params)
+        manifest = backup["manifest"]
+        assert manifest["program"]["version"] and grafana["health"]["version"].startswith(manifest["program"]["version"][:4])
+        assert manifest["checks"]["sqlite"]["integrity"] == "ok"
+        assert manifest["checks"]["sqlite"]["tables"]["annotation"] >= 1
+        # Lost after the backup ...
+        assert api(base, f"/api/annotations/{made['id']}", password=password, method="DELETE")[0] == 200
+        # ... and back with the restore, as restore.yml runs it.
+        restore = dict(params, manifest=manifest, archive=backup["archive"])
+        assert mb.inspect(restore)["problems"] == []
+        assert mb.stage(restore)["problems"] == []
+        stop(grafana["procs"].pop())
+        mb.swap(restore)
+        server = start(grafana["argv"], tmp / "grafana-3.log", cwd=grafana["home"])
+        grafana["procs"].append(server)
+        wait_healthy(base, server)
+        source["pid"] = server.pid
+        checked = mb.check(restore)
+        assert checked["problems"] == [] and "Grafana /api/health: database ok" in checked["checked"], checked
+        mb.commit(restore)
+        status, found = api(base, "/api/annotations?tags=backup-test", password=password)
+        assert status == 200 and [a["text"] for a in found] == ["before the backup"], found
+
 
 # ------------------------------------------------------------ role checks
 def systemd_host() -> bool:

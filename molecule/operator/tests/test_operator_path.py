@@ -126,3 +126,24 @@ def test_09_timings(operator):
     for name, seconds in operator.timings.items():
         print(f"timing: {name}: {seconds:.1f} s")
     assert operator.timings
+
+
+def test_10_backup_and_restore_over_ssh_through_sudo(operator, tmp_path):
+    """backup.yml and restore.yml as the operator runs them: over SSH as `ops`, root through sudo.
+    The archive is fetched as `ops` (fetch with become would read it into memory), so the backup
+    hands it to sudo's user; a restore of the same backup a second time changes nothing."""
+    store = tmp_path / "backups"
+    run = operator.run("backup", "playbooks/backup.yml", "--limit", HOSTS[0], "-e", f"backup_dir={store}")
+    assert run.returncode == 0, failures(run.stdout)
+    filed = sorted(p.relative_to(store).parts[:2] for p in store.glob("*/*/*/data.tar.gz"))
+    assert filed == [(HOSTS[0], "alertmanager"), (HOSTS[0], "prometheus")], filed
+    assert sh(HOSTS[0], "stat -c %U /var/tmp/monstack-backup").stdout.strip() == "ops"
+    assert sh(HOSTS[0], "ls -A /var/tmp/monstack-backup").stdout.strip() == ""  # nothing left on the host
+
+    args = ("--limit", HOSTS[0], "-e", f"backup_dir={store}", "-e", "backup_components=alertmanager")
+    run = operator.run("restore", "playbooks/restore.yml", *args)
+    assert run.returncode == 0, failures(run.stdout)
+    assert recap(run.stdout)[HOSTS[0]]["changed"] > 0
+    again = operator.run("restore again", "playbooks/restore.yml", *args)
+    assert again.returncode == 0, failures(again.stdout)
+    assert recap(again.stdout)[HOSTS[0]]["changed"] == 0, again.stdout[-3000:]

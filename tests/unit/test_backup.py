@@ -1,0 +1,547 @@
+"""Unit tests of library/monstack_backup.py (backups and their restore).
+
+The module's functions run here against real programs where it matters: a
+real Prometheus (the artifact cache's binary) paused and hard-linked while it
+ingests, then restored into a second one whose samples must be the same; a
+real Alertmanager whose silences come back; real SQLite databases written to
+while they are backed up. The rest: archives and manifests (one changed byte
+is refused, naming the file), the store's retention, version compatibility,
+the textfile metric and the scheduled-backup command.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_PATH = REPO / "library" / "monstack_backup.py"
+spec = importlib.util.spec_from_file_location("monstack_backup", MODULE_PATH)
+mb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mb)
+
+CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
+PROMETHEUS = CACHE / "bin" / "prometheus"
+PROMTOOL = Path(os.environ.get("PROMTOOL", CACHE / "bin" / "promtool"))
+ALERTMANAGER = CACHE / "bin" / "alertmanager"
+needs_prometheus = pytest.mark.skipif(not (os.access(PROMETHEUS, os.X_OK) and os.access(PROMTOOL, os.X_OK)),
+                                      reason=f"no Prometheus and promtool in {CACHE}/bin (scripts/build_mirror.py)")
+needs_alertmanager = pytest.mark.skipif(not os.access(ALERTMANAGER, os.X_OK),
+                                        reason=f"no Alertmanager in {CACHE}/bin (scripts/build_mirror.py)")
+
+
+def params(**overrides) -> dict:
+    base = {"component": None, "host": "h1", "name": "20261130T000000Z", "source": {}, "spool_dir": None,
+            "compression": "gzip", "compression_level": 6, "fetch_owner": "", "freeze_timeout": 30,
+            "manifest": None, "archive": None, "allow_older": False, "force": False, "restore_config": False,
+            "keep_aside": True, "without_service": True, "store_dir": None, "keep": 7, "verify_checksum": True}
+    base.update(overrides)
+    return base
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 (loopback)
+        return json.load(answer)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback)
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------
+# versions
+
+@pytest.mark.parametrize("component,backup,target,allow,problem", [
+    ("prometheus", "3.5.3+ds1", "3.5.3+ds1", False, None),
+    ("prometheus", "2.53.0", "3.5.3", False, None),            # Prometheus 3 reads 2.x data
+    ("prometheus", "3.5.3", "2.53.0", False, "older than 3.5.3"),
+    ("prometheus", "3.5.3", "2.53.0", True, None),
+    ("prometheus", "1.8.2", "3.5.3", False, "1.x storage format"),
+    ("alertmanager", "0.33.1", "0.28.0", False, "alertmanager 0.28.0 on this host is older than 0.33.1"),
+    ("grafana", "12.4.6", "13.0.1", False, None),              # Grafana migrates forward
+    ("grafana", None, "12.4.6", False, None),
+    ("grafana", "12.4.6", None, False, "not installed on this host"),
+])
+def test_version_compatibility(component, backup, target, allow, problem):
+    got = mb.version_problem(component, backup, target, allow, without_service=False)
+    assert (got is None) if problem is None else (problem in got), got
+
+
+def test_program_version_is_read_from_the_program(tmp_path):
+    fake = tmp_path / "prometheus"
+    fake.write_text("#!/bin/sh\necho 'prometheus, version 3.5.3+ds1 (branch: debian/sid, revision: 3.5.3+ds1-6)'\n")
+    fake.chmod(0o755)
+    assert mb.program_version(str(fake))["version"] == "3.5.3+ds1"
+    assert mb.program_version(str(tmp_path / "missing"))["version"] is None
+
+
+# --------------------------------------------------------------------------
+# archives, manifests, the store
+
+def config_backup(tmp_path: Path, name: str = "20261130T000000Z") -> dict:
+    """A backup of a directory of files (the configuration part of any component)."""
+    etc = tmp_path / "etc" / "thing"
+    (etc / "sub").mkdir(parents=True, exist_ok=True)
+    (etc / "a.yml").write_text("a: 1\n")
+    (etc / "sub" / "b.bin").write_bytes(os.urandom(300_000))
+    (etc / "lock.json").write_text("{}")  # run-time state, left out
+    entries = mb.collect_config([str(etc)])
+    out = tmp_path / "spool" / name
+    out.mkdir(parents=True)
+    content = mb.write_archive(entries, str(out / "data.tar.gz"), "gzip", 6)
+    manifest = {"format": 1, "name": name, "host": "h1", "component": "alertmanager",
+                "program": {"name": "alertmanager", "version": "0.33.1"}, "archive": content.pop("archive"),
+                "content": content, "checks": {}, "duration_seconds": 0.1}
+    return {"manifest": manifest, "archive": out / "data.tar.gz", "etc": etc}
+
+
+def test_archive_round_trip_and_manifest(tmp_path):
+    made = config_backup(tmp_path)
+    manifest = made["manifest"]
+    paths = {f["path"] for f in manifest["content"]["files"]}
+    assert paths == {f"config{made['etc']}/a.yml", f"config{made['etc']}/sub/b.bin"}
+    assert manifest["archive"]["size"] == made["archive"].stat().st_size
+    assert manifest["archive"]["sha256"] == mb.sha256_file(str(made["archive"]))[0]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert mb.extract_verified(str(made["archive"]), manifest, str(dest)) == []
+    assert (dest / f"config{made['etc']}" / "sub" / "b.bin").read_bytes() == (made["etc"] / "sub" / "b.bin").read_bytes()
+
+
+def test_one_changed_byte_is_refused_naming_the_file(tmp_path):
+    made = config_backup(tmp_path)
+    data = bytearray(made["archive"].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    made["archive"].write_bytes(bytes(data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    problems = mb.extract_verified(str(made["archive"]), made["manifest"], str(dest))
+    assert problems and problems[0].startswith("data.tar.gz: SHA-256") and "does not match the manifest" in problems[0]
+
+
+def test_a_manifest_that_lies_about_a_file_is_refused_naming_the_file(tmp_path):
+    made = config_backup(tmp_path)
+    made["manifest"]["content"]["files"][0]["sha256"] = "0" * 64
+    dest = tmp_path / "out"
+    dest.mkdir()
+    problems = mb.extract_verified(str(made["archive"]), made["manifest"], str(dest))
+    name = made["manifest"]["content"]["files"][0]["path"]
+    assert any(f"file {name} in the archive does not match the manifest" in p for p in problems), problems
+
+
+def file_backup(store: Path, made: dict, name: str) -> dict:
+    partial = store / "h1" / "alertmanager" / f"{name}.partial"
+    partial.mkdir(parents=True)
+    shutil.copy(made["archive"], partial / "data.tar.gz")
+    manifest = dict(made["manifest"], name=name)
+    return mb.store_commit(params(action="store_commit", store_dir=str(store), component="alertmanager", name=name,
+                                  manifest=manifest, keep=2))
+
+
+def test_store_files_backups_keeps_the_newest_and_verifies(tmp_path):
+    made = config_backup(tmp_path)
+    store = tmp_path / "store"
+    for name in ("20261128T031500Z", "20261129T031500Z", "20261130T031500Z"):
+        result = file_backup(store, made, name)
+    assert result["kept"] == ["20261129T031500Z", "20261130T031500Z"]
+    assert [Path(p).name for p in result["removed"]] == ["20261128T031500Z"]
+    base = store / "h1" / "alertmanager"
+    assert oct(base.stat().st_mode & 0o777) == "0o700"
+    assert oct((base / "20261130T031500Z" / "data.tar.gz").stat().st_mode & 0o777) == "0o600"
+
+    found = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest"))
+    assert found["problems"] == [] and found["name"] == "20261130T031500Z"
+    named = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
+    assert named["problems"] == []
+    missing = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261101T000000Z"))
+    assert "no such backup" in missing["problems"][0]
+
+    archive = base / "20261130T031500Z" / "data.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[100] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    bad = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest"))
+    assert bad["problems"] and bad["problems"][0].startswith(f"{archive}: SHA-256")
+    # Without the checksum (a backup the host holds already is not read again).
+    assert mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest",
+                                  verify_checksum=False))["problems"] == []
+
+    (base / "20261129T031500Z" / "manifest.json").write_text("{not json")
+    broken = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
+    assert "manifest.json: not a readable backup manifest" in broken["problems"][0]
+
+
+def test_a_transfer_that_changed_the_archive_is_not_filed(tmp_path):
+    made = config_backup(tmp_path)
+    store = tmp_path / "store"
+    partial = store / "h1" / "alertmanager" / "20261130T031500Z.partial"
+    partial.mkdir(parents=True)
+    (partial / "data.tar.gz").write_bytes(made["archive"].read_bytes()[:-1])
+    with pytest.raises(mb.BackupError, match="after the transfer does not match"):
+        mb.store_commit(params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
+                               manifest=made["manifest"]))
+    assert not (store / "h1" / "alertmanager" / "20261130T031500Z").exists()
+
+
+# --------------------------------------------------------------------------
+# Grafana: SQLite's online backup, restore, check, rollback
+
+def grafana_db(path: Path, rows: int = 3) -> None:
+    db = sqlite3.connect(path)
+    db.executescript("PRAGMA journal_mode=WAL; CREATE TABLE dashboard (id INTEGER PRIMARY KEY, uid TEXT);"
+                     "CREATE TABLE annotation (id INTEGER PRIMARY KEY, text TEXT);")
+    db.executemany("INSERT INTO dashboard (uid) VALUES (?)", [(f"d{i}",) for i in range(rows)])
+    db.commit()
+    db.close()
+
+
+def test_grafana_online_backup_while_written_then_restore_twice(tmp_path):
+    live = tmp_path / "var" / "grafana.db"
+    live.parent.mkdir()
+    grafana_db(live)
+    state = tmp_path / "var" / ".monstack-admin-password"
+    state.write_text("fingerprint")
+    stop_writing, writing = threading.Event(), threading.Event()
+
+    def writer():  # Grafana writing all the time, in transactions of two rows
+        db = sqlite3.connect(live, timeout=30)
+        n = 0
+        while not stop_writing.is_set():
+            with db:
+                db.execute("INSERT INTO annotation (text) VALUES (?)", (f"a{n}",))
+                db.execute("INSERT INTO annotation (text) VALUES (?)", (f"b{n}",))
+            writing.set()
+            n += 1
+        db.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert writing.wait(30)
+        source = {"db_path": str(live), "config_paths": [], "reset_files": [str(state)]}
+        made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+    finally:
+        stop_writing.set()
+        thread.join()
+    manifest = made["manifest"]
+    tables = manifest["checks"]["sqlite"]["tables"]
+    assert manifest["checks"]["sqlite"]["integrity"] == "ok"
+    assert tables["dashboard"] == 3 and tables["annotation"] > 0 and tables["annotation"] % 2 == 0  # whole transactions
+
+    # Grafana keeps going; then the restore (Grafana "stopped", no service here).
+    grafana_db_rows = sqlite3.connect(live).execute("SELECT COUNT(*) FROM annotation").fetchone()[0]
+    assert grafana_db_rows > tables["annotation"]
+    p = params(component="grafana", source=source, manifest=manifest, archive=made["archive"])
+    assert mb.inspect(p)["problems"] == [] and not mb.inspect(p)["restored_already"]
+    assert mb.stage(p)["problems"] == []
+    swapped = mb.swap(p)
+    assert not state.exists()  # the next site.yml applies the inventory's admin password again
+    checked = mb.check(p)
+    assert checked["problems"] == [] and "as in the backup" in checked["checked"][0], checked
+    assert any("Grafana server checks skipped" in s for s in checked["skipped"])
+    mb.commit(p)
+    assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM annotation").fetchone()[0] == tables["annotation"]
+    assert (Path(swapped["aside"]) / "grafana.db").exists()
+    assert mb.inspect(p)["restored_already"]  # the same backup again changes nothing
+    assert mb.inspect(dict(p, force=True))["restored_already"] is False
+
+
+def test_a_failed_grafana_restore_is_rolled_back(tmp_path):
+    live = tmp_path / "grafana.db"
+    grafana_db(live, rows=5)
+    source = {"db_path": str(live), "config_paths": []}
+    made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+    db = sqlite3.connect(live)
+    db.execute("INSERT INTO dashboard (uid) VALUES ('newer')")
+    db.commit()
+    db.close()
+    p = params(component="grafana", source=source, manifest=made["manifest"], archive=made["archive"])
+    mb.stage(p)
+    mb.swap(p)
+    assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM dashboard").fetchone()[0] == 5
+    rolled = mb.rollback(p)
+    assert rolled["restored_previous"] == ["grafana.db"]
+    assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM dashboard").fetchone()[0] == 6
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".monstack")) == []
+
+
+def test_a_damaged_database_in_the_backup_is_refused(tmp_path):
+    live = tmp_path / "grafana.db"
+    grafana_db(live)
+    source = {"db_path": str(live), "config_paths": []}
+    made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+    manifest = made["manifest"]
+    manifest["checks"]["sqlite"]["tables"]["dashboard"] = 4  # the manifest says otherwise
+    staged = mb.stage(params(component="grafana", source=source, manifest=manifest, archive=made["archive"]))
+    assert staged["problems"] == ["the database of the backup does not hold the row counts of its manifest"]
+    assert not any(p.name.startswith(".monstack-restore") for p in tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------
+# Prometheus: paused and hard-linked while it ingests, restored into another one
+
+@pytest.fixture
+def prometheus_pair(tmp_path):
+    """A Prometheus with two hours of history in a block and live scrapes of itself."""
+    data = tmp_path / "data"
+    data.mkdir()
+    now = int(time.time())
+    lines = ["# HELP history_value A series of the past.", "# TYPE history_value gauge"]
+    lines += [f'history_value{{n="1"}} {i} {now - 3 * 3600 + i * 60}' for i in range(120)]
+    (tmp_path / "history.om").write_text("\n".join(lines) + "\n# EOF\n")
+    subprocess.run([str(PROMTOOL), "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "history.om"), str(data)],
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(json.dumps({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "self", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}]}))
+    procs = []
+
+    def start(directory: Path, listen: int, config: Path):
+        proc = subprocess.Popen([str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={directory}",
+                                 f"--web.listen-address=127.0.0.1:{listen}"],
+                                stdout=open(tmp_path / f"prometheus-{listen}.log", "w"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_ready(f"http://127.0.0.1:{listen}/-/ready", proc)
+        return proc
+
+    first = start(data, port, tmp_path / "prometheus.yml")
+    try:
+        yield {"tmp": tmp_path, "data": data, "port": port, "proc": first, "start": start}
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+def raw(port: int, expr: str, at: float) -> list:
+    query = urllib.parse.urlencode({"query": expr, "time": at})
+    return get_json(f"http://127.0.0.1:{port}/api/v1/query?{query}")["data"]["result"]
+
+
+@needs_prometheus
+def test_prometheus_backup_while_it_ingests_and_restore(prometheus_pair):
+    pair = prometheus_pair
+    deadline = time.monotonic() + 30  # service discovery hands over the first targets after ~5 s
+    while not raw(pair["port"], "up", time.time()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # a few scrapes in the WAL
+    url = f"http://127.0.0.1:{pair['port']}"
+    source = {"data_dir": str(pair["data"]), "pid": pair["proc"].pid, "url": url, "binary": str(PROMETHEUS),
+              "config_paths": []}
+    (pair["data"] / "01HTMPBLOCK.tmp-for-creation").mkdir()  # a compaction in progress: not part of the image
+    made = mb.create(params(component="prometheus", source=source, spool_dir=str(pair["tmp"] / "spool")))
+    manifest = made["manifest"]
+    assert manifest["checks"]["method"] == "pause-and-hardlink"
+    assert manifest["checks"]["pause_seconds"] < 5
+    assert manifest["program"]["version"]
+    paths = [f["path"] for f in manifest["content"]["files"]]
+    assert any(p.startswith("data/wal/") for p in paths)
+    assert any(p.endswith("/index") for p in paths), "the block of the history is in the backup"
+    assert not any("tmp-for-creation" in p or p.endswith(("/lock", "queries.active")) for p in paths)
+    assert not any(p.name.startswith(".monstack-image") for p in pair["data"].iterdir())
+    # Prometheus runs on: not left stopped.
+    with open(f"/proc/{pair['proc'].pid}/stat") as handle:
+        assert handle.read().rsplit(")", 1)[1].split()[0] != "T"
+    taken = manifest["checks"]["taken_at"]
+    time.sleep(2)  # it keeps ingesting after the backup
+
+    restored = pair["tmp"] / "restored"
+    restored.mkdir()
+    port2 = free_port()
+    source2 = {"data_dir": str(restored), "url": f"http://127.0.0.1:{port2}", "config_paths": []}
+    p = params(component="prometheus", source=source2, manifest=manifest, archive=made["archive"])
+    assert mb.stage(p)["problems"] == []
+    mb.swap(p)
+    (pair["tmp"] / "empty.yml").write_text("{}")
+    second = pair["start"](restored, port2, pair["tmp"] / "empty.yml")
+    source2["pid"] = second.pid
+    checked = mb.check(p)
+    assert checked["problems"] == [], checked
+    mb.commit(p)
+
+    for expr in ('history_value[4h]', 'up{job="self"}[1m]'):
+        before = raw(pair["port"], expr, taken - 1)
+        after = raw(port2, expr, taken - 1)
+        assert before and after == before, (expr, before, after)
+    assert len(raw(port2, 'history_value[4h]', taken)[0]["values"]) == 120
+
+
+def test_the_watchdog_resumes_a_paused_process_when_the_backup_dies(tmp_path):
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        child = os.fork()
+        if child == 0:  # a backup that dies while the process is paused
+            with mb.paused(target.pid, 2):
+                os._exit(1)
+        os.waitpid(child, 0)
+        state = lambda: open(f"/proc/{target.pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: E731
+        assert state() == "T", "paused"
+        deadline = time.monotonic() + 10
+        while state() == "T" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state() != "T", "the watchdog did not resume it"
+    finally:
+        target.kill()
+        target.wait()
+
+
+# --------------------------------------------------------------------------
+# Alertmanager: the silences come back
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route: {receiver: default}\nreceivers: [{name: default}]\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = [str(ALERTMANAGER), f"--config.file={config}", f"--storage.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    procs = []
+
+    def start():
+        proc = subprocess.Popen(argv, stdout=open(tmp_path / "am.log", "a"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_ready(f"http://127.0.0.1:{port}/-/ready", proc)
+        return proc
+
+    try:
+        yield {"tmp": tmp_path, "data": data, "url": f"http://127.0.0.1:{port}", "start": start}
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+def silence(url: str, name: str, hours: float = 24) -> str:
+    body = {"matchers": [{"name": "alertname", "value": name, "isRegex": False, "isEqual": True}],
+            "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + hours * 3600)),
+            "createdBy": "unit", "comment": name}
+    return mb.http(url + "/api/v2/silences", method="POST", body=body)["silenceID"]
+
+
+@needs_alertmanager
+def test_alertmanager_silences_come_back_after_a_restore_onto_empty_data(alertmanager):
+    proc = alertmanager["start"]()
+    url = alertmanager["url"]
+    silence(url, "KeepMe")
+    expired = silence(url, "ExpireMe")
+    mb.http(url + f"/api/v2/silence/{expired}", method="DELETE")
+    source = {"data_dir": str(alertmanager["data"]), "url": url, "pid": proc.pid, "config_paths": []}
+    made = mb.create(params(component="alertmanager", source=source, spool_dir=str(alertmanager["tmp"] / "spool")))
+    assert made["manifest"]["checks"]["silences_active"] == 1
+    stop(proc)
+
+    # The data is lost: a new, empty Alertmanager. Then the restore.
+    shutil.rmtree(alertmanager["data"])
+    alertmanager["data"].mkdir()
+    p = params(component="alertmanager", source=source, manifest=made["manifest"], archive=made["archive"])
+    assert mb.stage(p)["problems"] == []
+    mb.swap(p)
+    source["pid"] = alertmanager["start"]().pid
+    checked = mb.check(p)
+    assert checked["problems"] == [], checked
+    mb.commit(p)
+    live = mb.http(url + "/api/v2/silences")
+    active = [s["comment"] for s in live if s["status"]["state"] == "active"]
+    assert active == ["KeepMe"], live
+    assert mb.check(p)["changed"] is False  # nothing left to create
+
+
+@needs_alertmanager
+def test_reconcile_expires_a_silence_the_backup_holds_as_expired(alertmanager):
+    alertmanager["start"]()
+    url = alertmanager["url"]
+    sid = silence(url, "StillActiveInTheOldFile")
+    exported = [dict(s, status={"state": "expired"}) for s in mb.http(url + "/api/v2/silences")]
+    result = mb.reconcile_silences(url, "", "", exported)
+    assert result == {"created": [], "expired": [sid]}
+    assert [s["status"]["state"] for s in mb.http(url + "/api/v2/silences")] == ["expired"]
+
+
+# --------------------------------------------------------------------------
+# the metric of the last good backup, the scheduled command
+
+def test_textfile_metric_keeps_the_last_success_after_a_failure(tmp_path):
+    mb.write_metric(str(tmp_path), "scheduled", "prometheus", True, 1234, 2.5, now=1000.0)
+    mb.write_metric(str(tmp_path), "scheduled", "grafana", True, 10, 0.1, now=1001.0)
+    mb.write_metric(str(tmp_path), "scheduled", "prometheus", False, now=2000.0)
+    text = (tmp_path / "monstack_backup_scheduled.prom").read_text()
+    assert 'monstack_backup_last_success_timestamp_seconds{component="prometheus",kind="scheduled"} 1000.000' in text
+    assert 'monstack_backup_last_run_timestamp_seconds{component="prometheus",kind="scheduled"} 2000.000' in text
+    assert 'monstack_backup_last_run_success{component="prometheus",kind="scheduled"} 0' in text
+    assert 'monstack_backup_last_size_bytes{component="grafana",kind="scheduled"} 10' in text
+    assert text.count("# TYPE monstack_backup_last_success_timestamp_seconds gauge") == 1
+    if os.access(PROMTOOL, os.X_OK):
+        check = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_scheduled_command_backs_up_keeps_the_newest_and_publishes(tmp_path):
+    db = tmp_path / "grafana.db"
+    grafana_db(db)
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    config = {"host": "h1", "dir": str(tmp_path / "backups"), "keep": 2, "textfile_dir": str(textfile),
+              "components": [{"component": "grafana", "source": {"db_path": str(db), "config_paths": []}},
+                             {"component": "prometheus", "source": {"data_dir": str(tmp_path / "missing")}}]}
+    (tmp_path / "backup.json").write_text(json.dumps(config))
+    for _ in range(3):
+        run = subprocess.run([sys.executable, str(MODULE_PATH), "scheduled", str(tmp_path / "backup.json")],
+                             capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
+        time.sleep(1.05)  # backups are named by the second
+    assert run.returncode == 1  # the prometheus component failed: its data directory is missing
+    assert "prometheus: backup FAILED" in run.stderr and "does not exist" in run.stderr
+    kept = sorted(p.name for p in (tmp_path / "backups" / "grafana").iterdir())
+    assert len(kept) == 2, kept
+    assert (tmp_path / "backups" / "grafana" / kept[-1] / "manifest.json").exists()
+    text = (textfile / "monstack_backup_scheduled.prom").read_text()
+    assert 'monstack_backup_last_run_success{component="grafana",kind="scheduled"} 1' in text
+    assert 'monstack_backup_last_run_success{component="prometheus",kind="scheduled"} 0' in text
+    assert 'monstack_backup_last_success_timestamp_seconds{component="prometheus",kind="scheduled"} 0' in text
+
+
+def test_the_module_documents_its_options():
+    import yaml
+    doc = yaml.safe_load(mb.DOCUMENTATION)
+    assert doc["module"] == "monstack_backup"
+    source = MODULE_PATH.read_text()
+    for option in doc["options"]:
+        assert f"{option}=dict(" in source, option
