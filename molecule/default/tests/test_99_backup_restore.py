@@ -12,7 +12,8 @@ nothing, every target is up).
      runs and ingests (time and sizes are printed);
   2. a backup with one byte changed in an archive (and one whose manifest
      names a newer program) is refused before anything is touched, with
-     messages naming the file and the versions;
+     messages naming the file and the versions; a restore whose data fails
+     its check after the start is rolled back to the data the host had;
   3. the scheduled local backups (systemd timer) run, publish the age
      metric that Prometheus scrapes, and are removed again;
   4. Grafana's database: backup and restore against the real SQLite file on
@@ -184,7 +185,7 @@ def grafana_rows() -> list:
 # --------------------------------------------------------------------------
 # 1. the backup, while everything runs
 
-def test_backup_of_the_running_stack(store, grafana_inventory):
+def test_backup_of_the_running_stack(store, grafana_inventory, record_property):
     # The stack as the scenario's inventory makes it (the HA test before this one
     # left the monitor configured for a second server): what the restore brings back.
     run = playbook("site.yml", "--limit", MONITOR)
@@ -241,6 +242,9 @@ def test_backup_of_the_running_stack(store, grafana_inventory):
     assert prometheus["checks"]["pause_seconds"] < 5
     REPORT["sizes"] = sizes
     REPORT["total_archive_bytes"] = sum(s["archive_bytes"] for s in sizes.values())
+    record_property("backup_seconds", REPORT["backup_seconds"])  # in the junit file
+    record_property("backup_total_archive_bytes", REPORT["total_archive_bytes"])
+    record_property("backup_sizes", json.dumps(sizes, sort_keys=True))
     print("\nBACKUP REPORT " + json.dumps({k: REPORT[k] for k in ("backup_seconds", "total_archive_bytes", "sizes")},
                                           indent=1))
 
@@ -273,6 +277,32 @@ def test_a_damaged_backup_is_refused_before_anything_is_touched(store, tmp_path)
     assert {s: service_started(MONITOR, s) for s in started} == started
     assert sh(MONITOR, listing, check=False).stdout == before  # no staging, nothing moved aside or uploaded
     assert "Restore | Stop" not in run.stdout and "Restore | Upload" not in run.stdout
+
+
+def test_a_restore_that_fails_its_check_puts_the_old_data_back(store, tmp_path):
+    """The archive is sound, but the restored data does not answer as the manifest says it
+    must (a manifest edited here): the restore stops, puts the data it had back and starts it."""
+    bad = tmp_path / "store"
+    shutil.copytree(store, bad)
+    manifest_file = next((bad / MONITOR / "prometheus").glob("*/manifest.json"))
+    manifest = json.loads(manifest_file.read_text())
+    manifest["checks"]["queries"]["results"]["count(up)"] = "999"
+    manifest_file.write_text(json.dumps(manifest))
+    marker = "cat /var/lib/prometheus/.monstack-restored-prometheus.json 2>/dev/null"
+    recorded = sh(MONITOR, marker, check=False).stdout
+    run = playbook("playbooks/restore.yml", "--limit", MONITOR, "-e", f"backup_dir={bad}",
+                   "-e", "backup_components=prometheus")
+    assert run.returncode != 0
+    output = " ".join(run.stdout.split())
+    assert "count(up) at" in output and "999 in the backup" in output, run.stdout[-3000:]
+    assert "The data it had before is back in place" in output and "prometheus runs again" in output
+    assert sh(MONITOR, "systemctl is-active prometheus").stdout.strip() == "active"
+    left = sh(MONITOR, "ls -A /var/lib/prometheus").stdout.split()
+    assert not [n for n in left if n.startswith(".monstack-restore-")], left  # no staging left
+    assert sh(MONITOR, marker, check=False).stdout == recorded  # the failed restore is not recorded
+    prometheus = prom()
+    assert prometheus.wait_for(lambda: samples(REPORT["at"]) == REPORT["samples"], timeout=120), \
+        "the series is not there any more after the rollback"
 
 
 # --------------------------------------------------------------------------
@@ -364,7 +394,7 @@ def test_grafana_server_backup_and_restore():
 # --------------------------------------------------------------------------
 # 5. the Prometheus host is lost
 
-def test_lost_prometheus_host_is_rebuilt_and_restored(store):
+def test_lost_prometheus_host_is_rebuilt_and_restored(store, record_property):
     recreate_empty(MONITOR)
     assert sh(MONITOR, "test -e /var/lib/prometheus", check=False).returncode != 0, "the new host is not empty"
 
@@ -382,6 +412,7 @@ def test_lost_prometheus_host_is_rebuilt_and_restored(store):
     REPORT["restore_seconds"] = round(time.monotonic() - begin, 1)
     assert run.returncode == 0, run.stdout[-4000:]
     print(f"\nRESTORE REPORT {json.dumps({'restore_seconds': REPORT['restore_seconds']})}")
+    record_property("restore_seconds", REPORT["restore_seconds"])
 
     # The series: the same values at the same timestamps.
     assert samples(REPORT["at"]) == REPORT["samples"], dump({"before": REPORT["samples"], "after": samples(REPORT["at"])})
