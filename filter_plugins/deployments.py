@@ -25,9 +25,12 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple, NoReturn
 
+import yaml
 from ansible.errors import AnsibleFilterError
 
 Record = dict[str, Any]
+# libyaml's safe loader where it is built in (a thousand record files in well under a second).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TargetGroup = dict[str, Any]
 
 # --------------------------------------------------------------------------
@@ -832,6 +835,52 @@ def deployment_store_entries(records: Any, info_labels: Any = True) -> dict[str,
     return {name: store_entry(dep, info) for name, dep in named(latest_records(check_records(records)))}
 
 
+def deployment_parse(contents: Any, sources: Any) -> list[Record]:
+    """Records from the texts of record files (JSON or YAML), each with its file as ``_source``."""
+    if isinstance(contents, (str, bytes)) or not isinstance(contents, (list, tuple)):
+        raise AnsibleFilterError(f"deployment_parse: expected the texts of the record files (a list), "
+                                 f"got {show(contents)}")
+    if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)) or len(sources) != len(contents):
+        raise AnsibleFilterError(f"deployment_parse: expected one file name per text ({len(contents)}), "
+                                 f"got {show(sources)}")
+    records = []
+    for text, source in zip(contents, sources):
+        source = str(source)
+        if not isinstance(text, str):
+            raise AnsibleFilterError(f"{source}: expected the file's text, got {show(text)}")
+        try:
+            if source.endswith(".json"):
+                record = json.loads(text)
+            else:
+                record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
+        except ValueError as exc:
+            raise AnsibleFilterError(f"{source}: not valid JSON: {exc}; fix the file or remove it") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise AnsibleFilterError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
+        if not isinstance(record, Mapping):
+            raise AnsibleFilterError(f"{source}: expected one deployment record (a mapping of its fields such as "
+                                     f"service, environment, version), got {show(record)}")
+        records.append(dict(record, _source=source))
+    return records
+
+
+def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, Any]:
+    """Everything deployments.yml sends to a Prometheus host, from one validation of the records."""
+    info = check_bool("info_labels", info_labels)
+    deps = check_records(records)
+    live = current(deps)
+    health = deployment_health_files([dep.record for dep in live])
+    return {
+        "records": [dep.record for dep in deps],
+        "files": {name: [target_group(dep, info)] for name, dep in named(live)},
+        "entries": {name: store_entry(dep, info) for name, dep in named(latest_records(deps))},
+        "health": {name: nice_json(groups) for name, groups in health.items()},
+    }
+
+
 # Prometheus' lastScrape: RFC 3339 with up to nine fraction digits (Go's time.Time).
 SCRAPE_TIME_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
@@ -924,4 +973,6 @@ class FilterModule:
             "deployment_store_entries": deployment_store_entries,
             "deployment_gate_pending": deployment_gate_pending,
             "deployment_health_files": deployment_health_files,
+            "deployment_parse": deployment_parse,
+            "deployment_plan": deployment_plan,
         }

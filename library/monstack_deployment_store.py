@@ -26,8 +26,11 @@ description:
     removed. Entries of other owners (for example single-record registrations) are never pruned. Files in
     the directories that the store does not know (written before the store existed) count as
     O(untracked_owner)''s.'
-  - Writes nothing itself but the store and the lock; the caller writes the returned files (for
-    example with M(monstack_file_set)). In check mode nothing is written and no lock is taken.
+  - Without O(write) it writes nothing itself but the store and the lock; the caller writes the returned
+    files (for example with M(monstack_file_set)). With O(write) it also makes the three directories match
+    the store in the same call (each file written atomically, stale ones removed), so that a run costs one
+    round trip per host whatever the number of services. With O(release) the lock is given back before
+    the module returns (also when it fails). In check mode nothing is written and no lock is taken.
 version_added: "1.0.0"
 author: monstack
 options:
@@ -64,6 +67,35 @@ options:
   textfile_dir:
     description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
     type: path
+  write:
+    description:
+      - Also write the files: the file_sd files in O(file_sd_dir) (owner root, group O(file_sd_group),
+        mode 0640), the textfiles in O(textfile_dir) (root, 0644) and the health-check targets O(health)
+        in O(health_dir) (created root:O(file_sd_group) 0750; files 0640).
+      - The health-check file of a given entry that the store applied is written; the store's file_sd
+        removals and the applied entries without a health check are removed there.
+    type: bool
+    default: false
+  file_sd_group:
+    description: Group of the files written with O(write) (the Prometheus user's group, so it can read them).
+    type: str
+    default: prometheus
+  health_dir:
+    description: Directory of the health-check probe targets (file_sd files of the blackbox exporter job); with O(write).
+    type: path
+  health:
+    description: File name to content of this run's health-check targets (the C(deployment_health_files) filter, as JSON text).
+    type: dict
+    default: {}
+  release:
+    description:
+      - When to give the lock back before returning (with O(state=present)); RV(released) says whether it was.
+      - C(never) keeps it for a later call with O(state=released); C(always) suits a run with no post-deploy
+        gate; C(when_nothing_written) keeps it only when a file_sd file was written (there is something to
+        wait for).
+    type: str
+    choices: [never, always, when_nothing_written]
+    default: never
   return_records:
     description: Return RV(records), every deployed record of the store (large with many services).
     type: bool
@@ -86,11 +118,13 @@ options:
     default: 900
 notes:
   - Supports check mode (no lock, nothing written; the returned changes are those a real run would make).
+  - With O(write), diff mode shows every file written or removed.
 attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: partial
+    details: With O(write) only.
 """
 
 EXAMPLES = r"""
@@ -112,6 +146,16 @@ EXAMPLES = r"""
     files: "{{ store.file_sd.write }}"
     remove: "{{ store.file_sd.remove }}"
 
+- name: Or all in one round trip (no gate between the write and the release)
+  monstack_deployment_store:
+    path: /var/lib/monstack/deployments
+    entries: "{{ records | deployment_store_entries }}"
+    file_sd_dir: /etc/prometheus/file_sd/deployments
+    textfile_dir: /var/lib/node_exporter/textfile
+    write: true
+    release: always
+    lock_token: "{{ token }}"
+
 - name: Give the lock back
   monstack_deployment_store:
     path: /var/lib/monstack/deployments
@@ -122,12 +166,23 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether the store changed.
+  description: Whether the store changed (with O(write), or a file).
   returned: always
   type: bool
 file_sd:
-  description: C(write), file name to content, and C(remove), file names, that make O(file_sd_dir) match the store.
+  description:
+    - C(write), file name to content, and C(remove), file names, that make O(file_sd_dir) match the store.
+    - With O(write), C(write) lists the names of the files whose content differed (not their content).
   returned: state=present
+  type: dict
+written:
+  description: Names of the file_sd files written (in check mode, that would be).
+  returned: state=present and write
+  type: list
+  elements: str
+files:
+  description: What the write did per directory (C(changed_sets), C(written) and C(removed) paths).
+  returned: state=present and write
   type: dict
 textfile:
   description: The same for O(textfile_dir); null when that directory does not exist.
@@ -163,7 +218,7 @@ lock:
   type: dict
 released:
   description: Whether this call released the run's lock (false when it was not held by O(lock_token)).
-  returned: state=released
+  returned: always
   type: bool
 """
 
@@ -176,6 +231,7 @@ import time
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.monstack_files import FileSetError, apply_sets
 
 STORE = "store.json"
 LOCK = "lock.json"
@@ -337,7 +393,26 @@ def plan_dir(directory, pattern, wanted, known, adopt):
     return {"write": write, "remove": remove}
 
 
-def update(params, check_mode):
+def write_files(params, plans, wanted, applied, check_mode, diff):
+    """Make the directories match the store (one file set each, atomic writes); -> apply_sets' result."""
+    group = params["file_sd_group"]
+    sets = [{"name": "file_sd", "path": params["file_sd_dir"], "files": wanted["file_sd"],
+             "remove": plans["file_sd"]["remove"], "owner": "root", "group": group, "mode": "0640"}]
+    dirs = {}
+    if params.get("health_dir"):
+        health = params.get("health") or {}
+        dirs[params["health_dir"]] = {"owner": "root", "group": group, "mode": "0750"}
+        sets.append({"name": "health", "path": params["health_dir"],
+                     "files": {name: content for name, content in health.items() if name in applied},
+                     "remove": plans["file_sd"]["remove"] + [name for name in applied if name not in health],
+                     "owner": "root", "group": group, "mode": "0640"})
+    if plans.get("textfile") is not None:
+        sets.append({"name": "textfile", "path": params["textfile_dir"], "files": wanted["textfile"],
+                     "remove": plans["textfile"]["remove"], "owner": "root", "group": "root", "mode": "0644"})
+    return apply_sets(sets, dirs, check_mode=check_mode, diff=diff)
+
+
+def update(params, check_mode, diff=False):
     directory = params["path"]
     if not os.path.isdir(params["file_sd_dir"]):
         raise StoreError("file_sd_dir %s: not a directory (is Prometheus installed here?)" % params["file_sd_dir"])
@@ -357,22 +432,31 @@ def update(params, check_mode):
         save_json(store_path, {"format": FORMAT, "entries": entries})
     deployed = {name: entry for name, entry in entries.items() if entry.get("status") != "removed"}
     adopt = params["prune"] and params["owner"] == params["untracked_owner"]
+    wanted = {"file_sd": {name: e["file_sd"] for name, e in deployed.items()},
+              "textfile": {textfile_name(name): e["textfile"] for name, e in deployed.items()}}
     result = {
         "changed": changed, "applied": applied, "superseded": superseded, "pruned": pruned,
-        "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN,
-                            {name: e["file_sd"] for name, e in deployed.items()}, set(entries), adopt),
+        "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt),
         "textfile": None,
     }
     if params.get("return_records"):
         result["records"] = [deployed[name]["record"] for name in sorted(deployed)]
     textfile_dir = params.get("textfile_dir")
     if textfile_dir and os.path.isdir(textfile_dir):
-        result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN,
-                                      {textfile_name(name): e["textfile"] for name, e in deployed.items()},
+        result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN, wanted["textfile"],
                                       set(textfile_name(name) for name in entries), adopt)
     if lock is not None:
         result["lock"] = lock
     result["time"] = time.time()
+    if params.get("write"):
+        files = write_files(params, result, wanted, applied, check_mode, diff)
+        result["diff"] = files.pop("diff", [])
+        result["files"] = files
+        result["written"] = [os.path.basename(path) for path in files["sets"]["file_sd"]["written"]]
+        result["changed"] = changed or files["changed"]
+        for plan in (result["file_sd"], result["textfile"]):
+            if plan is not None:
+                plan["write"] = sorted(plan["write"])
     return result
 
 
@@ -398,6 +482,11 @@ def main():
             untracked_owner=dict(type="str", default="directory"),
             file_sd_dir=dict(type="path"),
             textfile_dir=dict(type="path"),
+            write=dict(type="bool", default=False),
+            file_sd_group=dict(type="str", default="prometheus"),
+            health_dir=dict(type="path"),
+            health=dict(type="dict", default={}),
+            release=dict(type="str", choices=["never", "always", "when_nothing_written"], default="never"),
             return_records=dict(type="bool", default=False),
             lock_token=dict(type="str", required=True, no_log=False),
             lock_holder=dict(type="str", default="unknown"),
@@ -413,14 +502,25 @@ def main():
             released = False if module.check_mode else release(params["path"], params["lock_token"])
             module.exit_json(changed=False, released=released)
         check_entries(params["entries"])
-        module.exit_json(**update(params, module.check_mode))
-    except (StoreError, OSError) as exc:
+        result = {}
+        try:
+            result = update(params, module.check_mode, diff=module._diff)
+        finally:
+            keep = params["release"] == "never" or (params["release"] == "when_nothing_written"
+                                                    and result.get("written", True))
+            result["released"] = False
+            if not keep and not module.check_mode:
+                result["released"] = release(params["path"], params["lock_token"])
+        if not module._diff:
+            result.pop("diff", None)
+        module.exit_json(**result)
+    except (StoreError, FileSetError, OSError) as exc:
         module.fail_json(msg=explain(exc, params["path"]))
 
 
 def explain(exc, path):
-    """A StoreError says it all; an OSError gets the file it is about."""
-    if isinstance(exc, StoreError):
+    """A StoreError or FileSetError says it all; an OSError gets the file it is about."""
+    if isinstance(exc, (StoreError, FileSetError)):
         return str(exc)
     return "%s: %s" % (exc.filename or path, exc.strerror or exc)
 

@@ -29,6 +29,13 @@ options:
         C(mode) (parents first, whatever the order given).
     type: dict
     default: {}
+  links:
+    description:
+      - Symbolic links to make last, path to target (a link or file at the path is replaced
+        atomically; a directory there is an error). For example the binaries of a release
+        linked into C(/usr/local/bin) in the same step as its version directory.
+    type: dict
+    default: {}
   sets:
     description:
       - Several sets in one step instead of O(path) and O(files), each a mapping with C(name)
@@ -131,179 +138,15 @@ dirs_changed:
   returned: when O(dirs) is given
   type: list
   elements: str
+links_changed:
+  description: Links of O(links) made or pointed to their new target.
+  returned: when O(path) is not given
+  type: list
+  elements: str
 """
 
-import os
-import shlex
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible.module_utils.monstack_files import (FileSetError, check_name, dir_difference, discard, fsync_dir,
-                                                 parse_mode, read_current, resolve_owner, same_file,
-                                                 stale_names, write_temp)
-
-
-def check_validate(command):
-    if command and "%s" not in command:
-        raise FileSetError("validate %r: must contain %%s (the file to check)" % command)
-    return command
-
-
-def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=None,
-             remove=None, check_mode=False, diff=False, validate=None, run=None):
-    """Apply the set; returns the result dict (changed, written, removed, unchanged, diff).
-
-    Every file to write is first written to a temporary file beside it and,
-    with ``validate``, checked by ``run(argv)`` -> (rc, stdout, stderr); only
-    when every file of the set passed are they renamed into place, so a set
-    is replaced whole or not at all."""
-    if not os.path.isdir(path):
-        raise FileSetError("path %s: not a directory" % path)
-    files = files or {}
-    if not isinstance(files, dict):
-        raise FileSetError("files: expected a mapping of name to content")
-    for name in files:
-        check_name(name)
-    for name in remove or []:
-        check_name(name, "remove entry")
-    patterns = list(prune_patterns or [])
-    for pattern in patterns:
-        if "/" in pattern:
-            raise FileSetError("prune pattern %r: must match names in the directory (no '/')" % pattern)
-    check_validate(validate)
-    uid, gid = resolve_owner(owner, group)
-    want_mode = parse_mode(mode)
-
-    written, removed, unchanged, diffs, pending = [], [], [], [], []
-    for name in sorted(files):
-        content = files[name]
-        if content is None:
-            content = ""
-        if not isinstance(content, (str, bytes)):
-            raise FileSetError("file %s: content must be a string, got %s" % (name, type(content).__name__))
-        data = to_bytes(content, errors="surrogate_or_strict")
-        full = os.path.join(path, name)
-        before, st = read_current(full)
-        if same_file(before, st, data, uid, gid, want_mode):
-            unchanged.append(name)
-            continue
-        written.append(name)
-        if diff and before != data:
-            diffs.append({"before_header": full, "after_header": full,
-                          "before": to_text(before or b"", errors="surrogate_or_replace"),
-                          "after": to_text(data, errors="surrogate_or_replace")})
-        pending.append((name, full, data, before == data))
-
-    if not check_mode:
-        temps = []
-        try:
-            for name, full, data, same_content in pending:
-                if same_content and not validate:  # only owner/group/mode differ
-                    temps.append((full, None))
-                    continue
-                tmp = write_temp(path, name, data, uid, gid, want_mode)
-                temps.append((full, tmp))
-                if validate:
-                    argv = [arg.replace("%s", tmp) for arg in shlex.split(validate)]
-                    rc, out, err = run(argv)
-                    if rc != 0:
-                        raise FileSetError("%s: rejected by '%s' (exit %s), nothing of this set was written: %s"
-                                           % (full, validate, rc, (err or out).strip()))
-        except BaseException:
-            for _full, tmp in temps:
-                if tmp:
-                    discard(tmp)
-            raise
-        for full, tmp in temps:
-            if tmp:
-                os.rename(tmp, full)
-            else:
-                if uid != -1 or gid != -1:
-                    os.chown(full, uid, gid)
-                os.chmod(full, want_mode)
-
-    stale = set(remove or []) | set(stale_names(path, files, patterns))
-    for name in sorted(stale - set(files)):
-        full = os.path.join(path, name)
-        if not os.path.lexists(full):
-            continue
-        if os.path.isdir(full) and not os.path.islink(full):
-            raise FileSetError("file %s: is a directory, not removed" % full)
-        removed.append(name)
-        if diff:
-            before, _ = read_current(full)
-            diffs.append({"before_header": full, "after_header": full + " (absent)",
-                          "before": to_text(before or b"", errors="surrogate_or_replace"), "after": ""})
-        if not check_mode:
-            os.unlink(full)
-    if (written or removed) and not check_mode:
-        fsync_dir(path)
-
-    result = {"changed": bool(written or removed), "written": written,
-              "removed": removed, "unchanged": unchanged}
-    if diff:
-        result["diff"] = diffs
-    return result
-
-
-def ensure_dirs(dirs, check_mode=False):
-    """Make or correct the directories (parents first); -> the paths changed."""
-    changed = []
-    for path in sorted(dirs, key=lambda p: p.rstrip("/").count("/")):
-        spec = dirs[path] or {}
-        uid, gid = resolve_owner(spec.get("owner"), spec.get("group"), missing_ok=check_mode)
-        want_mode = parse_mode(spec.get("mode") or "0755")
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        difference = dir_difference(st, uid, gid, want_mode) if st is not None else "missing"
-        if difference == "not a directory":
-            raise FileSetError("directory %s: exists and is not a directory" % path)
-        if difference is None:
-            continue
-        changed.append(path)
-        if check_mode:
-            continue
-        if st is None:
-            os.makedirs(path, exist_ok=True)
-        if uid != -1 or gid != -1:
-            os.chown(path, uid, gid)
-        os.chmod(path, want_mode)
-    return changed
-
-
-def apply_sets(sets, dirs, check_mode=False, diff=False, run=None):
-    """dirs, then each set in order; -> result dict."""
-    made = ensure_dirs(dirs or {}, check_mode)
-    result = {"changed": bool(made), "dirs_changed": made, "changed_sets": [], "written": [],
-              "removed": [], "unchanged": [], "sets": {}}
-    diffs = []
-    for spec in sets:
-        name = spec.get("name") or spec.get("path")
-        path = spec.get("path")
-        if not path:
-            raise FileSetError("set %r: needs a path" % name)
-        if check_mode and not os.path.isdir(path):
-            # a directory that this check run (or an earlier step of it) only
-            # reports as to be made: every file of the set would be written
-            files = sorted(spec.get("files") or {})
-            one = {"changed": bool(files), "written": files, "removed": [], "unchanged": []}
-        else:
-            one = file_set(path, spec.get("files"), owner=spec.get("owner"), group=spec.get("group"),
-                           mode=spec.get("mode") or "0644", prune_patterns=spec.get("prune_patterns"),
-                           remove=spec.get("remove"), check_mode=check_mode, diff=diff,
-                           validate=spec.get("validate"), run=run)
-        diffs.extend(one.pop("diff", []))
-        result["sets"][name] = one
-        for key in ("written", "removed", "unchanged"):
-            result[key].extend(os.path.join(path, entry) for entry in one[key])
-        if one["changed"]:
-            result["changed"] = True
-            result["changed_sets"].append(name)
-    if diff:
-        result["diff"] = diffs
-    return result
+from ansible.module_utils.monstack_files import FileSetError, apply_sets, file_set
 
 
 def main():
@@ -311,6 +154,7 @@ def main():
         argument_spec=dict(
             path=dict(type="path"),
             dirs=dict(type="dict", default={}),
+            links=dict(type="dict", default={}),
             sets=dict(type="list", elements="dict", default=[]),
             files=dict(type="dict", default={}),
             owner=dict(type="str"),
@@ -321,14 +165,15 @@ def main():
             validate=dict(type="str"),
         ),
         supports_check_mode=True,
-        required_one_of=[("path", "sets", "dirs")],
+        required_one_of=[("path", "sets", "dirs", "links")],
         mutually_exclusive=[("path", "sets")],
     )
     params = module.params
     try:
         if not params["path"]:
             module.exit_json(**apply_sets(params["sets"], params["dirs"], check_mode=module.check_mode,
-                                          diff=module._diff, run=lambda argv: module.run_command(argv)))
+                                          diff=module._diff, run=lambda argv: module.run_command(argv),
+                                          links=params["links"]))
         result = file_set(params["path"], params["files"], owner=params["owner"], group=params["group"],
                           mode=params["mode"], prune_patterns=params["prune_patterns"],
                           remove=params["remove"], check_mode=module.check_mode, diff=module._diff,

@@ -116,6 +116,10 @@ unit:
   returned: when O(service) is given
   type: dict
   sample: {LoadState: loaded, ActiveState: active, UnitFileState: enabled}
+user_group_exists:
+  description: Whether a group named like the user of O(user) exists (it becomes the user's primary group).
+  returned: when O(user) names a user
+  type: bool
 """
 
 import grp
@@ -167,6 +171,14 @@ def probe_user(spec):
         if info.gr_gid != entry.pw_gid and name not in info.gr_mem:
             problems.append("user %s: not in group %s" % (name, group))
     return problems
+
+
+def group_exists(name):
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def probe_dirs(dirs):
@@ -264,6 +276,8 @@ def probe(params, run):
 
     note("install", probe_install(params["install"] or {}, run))
     note("user", probe_user(params["user"] or {}))
+    if (params["user"] or {}).get("name"):
+        result["user_group_exists"] = group_exists(params["user"]["name"])
     note("dirs", probe_dirs(params["dirs"] or {}))
     newest = {}
     for name, spec in sorted((params["sets"] or {}).items()):
