@@ -867,18 +867,24 @@ def deployment_parse(contents: Any, sources: Any) -> list[Record]:
     return records
 
 
-def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, Any]:
-    """Everything deployments.yml sends to a Prometheus host, from one validation of the records."""
+def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, str]:
+    """Everything deployments.yml sends to a Prometheus host, from one validation of the records, as JSON text.
+
+    Text, not structures: Ansible passes a string on (to set_fact, to a module's
+    arguments) in one step, where it would template a structure of a thousand
+    records node by node. Modules take a JSON object for a dict argument.
+    """
     info = check_bool("info_labels", info_labels)
     deps = check_records(records)
     live = current(deps)
     health = deployment_health_files([dep.record for dep in live])
-    return {
+    plan = {
         "records": [dep.record for dep in deps],
         "files": {name: [target_group(dep, info)] for name, dep in named(live)},
         "entries": {name: store_entry(dep, info) for name, dep in named(latest_records(deps))},
         "health": {name: nice_json(groups) for name, groups in health.items()},
     }
+    return {key: json.dumps(value, sort_keys=True, separators=(",", ":")) for key, value in plan.items()}
 
 
 # Prometheus' lastScrape: RFC 3339 with up to nine fraction digits (Go's time.Time).

@@ -451,6 +451,10 @@ def update(params, check_mode, diff=False):
     if params.get("write"):
         files = write_files(params, result, wanted, applied, check_mode, diff)
         result["diff"] = files.pop("diff", [])
+        # what changed only: the lists of unchanged files would be most of the answer
+        files.pop("unchanged", None)
+        for one in files["sets"].values():
+            one.pop("unchanged", None)
         result["files"] = files
         result["written"] = [os.path.basename(path) for path in files["sets"]["file_sd"]["written"]]
         result["changed"] = changed or files["changed"]

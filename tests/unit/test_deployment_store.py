@@ -294,9 +294,10 @@ def test_a_waiting_run_names_the_holder(tmp_path):
 # --------------------------------------------------------------------------
 # write: true (one round trip per host: store, file_sd, health checks, textfiles)
 
-def write_params(tmp_path: Path, given: dict, health: dict | None = None, **extra) -> dict:
-    return dict(params(tmp_path, given, **extra), write=True, file_sd_group=MY_GROUP,
-                health_dir=str(tmp_path / "health"), health=health or {})
+def write_params(tmp_path: Path, given: str, health: str = "{}", **extra) -> dict:
+    """Parameters as the playbook gives them: the plan's JSON text (AnsibleModule parses a dict argument)."""
+    return dict(params(tmp_path, json.loads(given), **extra), write=True, file_sd_group=MY_GROUP,
+                health_dir=str(tmp_path / "health"), health=json.loads(health))
 
 
 def test_write_makes_every_directory_match_the_store_in_one_call(tmp_path):
@@ -307,7 +308,7 @@ def test_write_makes_every_directory_match_the_store_in_one_call(tmp_path):
                       check_mode=False)
     assert first["changed"] and first["written"] == ["production--a.json", "production--b.json"]
     assert sorted(p.name for p in (tmp_path / "sd").iterdir()) == ["production--a.json", "production--b.json"]
-    assert (tmp_path / "sd" / "production--a.json").read_text() == plan["entries"]["production--a.json"]["file_sd"]
+    assert (tmp_path / "sd" / "production--a.json").read_text() == json.loads(plan["entries"])["production--a.json"]["file_sd"]
     assert oct((tmp_path / "sd" / "production--a.json").stat().st_mode & 0o777) == "0o640"
     assert [p.name for p in (tmp_path / "health").iterdir()] == ["production--a.json"]
     assert oct((tmp_path / "health").stat().st_mode & 0o777) == "0o750"
