@@ -4,7 +4,7 @@ Runs after test_9_ha (last): it turns the scenario's Prometheus servers into
 shards with an extra inventory file, like a user editing the inventory:
 
   phase A  hosts[0] shard 0, hosts[1] shard 1, hosts[2] VictoriaMetrics
-           (site.yml): every node_exporter target is scraped by exactly one
+           (the victoriametrics and prometheus playbooks): every node_exporter target is scraped by exactly one
            shard, the one scripts/shard_plan.py predicts; so are deployment
            file_sd targets; every host's `up` reaches VictoriaMetrics exactly
            once (one replica per shard here), and the dashboards' queries
@@ -12,7 +12,7 @@ shards with an extra inventory file, like a user editing the inventory:
            source) and return every host;
   phase B  hosts[2] becomes shard 2 (playbooks/prometheus.yml): targets move
            to the predicted shard, none lost, none doubled, and the existing
-           shards reload, never restart; a rerun of site.yml changes nothing.
+           shards reload, never restart; a rerun changes nothing.
 
 Hosts come from MONSTACK_SHARD_HOSTS (three comma-separated names, default
 the scenario's); outside molecule set MOLECULE_INVENTORY_FILE to an
@@ -37,6 +37,8 @@ from shard_plan import shard_of  # noqa: E402
 
 HOSTS = os.environ.get("MONSTACK_SHARD_HOSTS", "monstack-monitor,monstack-app1,monstack-app2").split(",")
 VM = HOSTS[2]
+# The parts of site.yml that sharding changes (the exporters are there already): one run, one preflight.
+PLAYBOOKS = ("playbooks/victoriametrics.yml", "playbooks/prometheus.yml")
 DEPLOY_FILE = "/etc/prometheus/file_sd/deployments/shard-test--verify.json"
 DEPLOY_TARGETS = [f"127.0.0.1:{40000 + i}" for i in range(120)]  # loopback: nothing leaves the host
 
@@ -133,7 +135,7 @@ def check_global_store(shards: dict[str, int]) -> None:
 
 def test_two_shards_and_a_global_store(tmp_path):
     shards = {HOSTS[0]: 0, HOSTS[1]: 1}
-    run = playbook("site.yml", extra_inventory=inventory(tmp_path, shards))
+    run = playbook(*PLAYBOOKS, extra_inventory=inventory(tmp_path, shards))
     assert run.returncode == 0, run.stdout[-4000:]
     for host, shard in shards.items():
         config = api(host, 9090, "/api/v1/status/config")["yaml"]
@@ -176,7 +178,7 @@ def test_a_third_shard_moves_targets_and_restarts_nothing(tmp_path):
     write_deployment_targets(shards)
     check_split(shards)
     check_global_store(shards)
-    rerun = playbook("site.yml", extra_inventory=inventory(tmp_path, shards))
+    rerun = playbook(*PLAYBOOKS, extra_inventory=inventory(tmp_path, shards))
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert set(recap_changed(rerun.stdout).values()) == {0}, rerun.stdout[-4000:]
     for host in shards:
