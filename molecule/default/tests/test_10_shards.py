@@ -44,8 +44,11 @@ DEPLOY_TARGETS = [f"127.0.0.1:{40000 + i}" for i in range(120)]  # loopback: not
 
 
 def inventory(tmp_path: Path, shards: dict[str, int]) -> str:
+    """Shards as host variables; a host of HOSTS that is no shard has no Prometheus (state absent)."""
     lines = ["all:", "  vars:", "    ansible_connection: community.docker.docker", "prometheus:", "  hosts:"]
     lines += [f"    {host}:\n      prometheus_shard: {shard}" for host, shard in shards.items()]
+    lines += [f"    {host}:\n      prometheus_state: absent\n      blackbox_exporter_state: absent"
+              for host in HOSTS if host not in shards]
     lines += ["victoriametrics:", "  hosts:", f"    {VM}:"]
     path = tmp_path / f"shards-{len(shards)}.yml"
     path.write_text("\n".join(lines) + "\n")
