@@ -1,7 +1,8 @@
 """Two Prometheus shards and a VictoriaMetrics global store, then a third shard.
 
-Runs after test_9_ha (pytest sorts test_9_shards.py last): it turns the scenario's Prometheus servers into
-shards with an extra inventory file, like a user editing the inventory:
+Runs after test_9_ha (pytest sorts test_9_shards.py last): it turns the
+scenario's Prometheus servers into shards with an extra inventory file, like
+a user editing the inventory:
 
   phase A  hosts[0] shard 0, hosts[1] shard 1, hosts[2] VictoriaMetrics
            (the victoriametrics and prometheus playbooks): every node_exporter target is scraped by exactly one
