@@ -57,7 +57,7 @@ def inventory(tmp_path: Path, shards: dict[str, int]) -> str:
 
 
 def api(host: str, port: int, path: str, **params):
-    resp = requests.get(f"http://{container_ip(host)}:{port}{path}", params=params, timeout=15)
+    resp = requests.get(f"http://{container_ip(host)}:{port}{path}", params=params, timeout=30)
     resp.raise_for_status()
     return resp.json()["data"]
 
@@ -75,7 +75,7 @@ def start_time(host: str) -> str:
 
 
 def reload_stamp(host: str) -> str:
-    text = requests.get(f"http://{container_ip(host)}:9090/metrics", timeout=10).text
+    text = requests.get(f"http://{container_ip(host)}:9090/metrics", timeout=30).text
     return next(line.split()[1] for line in text.splitlines()
                 if line.startswith("prometheus_config_last_reload_success_timestamp_seconds "))
 
