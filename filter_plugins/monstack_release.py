@@ -17,6 +17,7 @@ REPOS = {
     "node_exporter": "prometheus/node_exporter",
     "blackbox_exporter": "prometheus/blackbox_exporter",
     "cadvisor": "google/cadvisor",
+    "victoriametrics": "VictoriaMetrics/VictoriaMetrics",
 }
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]+)?$")
 
@@ -45,6 +46,10 @@ def upstream_asset(component: str, version: str, arch: str) -> str:
                     "or cadvisor_install_method: package")
             return "cadvisor"
         return f"cadvisor-v{version}-linux-{arch}"
+    if component == "victoriametrics":
+        # one flat archive per platform (victoria-metrics-prod at its top), with
+        # <archive minus .tar.gz>_checksums.txt beside it instead of sha256sums.txt
+        return f"victoria-metrics-linux-{arch}-v{version}.tar.gz"
     return f"{component}-{version}.linux-{arch}.tar.gz"
 
 
