@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana"]
+ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "journal"]
 
 
 def intro(role: Path) -> str:
