@@ -76,10 +76,11 @@ notes:
     O(fields)) are applied by journalctl on its indexes; O(grep) and O(match) by this
     module on the entries left, so narrow a search with those first.
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
+  check_mode:
+    support: full
+    details: read only
 """
 
 EXAMPLES = r"""
