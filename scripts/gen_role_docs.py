@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "victoriametrics"]
+ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "victoriametrics",
+         "journal"]
 
 
 def intro(role: Path) -> str:
