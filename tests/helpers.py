@@ -117,13 +117,15 @@ def outside_env(collections_dir: Path | None, **extra: str) -> dict[str, str]:
 
 def json_run_tasks(stdout: str) -> list[dict]:
     """Every task result of a run with the json callback, flattened:
-    {play, task, host, changed, skipped, failed}, in order."""
+    {play, role, task, host, changed, skipped, failed}, in order (a role's task is
+    named "<role> : <task>" there: role and task apart here)."""
     data = json.loads(stdout[stdout.index("{"):])
     rows = []
     for play in data["plays"]:
         for task in play["tasks"]:
+            role, _sep, name = task["task"]["name"].rpartition(" : ")
             for host, res in task["hosts"].items():
-                rows.append({"play": play["play"]["name"], "task": task["task"]["name"], "host": host,
+                rows.append({"play": play["play"]["name"], "role": role, "task": name, "host": host,
                              "changed": bool(res.get("changed")), "skipped": bool(res.get("skipped")),
                              "failed": bool(res.get("failed"))})
     return rows
