@@ -180,11 +180,12 @@ def test_lock_waits_then_names_its_holder(tmp_path):
 
 def test_lock_serializes_real_processes(tmp_path):
     """Four processes take the lock in turn: never two inside at once."""
+    utils = "ansible_collections.monstack.stack.plugins.module_utils.monstack_files"
     script = (f"import importlib.util, sys, time\n"
-              f"mu = importlib.util.spec_from_file_location('ansible.module_utils.monstack_files', "
-              f"{str(REPO / 'module_utils' / 'monstack_files.py')!r})\n"
+              f"mu = importlib.util.spec_from_file_location({utils!r}, "
+              f"{str(REPO / 'plugins' / 'module_utils' / 'monstack_files.py')!r})\n"
               f"sys.modules[mu.name] = importlib.util.module_from_spec(mu); mu.loader.exec_module(sys.modules[mu.name])\n"
-              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'library' / 'monstack_deployment_store.py')!r})\n"
+              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins' / 'modules' / 'monstack_deployment_store.py')!r})\n"
               f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
               f"d = sys.argv[1]; t = sys.argv[2]\n"
               f"m.acquire(d, t, t, 30, 60)\n"

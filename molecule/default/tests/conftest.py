@@ -11,8 +11,12 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[3]
-MONITOR = "monstack-monitor"
-HOSTS = ["monstack-monitor", "monstack-app1", "monstack-app2"]
+# The scenario's hosts (molecule.yml). To run a check against hosts of your own,
+# converged with site.yml: MOLECULE_INVENTORY_FILE=<inventory dir>/hosts.yml,
+# MONSTACK_TEST_MONITOR=<the prometheus/alertmanager host>,
+# MONSTACK_TEST_HOSTS="<every host, space-separated>".
+MONITOR = os.environ.get("MONSTACK_TEST_MONITOR", "monstack-monitor")
+HOSTS = os.environ.get("MONSTACK_TEST_HOSTS", "monstack-monitor monstack-app1 monstack-app2").split()
 
 
 def container_ip(name: str) -> str:
