@@ -71,7 +71,7 @@ options:
     type: path
   write:
     description:
-      - Also write the files: the file_sd files in O(file_sd_dir) (owner root, group O(file_sd_group),
+      - Also write the files, the file_sd files in O(file_sd_dir) (owner root, group O(file_sd_group),
         mode 0640), the textfiles in O(textfile_dir) (root, 0644) and the health-check targets O(health)
         in O(health_dir) (created root:O(file_sd_group) 0750; files 0640).
       - The health-check file of a given entry that the store applied is written; the store's file_sd
