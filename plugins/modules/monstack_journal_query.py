@@ -18,7 +18,7 @@ description:
     is parsed into fields, and O(match) compares them, for example C(status>=500).
   - Read only, the same in check mode.
 version_added: "1.0.0"
-author: monstack
+author: monstack (!UNKNOWN)
 options:
   directory:
     description: The journal directory to search.
@@ -77,8 +77,10 @@ notes:
     module on the entries left, so narrow a search with those first.
 attributes:
   diff_mode:
+    description: Returns no diff (it changes nothing).
     support: none
   check_mode:
+    description: Runs the same in check mode (it only reads).
     support: full
     details: read only
 """
@@ -106,7 +108,7 @@ entries:
   type: list
   elements: dict
   contains:
-    time: {description: Time of the entry (UTC, ISO 8601), type: str}
+    time: {description: 'Time of the entry (UTC, ISO 8601)', type: str}
     host: {description: _HOSTNAME, type: str}
     unit: {description: _SYSTEMD_UNIT (or the syslog identifier), type: str}
     priority: {description: Priority 0-7, type: int}

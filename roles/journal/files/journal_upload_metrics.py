@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Journal upload lag for node_exporter's textfile collector (monstack journal role).
 
 systemd-journal-upload --save-state keeps the cursor of the last entry the log
