@@ -92,9 +92,11 @@ def install_collection(tarball: Path, collections_dir: Path) -> Path:
     """Install the tarball into an empty collections path, as a user would; the
     directory of the installed collection."""
     assert not collections_dir.exists() or not any(collections_dir.iterdir()), f"{collections_dir} is not empty"
-    result = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "install", "--offline", "-p",
+    # --force and only this path configured: a copy elsewhere (molecule installs the
+    # project's collection into ~/.ansible/collections) must not make it "already installed".
+    result = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "install", "--offline", "--force", "-p",
                              str(collections_dir), str(tarball)], capture_output=True, text=True, timeout=300,
-                            env=outside_env(None), cwd=tarball.parent)
+                            env=outside_env(collections_dir), cwd=tarball.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     installed = collections_dir / "ansible_collections" / "monstack" / "stack"
     assert (installed / "MANIFEST.json").is_file(), result.stdout
