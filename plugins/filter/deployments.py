@@ -791,8 +791,13 @@ def health_group(dep: Deployment) -> TargetGroup:
 
 def deployment_health_files(records: Any) -> dict[str, list[TargetGroup]]:
     """{'<environment>--<service>.json': [probe target group]} for current deployments with a health_url."""
+    return health_files(current(check_records(records)))
+
+
+def health_files(live: list[Deployment]) -> dict[str, list[TargetGroup]]:
+    """deployment_health_files of deployments already validated and reduced to the current ones."""
     files: dict[str, list[TargetGroup]] = {}
-    for dep in current(check_records(records)):
+    for dep in live:
         if "health_url" not in dep.record:
             continue
         name = file_name(dep)
@@ -877,7 +882,7 @@ def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, str]:
     info = check_bool("info_labels", info_labels)
     deps = check_records(records)
     live = current(deps)
-    health = deployment_health_files([dep.record for dep in live])
+    health = health_files(live)
     plan = {
         "records": [dep.record for dep in deps],
         "files": {name: [target_group(dep, info)] for name, dep in named(live)},
