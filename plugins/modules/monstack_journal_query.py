@@ -16,6 +16,9 @@ description:
   - A message that is a JSON object (the sample inference API, components with
     C(--log.format=json)) or logfmt (C(key=value ...), the components' default)
     is parsed into fields, and O(match) compares them, for example C(status>=500).
+  - The journal is read newest first, a page of O(page) entries per journalctl run,
+    and the search stops once O(limit) entries matched, so a narrow search of a
+    large journal reads little and memory stays bounded by one page.
   - Read only, the same in check mode.
 version_added: "1.0.0"
 author: monstack (!UNKNOWN)
@@ -41,11 +44,17 @@ options:
         C(err) or C(warning), a number 0-7, or a range C(err..warning)."
     type: str
   since:
-    description: Entries from this time on (C(journalctl --since), e.g. C(-1h), C(2026-11-24 00:00), C(yesterday)).
+    description:
+      - Entries from this time on, in systemd's time syntax (C(journalctl --since), e.g. C(-1h),
+        C(2026-11-24 00:00), C(yesterday)); resolved once with C(systemd-analyze timestamp).
     type: str
   until:
     description: Entries up to this time (C(journalctl --until)).
     type: str
+  page:
+    description: How many entries one journalctl run reads (the memory bound of a search).
+    type: int
+    default: 2000
   grep:
     description: A regular expression (Python syntax) the message must match.
     type: str
@@ -68,7 +77,9 @@ options:
     type: dict
     default: {}
   limit:
-    description: How many matching entries to return, the newest ones (0 for all).
+    description:
+      - How many matching entries to return, the newest ones; the search stops there.
+        0 returns all, reading the whole time range.
     type: int
     default: 100
 notes:
@@ -127,25 +138,27 @@ lines:
   type: list
   elements: str
 matched:
-  description: How many entries matched in all (may be more than returned).
+  description: How many entries matched among those read.
   returned: always
   type: int
 scanned:
   description: How many entries journalctl returned before O(grep) and O(match).
   returned: always
   type: int
+complete:
+  description: Whether the whole time range was read (false when the search stopped at O(limit)).
+  returned: always
+  type: bool
 command:
-  description: The journalctl command that ran.
+  description: The first journalctl command that ran (later pages add C(--after-cursor)).
   returned: always
   type: list
   elements: str
 """
 
-import collections
 import datetime
 import json
 import re
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -284,10 +297,6 @@ def build_command(params):
         command += ["-t", params["identifier"]]
     if params.get("priority"):
         command += ["-p", params["priority"]]
-    if params.get("since"):
-        command += ["--since", params["since"]]
-    if params.get("until"):
-        command += ["--until", params["until"]]
     matches = dict(params.get("fields") or {})
     if params.get("host"):
         matches["_HOSTNAME"] = params["host"]
@@ -299,24 +308,59 @@ def build_command(params):
     return command
 
 
-def search(lines, pattern, conditions, limit):
-    """(kept entries, matched count, scanned count) of journalctl's JSON lines."""
-    kept = collections.deque(maxlen=limit if limit > 0 else None)
+def search(entries, pattern, conditions, limit, since_usec=None):
+    """(kept entries oldest first, matched, scanned, complete) of journal entries given newest first.
+
+    Stops once `limit` entries matched (0: no limit) or at the first entry older than `since_usec`.
+    """
+    kept = []
     matched = scanned = 0
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
+    for entry in entries:
+        if since_usec is not None and int(entry.get("__REALTIME_TIMESTAMP") or 0) < since_usec:
+            return kept[::-1], matched, scanned, True
+        if 0 < limit <= matched:
+            return kept[::-1], matched, scanned, False
         scanned += 1
         fields = message_fields(message_text(entry.get("MESSAGE")))
         if entry_matches(entry, fields, pattern, conditions):
             matched += 1
             kept.append(summary(entry, fields))
-    return list(kept), matched, scanned
+    return kept[::-1], matched, scanned, True
+
+
+def journal_entries(run, command, until, page):
+    """The entries of `command` newest first, read `page` entries per journalctl run."""
+    cursor = None
+    while True:
+        paged = command + ["--reverse", "-n", str(page)]
+        paged += ["--after-cursor", cursor] if cursor else (["--until", until] if until else [])
+        rc, out, err = run(paged)
+        if rc != 0:
+            raise QueryError("journalctl failed (rc %s): %s" % (rc, err.strip()))
+        count = 0
+        for line in out.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            count += 1
+            cursor = entry.get("__CURSOR") or cursor
+            yield entry
+        if count < page or not cursor:
+            return
+
+
+UNIX_SECONDS_RE = re.compile(r"UNIX seconds:\s*@(\d+)(?:\.(\d{1,6}))?")
+
+
+def resolve_time(run, value):
+    """Microseconds since the epoch of a time in systemd's syntax (systemd-analyze timestamp)."""
+    rc, out, err = run(["systemd-analyze", "timestamp", "--", value])
+    found = UNIX_SECONDS_RE.search(out or "")
+    if rc != 0 or not found:
+        raise QueryError("since %r: not a time systemd understands (%s); e.g. -1h, yesterday, "
+                         "2026-11-24 00:00" % (value, (err or out).strip()))
+    return int(found.group(1)) * 1000000 + int((found.group(2) or "0").ljust(6, "0"))
 
 
 def main():
@@ -334,11 +378,19 @@ def main():
             match=dict(type="list", elements="str", default=[]),
             fields=dict(type="dict", default={}),
             limit=dict(type="int", default=100),
+            page=dict(type="int", default=2000),
         ),
         supports_check_mode=True,
     )
     params = module.params
+
+    def run(command):
+        return module.run_command(command, environ_update={"LC_ALL": "C"})
+
+    command = []
     try:
+        if params["page"] < 1:
+            raise QueryError("page must be 1 or more, got %s" % params["page"])
         conditions = [parse_match(expression) for expression in params["match"]]
         pattern = None
         if params["grep"]:
@@ -347,20 +399,16 @@ def main():
             except re.error as error:
                 raise QueryError("grep %r: not a valid regular expression (%s)" % (params["grep"], error))
         command = build_command(params)
+        since_usec = resolve_time(run, params["since"]) if params["since"] else None
+        entries, matched, scanned, complete = search(
+            journal_entries(run, command, params["until"], params["page"]),
+            pattern, conditions, params["limit"], since_usec)
     except QueryError as error:
-        module.fail_json(msg=str(error))
-    # Streamed: a wide search reads many entries, only the kept ones stay in memory.
-    try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   universal_newlines=True, errors="replace")
+        module.fail_json(msg=str(error), command=command)
     except OSError as error:
         module.fail_json(msg="cannot run journalctl: %s" % error, command=command)
-    entries, matched, scanned = search(process.stdout, pattern, conditions, params["limit"])
-    err = process.stderr.read()
-    if process.wait() != 0:
-        module.fail_json(msg="journalctl failed (rc %s): %s" % (process.returncode, err.strip()), command=command)
     module.exit_json(changed=False, entries=entries, lines=[line_of(item) for item in entries],
-                     matched=matched, scanned=scanned, command=command)
+                     matched=matched, scanned=scanned, complete=complete, command=command)
 
 
 if __name__ == "__main__":

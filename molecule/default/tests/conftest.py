@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -50,9 +51,9 @@ def playbook(*args: str, extra_inventory: str | None = None) -> subprocess.Compl
 
 
 def recap_changed(output: str) -> dict[str, int]:
-    """changed=N per host from a PLAY RECAP."""
+    """changed=N per host from a PLAY RECAP (colour codes ignored: molecule sets ANSIBLE_FORCE_COLOR)."""
     result = {}
-    for line in output.splitlines():
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines():
         if " : ok=" in line and "changed=" in line:
             host = line.split(":")[0].strip()
             result[host] = int(line.split("changed=")[1].split()[0])

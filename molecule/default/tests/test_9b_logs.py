@@ -174,8 +174,6 @@ def ara_environment(tmp_path: Path) -> dict[str, str] | None:
                 ARA_BASE_DIR=str(tmp_path / "ara"), ARA_DATABASE_NAME=str(tmp_path / "ara" / "ansible.sqlite"))
 
 
-@pytest.mark.skip(reason="ARA check disabled until its failure in the 2026-11-30 CI rehearsal is fixed (issue 15): "
-                         "the recorded site.yml run did not show the expected changed tasks")
 def test_site_run_recorded_by_ara(tmp_path):
     env = ara_environment(tmp_path)
     if env is None:
@@ -184,7 +182,8 @@ def test_site_run_recorded_by_ara(tmp_path):
     run = subprocess.run(
         ["ansible-playbook", "-i", inventory_dir(), "site.yml", "--limit", APP_HOST, "--tags", "node_exporter",
          "-e", "node_exporter_log_format=json"],
-        cwd=ROOT, env=env | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        cwd=ROOT, env=env | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                         "ANSIBLE_FORCE_COLOR": "0"},
         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert recap_changed(run.stdout).get(APP_HOST, 0) > 0, run.stdout[-2000:]
