@@ -3,7 +3,8 @@
 # root file systems with systemd as PID 1, made with debootstrap and `docker
 # import` (no image registry is needed or used). Each runs an SSH server (host
 # keys made at first boot, one set per container, as on a fresh VM) and has
-# sudo, so tests can reach them the way operators reach servers.
+# sudo, so tests can reach them the way operators reach servers. systemd-journal-remote
+# is there for the journal role (tests reach no package mirror).
 #
 # Images are tagged with a hash of this script, so a rerun reuses them and a
 # change to the package list rebuilds them.
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,curl,iproute2,procps,cron,tzdata,sudo,openssh-server"
+PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,curl,iproute2,procps,cron,tzdata,sudo,openssh-server,systemd-journal-remote"
 HASH="$(sha256sum "$0" | cut -c1-10)"
 WORKDIR="${MONSTACK_CACHE:-/var/cache/monstack}/rootfs"
 suites=("$@")

@@ -13,6 +13,9 @@ assets are laid out:
                                               named it before 0.39; later releases:
                                               cadvisor-v<version>-linux-<arch>)
         sha256sums.txt                        (upstream has none; written here for tests)
+    <mirror>/VictoriaMetrics/VictoriaMetrics/releases/download/v1.145.0/
+        victoria-metrics-linux-amd64-v1.145.0.tar.gz            (victoria-metrics-prod, no folder)
+        victoria-metrics-linux-amd64-v1.145.0_checksums.txt     (archive and binary)
 
 Point a role's `*_download_base_url` at the mirror (``file:///...`` or an HTTP
 server) and the archive install path runs unchanged, checksum included.
@@ -75,6 +78,12 @@ ARTIFACTS = [
     ]),
     ("cadvisor", "0.38.7", "google/cadvisor", "binary", [
         ("c/cadvisor/cadvisor_0.38.7+ds1-2+b7_{arch}.deb", {"usr/bin/cadvisor": "cadvisor"}),
+    ]),
+    # Debian sid's build (trixie has 1.112.0), repacked as upstream's flat
+    # archive with its per-archive checksums file (see build_vm_tarball).
+    ("victoriametrics", "1.145.0", "VictoriaMetrics/VictoriaMetrics", "vmtar", [
+        ("v/victoriametrics/victoria-metrics_1.145.0+ds1-2_{arch}.deb",
+         {"usr/bin/victoria-metrics": "victoria-metrics-prod"}),
     ]),
 ]
 
@@ -139,6 +148,26 @@ def build_tarball(staging: Path, top: str, out: Path) -> None:
     tmp.rename(out)
 
 
+def build_vm_tarball(staging: Path, out: Path) -> None:
+    """VictoriaMetrics' release layout: victoria-metrics-prod at the top of the
+    archive (no folder), owned by uid/gid 1000 as upstream's Makefile packs it,
+    and <archive minus .tar.gz>_checksums.txt listing the archive and the binary."""
+    tmp = out.with_suffix(".part")
+    binary = staging / "victoria-metrics-prod"
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                info = tarfile.TarInfo(binary.name)
+                data = binary.read_bytes()
+                info.size, info.mode, info.mtime = len(data), 0o755, EPOCH
+                info.uid = info.gid = 1000
+                tar.addfile(info, io.BytesIO(data))
+    tmp.rename(out)
+    stem = out.name[:-len(".tar.gz")]
+    (out.parent / f"{stem}_checksums.txt").write_text(
+        f"{sha256(out)}  {out.name}\n{sha256(binary)}  {binary.name}\n")
+
+
 def build(dest: Path, arches: list[str]) -> list[Path]:
     debs = dest.parent / "debs"
     debs.mkdir(parents=True, exist_ok=True)
@@ -151,6 +180,8 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
             if packaging == "tar":
                 top = f"{name}-{version}.linux-{arch}"
                 asset = release / f"{top}.tar.gz"
+            elif packaging == "vmtar":
+                asset = release / f"victoria-metrics-linux-{arch}-v{version}.tar.gz"
             elif tuple(int(p) for p in version.split(".")) < (0, 39, 0):
                 if arch != "amd64":  # upstream published amd64 only, as plain "cadvisor"
                     continue
@@ -166,14 +197,17 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
                         extract_members(deb, members, Path(staging))
                     if packaging == "tar":
                         build_tarball(Path(staging), top, asset)
+                    elif packaging == "vmtar":
+                        build_vm_tarball(Path(staging), asset)
                     else:
                         shutil.copy2(Path(staging) / name, asset)
                         os.chmod(asset, 0o755)
                 log(f"built {asset.relative_to(dest)}")
             sums[asset.name] = sha256(asset)
             written.append(asset)
-        (release / "sha256sums.txt").write_text(
-            "".join(f"{digest}  {fname}\n" for fname, digest in sorted(sums.items())))
+        if packaging != "vmtar":  # VictoriaMetrics: one _checksums.txt per archive instead
+            (release / "sha256sums.txt").write_text(
+                "".join(f"{digest}  {fname}\n" for fname, digest in sorted(sums.items())))
     return written
 
 

@@ -21,6 +21,7 @@ CHOICES = {
     "state": ["present", "absent"],
     "install_method": ["archive", "local", "package"],
     "download_on": ["controller", "host"],
+    "log_format": ["logfmt", "json"],
 }
 SECRET_HINTS = ("password", "basic_auth_users", "secret", "api_key", "routing_key", "webhook_url")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "backup"]
+ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "victoriametrics",
+         "journal", "backup"]
 
 
 def intro(role: Path) -> str:
@@ -45,8 +46,14 @@ def render(name: str) -> str:
     text = intro(role)
     if text:
         out += [text, ""]
-    out += ["Use it through the playbooks (see the top-level README), or alone:", "", "```yaml",
-            "- hosts: all", "  become: true", "  roles:", f"    - {name}", "```", "",
+    out += ["Use it through the playbooks (see the top-level README), or alone (the collection",
+            "`monstack.stack`, installed or this clone):", "", "```yaml",
+            "- ansible.builtin.import_playbook: monstack.stack.preflight", "- ansible.builtin.import_playbook: monstack.stack.facts",
+            "- hosts: all", "  become: true", "  roles:", f"    - monstack.stack.{name}", "```", "",
+            "## Tags", "", f"`{name}` (everything), `{name}_install` (release, links or package, system user),",
+            f"`{name}_configure` (directories, configuration, web configuration, unit, and the reload or restart",
+            f"that applies them), `{name}_run` (enable and start, and a restart or reload an earlier run left",
+            "pending). The preflight and the probe run under each of them.", "",
             "## Variables", "", "| variable | type | default | description |", "|---|---|---|---|"]
     for var, option in spec["options"].items():
         desc = option.get("description", "")

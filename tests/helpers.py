@@ -67,3 +67,67 @@ def filter_docs(names: list[str], cwd: Path) -> dict:
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
     return json.loads(result.stdout)
+
+
+# ---------------------------------------------------------------------------
+# The collection monstack.stack from outside (tests/collection, molecule default).
+# ---------------------------------------------------------------------------
+COLLECTION = "monstack.stack"
+
+
+def build_collection(out_dir: Path) -> Path:
+    """`ansible-galaxy collection build` of this checkout (galaxy.yml at its top) into
+    out_dir, as docs/release.md does; the path of the tarball."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "build", "--force", "--output-path",
+                             str(out_dir), str(REPO)], capture_output=True, text=True, timeout=300,
+                            env=outside_env(None), cwd=out_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tarballs = sorted(out_dir.glob("monstack-stack-*.tar.gz"))
+    assert len(tarballs) == 1, tarballs
+    return tarballs[0]
+
+
+def install_collection(tarball: Path, collections_dir: Path) -> Path:
+    """Install the tarball into an empty collections path, as a user would; the
+    directory of the installed collection."""
+    assert not collections_dir.exists() or not any(collections_dir.iterdir()), f"{collections_dir} is not empty"
+    # --force and only this path configured: a copy elsewhere (molecule installs the
+    # project's collection into ~/.ansible/collections) must not make it "already installed".
+    result = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "install", "--offline", "--force", "-p",
+                             str(collections_dir), str(tarball)], capture_output=True, text=True, timeout=300,
+                            env=outside_env(collections_dir), cwd=tarball.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    installed = collections_dir / "ansible_collections" / "monstack" / "stack"
+    assert (installed / "MANIFEST.json").is_file(), result.stdout
+    return installed
+
+
+def outside_env(collections_dir: Path | None, **extra: str) -> dict[str, str]:
+    """The environment of a user of the installed collection: no ANSIBLE_* setting of
+    this repository (no ansible.cfg, roles, filter, library or module_utils path), the
+    collections path collections_dir only (and the Python environment's own collections,
+    such as community.docker for the docker connection of the test hosts)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    if collections_dir is not None:
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_dir)
+    env.update(extra)
+    return env
+
+
+def json_run_tasks(stdout: str) -> list[dict]:
+    """Every task result of a run with the json callback, flattened:
+    {play, role, task, host, changed, skipped, failed}, in order (a role's task is
+    named "<role> : <task>" there: role and task apart here)."""
+    data = json.loads(stdout[stdout.index("{"):])
+    rows = []
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            role, _sep, name = task["task"]["name"].rpartition(" : ")
+            for host, res in task["hosts"].items():
+                rows.append({"play": play["play"]["name"], "role": role, "task": name, "host": host,
+                             "changed": bool(res.get("changed")), "skipped": bool(res.get("skipped")),
+                             "failed": bool(res.get("failed"))})
+    return rows

@@ -20,6 +20,13 @@ Endpoints:
   GET  /health   -> 200 "ok"
   GET  /metrics  -> Prometheus text format
 
+Request log: one JSON object per request on standard output (the journal,
+under systemd), unless --request-log off:
+
+  {"event": "request", "method": "POST", "path": "/predict", "status": 500,
+   "duration_seconds": 0.0123, "model_name": "sample-model",
+   "model_version": "1.0.0", "client": "127.0.0.1"}
+
 Only /predict is counted in inference_requests_total, so scrapes and health
 checks do not dilute the error ratio.  --self-traffic N (default 2) makes a
 background thread send N requests per second to the app itself, so the
@@ -50,6 +57,7 @@ PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 PREDICT = "/predict"
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 WEIGHTS = (0.8, -0.5, 0.3, 1.1)
+LOG_LOCK = threading.Lock()
 
 
 def escape(value: str) -> str:
@@ -209,6 +217,28 @@ class Handler(BaseHTTPRequestHandler):
         if self.options.access_log:
             super().log_message(format, *args)
 
+    def log_request(self, code="-", size="-") -> None:
+        """One JSON object per request on stdout (--request-log json), and the
+        stdlib's access log on stderr with --access-log."""
+        if self.options.access_log:
+            super().log_request(code, size)
+        if self.options.request_log != "json":
+            return
+        started = getattr(self, "started", None)
+        line = json.dumps({
+            "event": "request",
+            "method": self.command,
+            "path": urlsplit(self.path).path,
+            "status": int(code) if str(code).isdigit() else code,
+            "duration_seconds": round(time.perf_counter() - started, 6) if started else None,
+            "model_name": self.model.name,
+            "model_version": self.model.version,
+            "client": self.client_address[0] if self.client_address else "",
+        }, separators=(",", ":"))
+        with LOG_LOCK:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
     def send_body(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -221,6 +251,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_body(status, (json.dumps(payload) + "\n").encode(), "application/json")
 
     def route(self) -> None:
+        self.started = time.perf_counter()
         path = urlsplit(self.path).path
         if path == PREDICT:
             self.handle_predict()
@@ -366,7 +397,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--self-traffic", type=non_negative, default=2.0,
                         help="requests per second the app sends to itself (default 2, 0 disables)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--access-log", action="store_true", help="log every request to stderr (text)")
+    parser.add_argument("--request-log", choices=("json", "off"), default="json",
+                        help="one JSON object per request on stdout (default json)")
     return parser.parse_args(argv)
 
 

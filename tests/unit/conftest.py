@@ -5,20 +5,21 @@ import os
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FILTER_PLUGINS = os.path.join(REPO_ROOT, "filter_plugins")
+FILTER_PLUGINS = os.path.join(REPO_ROOT, "plugins", "filter")
 
 # Filter plugin directories are not packages: import the plugins by path.
 if FILTER_PLUGINS not in sys.path:
     sys.path.insert(0, FILTER_PLUGINS)
 
-# The modules in library/ import this project's module_utils as Ansible does
-# (ansible.module_utils.<name>); register them under that name for the tests
-# that import a module's file directly.
+# The modules in plugins/modules import the collection's module_utils by its
+# collection name; register them under that name for the tests that import a
+# module's file directly.
 import importlib.util  # noqa: E402
 
 for _name in ("monstack_files",):
+    _fqname = "ansible_collections.monstack.stack.plugins.module_utils." + _name
     _spec = importlib.util.spec_from_file_location(
-        "ansible.module_utils." + _name, os.path.join(REPO_ROOT, "module_utils", _name + ".py"))
+        _fqname, os.path.join(REPO_ROOT, "plugins", "module_utils", _name + ".py"))
     _module = importlib.util.module_from_spec(_spec)
-    sys.modules["ansible.module_utils." + _name] = _module
+    sys.modules[_fqname] = _module
     _spec.loader.exec_module(_module)

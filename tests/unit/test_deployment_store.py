@@ -180,8 +180,12 @@ def test_lock_waits_then_names_its_holder(tmp_path):
 
 def test_lock_serializes_real_processes(tmp_path):
     """Four processes take the lock in turn: never two inside at once."""
+    utils = "ansible_collections.monstack.stack.plugins.module_utils.monstack_files"
     script = (f"import importlib.util, sys, time\n"
-              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'library' / 'monstack_deployment_store.py')!r})\n"
+              f"mu = importlib.util.spec_from_file_location({utils!r}, "
+              f"{str(REPO / 'plugins' / 'module_utils' / 'monstack_files.py')!r})\n"
+              f"sys.modules[mu.name] = importlib.util.module_from_spec(mu); mu.loader.exec_module(sys.modules[mu.name])\n"
+              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins' / 'modules' / 'monstack_deployment_store.py')!r})\n"
               f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
               f"d = sys.argv[1]; t = sys.argv[2]\n"
               f"m.acquire(d, t, t, 30, 60)\n"
@@ -286,3 +290,55 @@ def test_a_waiting_run_names_the_holder(tmp_path):
     assert "is held by ci@runner-7 pid 4711, record production--api 2.0.0 since" in result.stdout, result.stdout[-3000:]
     assert not (sd / "production--api.json").exists()
     assert (tmp_path / "state" / "lock.json").exists()  # someone else's lock is left alone
+
+
+# --------------------------------------------------------------------------
+# write: true (one round trip per host: store, file_sd, health checks, textfiles)
+
+def write_params(tmp_path: Path, given: str, health: str = "{}", **extra) -> dict:
+    """Parameters as the playbook gives them: the plan's JSON text (AnsibleModule parses a dict argument)."""
+    return dict(params(tmp_path, json.loads(given), **extra), write=True, file_sd_group=MY_GROUP,
+                health_dir=str(tmp_path / "health"), health=json.loads(health))
+
+
+def test_write_makes_every_directory_match_the_store_in_one_call(tmp_path):
+    (tmp_path / "sd").mkdir()
+    (tmp_path / "sd" / "production--legacy.json").write_text("[]\n")
+    plan = dc.deployment_plan([record("a", health_url="http://a.example.com/health"), record("b")])
+    first = ds.update(write_params(tmp_path, plan["entries"], plan["health"], owner="directory", prune=True),
+                      check_mode=False)
+    assert first["changed"] and first["written"] == ["production--a.json", "production--b.json"]
+    assert sorted(p.name for p in (tmp_path / "sd").iterdir()) == ["production--a.json", "production--b.json"]
+    assert (tmp_path / "sd" / "production--a.json").read_text() == json.loads(plan["entries"])["production--a.json"]["file_sd"]
+    assert oct((tmp_path / "sd" / "production--a.json").stat().st_mode & 0o777) == "0o640"
+    assert [p.name for p in (tmp_path / "health").iterdir()] == ["production--a.json"]
+    assert oct((tmp_path / "health").stat().st_mode & 0o777) == "0o750"
+    assert json.loads((tmp_path / "health" / "production--a.json").read_text())[0]["targets"] == [
+        "http://a.example.com/health"]
+    assert sorted(p.name for p in (tmp_path / "tf").iterdir()) == [
+        "deployment--production--a.prom", "deployment--production--b.prom"]
+    assert first["file_sd"]["write"] == ["production--a.json", "production--b.json"]  # names only
+    ds.release(str(tmp_path / "state"), "t1")
+    # nothing to change: nothing written, not changed
+    again = ds.update(write_params(tmp_path, plan["entries"], plan["health"], owner="directory", prune=True),
+                      check_mode=False)
+    assert not again["changed"] and again["written"] == [] and again["files"]["changed_sets"] == []
+    ds.release(str(tmp_path / "state"), "t1")
+    # b goes from the directory: its files go; a loses its health check
+    smaller = dc.deployment_plan([record("a")])
+    third = ds.update(write_params(tmp_path, smaller["entries"], smaller["health"], owner="directory", prune=True),
+                      check_mode=False)
+    assert third["pruned"] == ["production--b.json"] and third["changed"]
+    assert [p.name for p in (tmp_path / "sd").iterdir()] == ["production--a.json"]
+    assert list((tmp_path / "health").iterdir()) == []
+    assert [p.name for p in (tmp_path / "tf").iterdir()] == ["deployment--production--a.prom"]
+
+
+def test_write_in_check_mode_reports_and_touches_nothing(tmp_path):
+    (tmp_path / "sd").mkdir()
+    plan = dc.deployment_plan([record("a", health_url="http://a.example.com/health")])
+    result = ds.update(write_params(tmp_path, plan["entries"], plan["health"]), check_mode=True)
+    assert result["changed"] and result["written"] == ["production--a.json"]
+    assert sorted(result["files"]["changed_sets"]) == ["file_sd", "health", "textfile"]
+    assert list((tmp_path / "sd").iterdir()) == [] and not (tmp_path / "health").exists()
+    assert not (tmp_path / "state").exists()

@@ -33,6 +33,8 @@ FILTERS = (
     "deployment_info_metrics",
     "deployment_annotations",
     "deployment_health_files",
+    "deployment_parse",
+    "deployment_plan",
     "deployment_store_entries",
     "deployment_gate_pending",
 )

@@ -212,7 +212,8 @@ def test_ansible_doc():
                           text=True, env=env(), cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["monstack_file_set"]
-    assert set(doc["doc"]["options"]) == {"path", "dirs", "sets", "files", "owner", "group", "mode", "prune_patterns", "remove", "validate"}
+    assert set(doc["doc"]["options"]) == {"path", "dirs", "links", "sets", "files", "owner", "group", "mode",
+                                       "prune_patterns", "remove", "validate"}
     assert set(doc["return"]) >= {"changed", "written", "removed", "unchanged"}
     assert "monstack_file_set:" in doc["examples"]
 
@@ -301,3 +302,24 @@ def test_check_mode_set_in_a_directory_not_made_yet(tmp_path):
     assert fs.apply_sets(sets, {}, check_mode=True)["changed_sets"] == ["secrets"]
     with pytest.raises(fs.FileSetError, match="not a directory"):
         fs.apply_sets(sets, {})
+
+
+def test_links_are_made_and_repointed_in_the_same_step(tmp_path):
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").write_text("an old copy")  # a file there is replaced
+    links = {str(tmp_path / "bin" / "prog"): str(tmp_path / "v1" / "prog"),
+             str(tmp_path / "bin" / "tool"): str(tmp_path / "v1" / "tool")}
+    checked = fs.apply_sets([], {}, check_mode=True, links=links)
+    assert checked["changed"] and sorted(checked["links_changed"]) == sorted(links)
+    assert not (tmp_path / "bin" / "prog").is_symlink()
+    made = fs.apply_sets([], {}, links=links)
+    assert made["changed"] and os.readlink(tmp_path / "bin" / "tool") == str(tmp_path / "v1" / "tool")
+    assert not fs.apply_sets([], {}, links=links)["changed"]
+    upgraded = fs.apply_sets([], {}, links={str(tmp_path / "bin" / "prog"): str(tmp_path / "v2" / "prog")})
+    assert upgraded["links_changed"] == [str(tmp_path / "bin" / "prog")]
+    assert os.readlink(tmp_path / "bin" / "prog") == str(tmp_path / "v2" / "prog")
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["prog", "tool"]  # no temporary left
+    with pytest.raises(fs.FileSetError, match="is a directory, not replaced"):
+        fs.apply_sets([], {}, links={str(tmp_path / "v1"): "/nowhere"})

@@ -265,6 +265,37 @@ def test_one_prometheus_per_host_first_is_default(full):
     assert sources[long_uid]["url"] == f"http://{LONG_HOST}:9090"
 
 
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """Two Prometheus shards and a VictoriaMetrics global store (and one that is absent)."""
+    groups = {
+        "prometheus": {"hosts": {"shard0": {"prometheus_shard": 0, "prometheus_scrape_interval": "30s"},
+                                 "shard1": {"prometheus_shard": 1}}},
+        "victoriametrics": {"hosts": {"vm-old": {"victoriametrics_state": "absent"},
+                                      "vm1": {"monstack_scrape_address": "10.0.0.9", "victoriametrics_port": 8429}}},
+    }
+    return render(tmp_path_factory.mktemp("grafana-sharded"), groups, {"grafana_admin_password": "changeme"})
+
+
+def test_the_global_store_is_the_default_datasource_of_the_dashboards(sharded):
+    sources = yaml.safe_load(sharded["datasources.yml"])["datasources"]
+    by_uid = {ds["uid"]: ds for ds in sources}
+    assert [ds["uid"] for ds in sources if ds.get("isDefault")] == ["monstack-prometheus"]
+    globl = by_uid["monstack-prometheus"]
+    assert globl["name"] == "Global" and globl["type"] == "prometheus"
+    assert globl["url"] == "http://10.0.0.9:8429"  # vm-old is absent
+    assert globl["jsonData"]["timeInterval"] == "30s"
+    assert set(DATASOURCE_KEYS) >= set(globl)
+    for host in ("shard0", "shard1"):  # every shard stays reachable on its own
+        assert by_uid[f"monstack-prometheus-{host}"]["isDefault"] is False
+        assert by_uid[f"monstack-prometheus-{host}"]["name"] == f"Prometheus ({host})"
+
+
+def test_without_global_store_hosts_nothing_changes(full, minimal):
+    for files in (full, minimal):
+        assert "Global" not in [ds["name"] for ds in yaml.safe_load(files["datasources.yml"])["datasources"]]
+
+
 def test_alertmanager_datasource(full):
     sources = yaml.safe_load(full["datasources.yml"])["datasources"]
     alertmanagers = [ds for ds in sources if ds["type"] == "alertmanager"]

@@ -125,7 +125,7 @@ def test_main_is_a_table_of_contents():
     assert [t["name"] for t in block] == ["Preflight", "Probe", "Install", "Configure", "Run"]
     assert [t.get("ansible.builtin.import_tasks") for t in block] == [
         "preflight.yml", None, "install.yml", "configure.yml", "run.yml"]
-    assert block[1]["ansible.builtin.include_role"] == {"name": "common", "tasks_from": "probe"}
+    assert block[1]["ansible.builtin.include_role"] == {"name": "monstack.stack.common", "tasks_from": "probe"}
 
 
 def tasks_by_name(filename):
@@ -165,4 +165,4 @@ def test_playbook_imports_facts_then_runs_the_role():
     assert play[0]["ansible.builtin.import_playbook"] == "preflight.yml"
     assert play[1]["ansible.builtin.import_playbook"] == "facts.yml"
     assert play[2]["hosts"] == "grafana"
-    assert play[2]["roles"][0]["role"] == "grafana"
+    assert play[2]["roles"][0]["role"] == "monstack.stack.grafana"

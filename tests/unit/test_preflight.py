@@ -99,6 +99,11 @@ MISTAKES = [
      ["prometheus_web_tls_cert_file / prometheus_web_tls_key_file: only one is set"]),
     ("local-without-file", "cadvisor_install_method: local\n", None,
      ["cadvisor_local_binary: empty, but cadvisor_install_method is 'local'"]),
+    ("shard-numbers-with-a-gap", None, {"mon1.corp.test": "prometheus_shard: 0\n",
+                                        "mon2.corp.test": "prometheus_shard: 2\n"},
+     ["prometheus_shard: the shards are 0, 2; they must be numbered 0 to N-1 without gaps"]),
+    ("shard-on-one-server-only", None, {"mon1.corp.test": "prometheus_shard: 0\n"},
+     ["prometheus_shard: mon2.corp.test have no shard while other hosts", "scraped twice"]),
 ]
 
 

@@ -44,6 +44,11 @@ UPSTREAM = [
      f"{GH}/google/cadvisor/releases/download/v0.49.1/cadvisor-v0.49.1-linux-amd64"),
     ("cadvisor", "0.57.0", "arm64",
      f"{GH}/google/cadvisor/releases/download/v0.57.0/cadvisor-v0.57.0-linux-arm64"),
+    # VictoriaMetrics: victoria-metrics-linux-<arch>-v<version>.tar.gz (flat, victoria-metrics-prod)
+    ("victoriametrics", "1.83.0", "amd64",
+     f"{GH}/VictoriaMetrics/VictoriaMetrics/releases/download/v1.83.0/victoria-metrics-linux-amd64-v1.83.0.tar.gz"),
+    ("victoriametrics", "1.145.0", "arm64",
+     f"{GH}/VictoriaMetrics/VictoriaMetrics/releases/download/v1.145.0/victoria-metrics-linux-arm64-v1.145.0.tar.gz"),
 ]
 
 

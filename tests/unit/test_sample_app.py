@@ -28,6 +28,7 @@ class App:
     def __init__(self, process: subprocess.Popen, base: str) -> None:
         self.process = process
         self.base = base
+        self.log_lines: list[str] = []
 
     def get(self, path: str, data: bytes | None = None) -> tuple[int, str]:
         request = urllib.request.Request(self.base + path, data=data,
@@ -79,7 +80,10 @@ def start_app() -> Iterator:
         reader.join(15)
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line[0] if line else "")
         assert match, f"app did not start: {line!r} {process.poll()!r}"
-        return App(process, f"http://127.0.0.1:{match.group(1)}")
+        app = App(process, f"http://127.0.0.1:{match.group(1)}")
+        # The request log (one JSON line per request) goes on stdout: keep it, so the pipe never fills.
+        threading.Thread(target=lambda: app.log_lines.extend(process.stdout), daemon=True).start()
+        return app
 
     yield start
     for process in started:
@@ -234,3 +238,26 @@ def test_systemd_unit():
                           "PrivateTmp": "yes", "CapabilityBoundingSet": "", "RestrictNamespaces": "yes"}.items():
         assert settings[key] == [expected], key
     assert "[Install]" in text and "WantedBy=multi-user.target" in text
+
+
+def test_request_log_is_one_json_object_per_request(start_app):
+    app = start_app("--self-traffic", "0", "--model-version", "3.1.4", "--error-rate", "1")
+    assert app.predict()[0] == 500
+    assert app.get("/health")[0] == 200
+    deadline = time.monotonic() + 10
+    while len(app.log_lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entries = [json.loads(line) for line in app.log_lines]
+    assert [(e["method"], e["path"], e["status"]) for e in entries] == [("POST", "/predict", 500), ("GET", "/health", 200)]
+    for entry in entries:
+        assert entry["event"] == "request"
+        assert entry["model_version"] == "3.1.4" and entry["model_name"] == "sample-model"
+        assert entry["client"] == "127.0.0.1"
+        assert isinstance(entry["duration_seconds"], float) and 0 <= entry["duration_seconds"] < 5
+
+
+def test_request_log_off(start_app):
+    app = start_app("--self-traffic", "0", "--request-log", "off")
+    assert app.get("/health")[0] == 200
+    time.sleep(0.3)
+    assert app.log_lines == []

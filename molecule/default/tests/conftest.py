@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -11,8 +12,12 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[3]
-MONITOR = "monstack-monitor"
-HOSTS = ["monstack-monitor", "monstack-app1", "monstack-app2"]
+# The scenario's hosts (molecule.yml). To run a check against hosts of your own,
+# converged with site.yml: MOLECULE_INVENTORY_FILE=<inventory dir>/hosts.yml,
+# MONSTACK_TEST_MONITOR=<the prometheus/alertmanager host>,
+# MONSTACK_TEST_HOSTS="<every host, space-separated>".
+MONITOR = os.environ.get("MONSTACK_TEST_MONITOR", "monstack-monitor")
+HOSTS = os.environ.get("MONSTACK_TEST_HOSTS", "monstack-monitor monstack-app1 monstack-app2").split()
 
 
 def container_ip(name: str) -> str:
@@ -46,9 +51,9 @@ def playbook(*args: str, extra_inventory: str | None = None) -> subprocess.Compl
 
 
 def recap_changed(output: str) -> dict[str, int]:
-    """changed=N per host from a PLAY RECAP."""
+    """changed=N per host from a PLAY RECAP (colour codes ignored: molecule sets ANSIBLE_FORCE_COLOR)."""
     result = {}
-    for line in output.splitlines():
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines():
         if " : ok=" in line and "changed=" in line:
             host = line.split(":")[0].strip()
             result[host] = int(line.split("changed=")[1].split()[0])

@@ -99,7 +99,7 @@ def test_node_exporter_version_upgrade(tmp_path):
 
     run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert run.stdout.count("TASK [common : Service | Restart node_exporter]") == 1
+    assert run.stdout.count("common : Service | Restart node_exporter]") == 1  # TASK [monstack.stack.common : ...]
     assert "version 1.11.1" in version()
     assert 'version="1.11.1"' in sh(host, "curl -sf 127.0.0.1:9100/metrics | grep ^node_exporter_build_info").stdout
 

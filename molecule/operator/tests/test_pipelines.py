@@ -107,7 +107,16 @@ def git_repos(runner: Runner, inventory: Path) -> None:
         src = Path(tmp) / "monstack"
         for name in listed:
             path = ROOT / name
-            if name and path.is_file() and not path.is_symlink():
+            if not name:
+                continue
+            if path.is_symlink():
+                # the checkout's own links (collections/ -> the checkout as monstack.stack,
+                # filter_plugins -> plugins/filter, ...) stay links; a link out of the tree
+                # (a worktree's .venv) is left out
+                if path.resolve().is_relative_to(ROOT):
+                    (src / name).parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(os.readlink(path), src / name)
+            elif path.is_file():
                 (src / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, src / name)
         shutil.copytree(inventory, src / "inventories" / "production")

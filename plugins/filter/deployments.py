@@ -1,0 +1,989 @@
+# -*- coding: utf-8 -*-
+"""Shared, pure helpers behind the ``deployment_*`` filter plugins of monstack.
+
+"Deployments drive discovery": a CI/CD pipeline writes one record per
+deployment, and these helpers turn the set of records into Prometheus file_sd
+target groups, node_exporter textfile metrics and Grafana annotations.
+
+The filters are defined here; each has its documentation in a YAML file
+of its own name beside this one (``deployment_targets.yml`` ...), which is
+what ``ansible-doc -t filter <name>`` reads for a file with several filters.
+
+Everything here is a pure function of its inputs: no I/O, no clock, no
+randomness, and output order never depends on input order (except where a
+tie would be ambiguous, which is reported as an error instead).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import socket
+import struct
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, NamedTuple, NoReturn
+
+import yaml
+from ansible.errors import AnsibleFilterError
+
+Record = dict[str, Any]
+# libyaml's safe loader where it is built in (a thousand record files in well under a second).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TargetGroup = dict[str, Any]
+
+# --------------------------------------------------------------------------
+# Constants (the record contract; keep docs/deployments.md in sync)
+# --------------------------------------------------------------------------
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+NAME_MAX_LEN = 120  # keeps '<environment>--<service>.json' below NAME_MAX (255)
+VERSION_MAX_LEN = 128
+# deployed_at's written year: no UTC offset takes such a time out of Python's date range.
+YEAR_MIN = 1970
+YEAR_MAX = 9998
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+COMMIT_RE = re.compile(r"[0-9a-fA-F]{4,64}")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+METRICS_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+# [hH]... rather than (?i): Python's case folding would let 'ſ' (U+017F) stand for 's'.
+URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#\s\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*")
+DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+    r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
+DIGITS_AND_DOTS_RE = re.compile(r"[0-9.]+")
+PORT_RE = re.compile(r"[0-9]{1,5}")
+
+STATUS_DEPLOYED = "deployed"
+STATUS_REMOVED = "removed"
+STATUSES = (STATUS_DEPLOYED, STATUS_REMOVED)
+SCHEMES = ("http", "https")
+DEFAULT_METRICS_PATH = "/metrics"
+DEFAULT_SCHEME = "http"
+
+REQUIRED_FIELDS = ("service", "environment", "version", "deployed_at")
+KNOWN_FIELDS = (
+    "service", "environment", "version", "deployed_at", "status", "commit",
+    "targets", "metrics_path", "scheme", "labels", "health_url", "pipeline",
+)
+_KNOWN_FIELDS_SET = frozenset(KNOWN_FIELDS)
+TARGET_KEYS = ("host", "port")
+# Label names a record's own fields (or Prometheus) own; user labels may not
+# use them.  They are rejected, never renamed.
+RESERVED_LABELS = frozenset(
+    {"service", "environment", "version", "commit", "instance", "job"}
+)
+FILE_SEPARATOR = "--"
+FILE_SUFFIX = ".json"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+class Deployment(NamedTuple):
+    """A validated record plus the parsed values the other filters need."""
+
+    record: Record  # the normalized, public form (what deployment_validate returns)
+    service: str
+    environment: str
+    version: str
+    status: str
+    commit: str | None
+    epoch_us: int  # deployed_at as integer microseconds since the Unix epoch
+    who: str  # "<source> (service 'x')" for error messages
+
+
+# --------------------------------------------------------------------------
+# Error helpers
+# --------------------------------------------------------------------------
+def show(value: Any) -> str:
+    """Render a bad value for an error message, with its YAML type when useful."""
+    if isinstance(value, str):
+        text = str(value)
+        return repr(text if len(text) <= 80 else text[:77] + "...")
+    if value is None:
+        return "null (empty value)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value!r}"
+    if isinstance(value, datetime):
+        return f"date/time {value.isoformat()}"
+    if isinstance(value, date):
+        return f"date {value.isoformat()}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def fail(who: str, field: str, problem: str) -> NoReturn:
+    raise AnsibleFilterError(f"{who}: field '{field}': {problem}")
+
+
+def expected(who: str, field: str, what: str, got: Any, hint: str = "") -> NoReturn:
+    fail(who, field, f"expected {what}, got {show(got)}{'; ' + hint if hint else ''}")
+
+
+def _quote_hint(field: str, value: Any) -> str:
+    return f"quote it in YAML, e.g. {field}: \"{value}\""
+
+
+# --------------------------------------------------------------------------
+# Field validators (each returns the normalized value or raises)
+# --------------------------------------------------------------------------
+def check_name(who: str, field: str, value: Any) -> str:
+    """service / environment: lower-case name safe for label values and file names."""
+    if value is None:
+        fail(who, field, "is required (a name matching ^[a-z0-9][a-z0-9_.-]*$)")
+    if not isinstance(value, str):
+        expected(who, field, "a name matching ^[a-z0-9][a-z0-9_.-]*$", value)
+    if not NAME_RE.fullmatch(value) or len(value) > NAME_MAX_LEN:
+        hint = ""
+        if NAME_RE.fullmatch(value.lower().strip()):
+            hint = f"did you mean {value.lower().strip()!r}?"
+        expected(
+            who, field,
+            f"a name matching ^[a-z0-9][a-z0-9_.-]*$ (at most {NAME_MAX_LEN} characters)",
+            value, hint,
+        )
+    return str(value)
+
+
+def check_version(who: str, value: Any) -> str:
+    if value is None:
+        fail(who, "version", "is required (a string such as \"1.4.2\")")
+    if not isinstance(value, str):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        hint = _quote_hint("version", value) if numeric else ""
+        if isinstance(value, float):
+            hint += " (an unquoted 1.10 is read as the number 1.1)"
+        expected(who, "version", "a string", value, hint)
+    if not value or value != value.strip() or CONTROL_RE.search(value) or len(value) > VERSION_MAX_LEN:
+        expected(
+            who, "version",
+            f"a non-empty string without surrounding spaces or control characters "
+            f"(at most {VERSION_MAX_LEN} characters)",
+            value,
+        )
+    return str(value)
+
+
+def _format_utc(dt: datetime) -> str:
+    text = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+            f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def check_year(who: str, field: str, what: str, value: Any, year: int) -> None:
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        expected(who, field, what, value, f"the year must be {YEAR_MIN}-{YEAR_MAX}")
+
+
+def check_timestamp(who: str, value: Any) -> tuple[str, int]:
+    """deployed_at -> (normalized RFC 3339 UTC string, epoch microseconds)."""
+    field = "deployed_at"
+    example = "an RFC 3339 date/time with a timezone such as '2026-11-20T10:15:00Z'"
+    no_tz = "it has no timezone; add 'Z' for UTC or an offset like '+01:00'"
+    if value is None:
+        fail(who, field, f"is required ({example})")
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            expected(who, field, example, value, no_tz)
+        check_year(who, field, example, value, value.year)
+        dt = value
+    elif isinstance(value, date):
+        expected(who, field, example, value, "a date alone is not enough; add the time and timezone")
+    elif isinstance(value, str):
+        if not RFC3339_RE.fullmatch(value):
+            naive = re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", value)
+            expected(who, field, example, value, no_tz if naive else "")
+        try:
+            # The regex above admits only RFC 3339; Python >= 3.11 parses that
+            # (upper() turns the allowed 't'/'z' into 'T'/'Z').
+            dt = datetime.fromisoformat(value.upper())
+        except ValueError as exc:
+            expected(who, field, example, value, f"not a valid date/time ({exc})")
+        check_year(who, field, example, value, dt.year)
+        if len(value) == 20 and value[10] == "T" and value[19] == "Z":  # already canonical
+            return str(value), (dt - _EPOCH) // _ONE_US
+    else:
+        expected(who, field, example, value)
+    try:
+        utc = dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        expected(who, field, example, value, "out of range")
+    return _format_utc(utc), (utc - _EPOCH) // _ONE_US
+
+
+def check_status(who: str, value: Any) -> str:
+    if value is None:
+        return STATUS_DEPLOYED
+    if value not in STATUSES or not isinstance(value, str):
+        expected(who, "status", "'deployed' or 'removed'", value)
+    return str(value)
+
+
+def check_commit(who: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        hint = _quote_hint("commit", value) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        expected(who, "commit", "a git commit hash (4-64 hex digits) as a string", value, hint)
+    if not COMMIT_RE.fullmatch(value):
+        expected(who, "commit", "a git commit hash (4-64 hex digits)", value)
+    return value.lower()
+
+
+def _ipv4(host: str) -> str | None:
+    """Dotted-quad IPv4 without leading zeros, else None (faster than ipaddress)."""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not part or len(part) > 3 or (part[0] == "0" and len(part) > 1) or int(part) > 255:
+            return None
+    return host
+
+
+def _ipv6(host: str) -> str | None:
+    """IPv6 address -> RFC 5952 text (lower case, longest zero run as '::'), else None.
+
+    Formats the 8 groups itself so the result does not depend on the Python
+    version (ipaddress prints IPv4-mapped addresses differently since 3.13).
+    """
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):  # also rejects zone ids ('%eth0')
+        return None
+    groups = struct.unpack("!8H", packed)
+    best_start, best_len, start = -1, 1, -1
+    for index, group in enumerate(groups + (1,)):
+        if group == 0:
+            if start < 0:
+                start = index
+        elif start >= 0:
+            if index - start > best_len:
+                best_start, best_len = start, index - start
+            start = -1
+    hexes = [f"{group:x}" for group in groups]
+    if best_start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len:])
+
+
+@lru_cache(maxsize=16384)
+def normalize_host(host: str) -> str | None:
+    """DNS name / IPv4 / IPv6 -> normalized host (IPv6 bracketed), None if invalid.
+
+    Pure; memoized because the same hosts recur in every deployment of a service.
+    """
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host:
+        address = _ipv6(host)
+        return None if address is None else f"[{address}]"
+    if DIGITS_AND_DOTS_RE.fullmatch(host):
+        return _ipv4(host)
+    if not host.isascii():  # lower() would turn a Kelvin sign (U+212A) into 'k'
+        return None
+    name = host.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    return name if DNS_NAME_RE.fullmatch(name) else None
+
+
+def check_host(who: str, field: str, value: Any) -> str:
+    """A DNS name, an IPv4 or an IPv6 address -> normalized host (IPv6 in brackets)."""
+    host = normalize_host(str(value)) if isinstance(value, str) and value else None
+    if host is not None:
+        return host
+    what = "a DNS name, an IPv4 or an IPv6 address"
+    hint = ""
+    if isinstance(value, str):
+        bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        if bare.count(":") == 1 and not value.startswith("["):
+            hint = "put the port in the 'port' key, not in the host"
+        elif "%" in bare:
+            hint = "IPv6 zone ids ('%eth0') are not supported"
+        elif ":" in bare:
+            hint = "not a valid IPv6 address"
+        elif DIGITS_AND_DOTS_RE.fullmatch(bare):
+            hint = "not a valid IPv4 address"
+        elif "/" in bare:
+            hint = "give only the host name, without scheme or path"
+    expected(who, field, what, value, hint)
+
+
+def _port(text: str) -> int | None:
+    if PORT_RE.fullmatch(text):
+        port = int(text)
+        if 1 <= port <= 65535:
+            return port
+    return None
+
+
+def check_port(who: str, field: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= 65535:
+            return int(value)
+    elif isinstance(value, str):
+        port = _port(value)
+        if port is not None:
+            return port
+    expected(who, field, "an integer 1-65535", value)
+
+
+@lru_cache(maxsize=16384)
+def normalize_target(value: str) -> str | None:
+    """'host:port' or '[ipv6]:port' -> normalized 'host:port', None if invalid."""
+    if value.startswith("["):
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host.endswith("]"):
+            return None
+    else:
+        host, sep, port_text = value.partition(":")
+        if not sep or ":" in port_text:
+            return None
+    port = _port(port_text)
+    host = normalize_host(host) if host else None
+    return None if port is None or host is None else f"{host}:{port}"
+
+
+def parse_target_string(who: str, field: str, value: str) -> str:
+    """'host:port' or '[ipv6]:port' -> normalized 'host:port', or an error saying why not."""
+    target = normalize_target(str(value))
+    if target is not None:
+        return target
+    what = "'host:port' (or '[ipv6]:port') with a port 1-65535"
+    if "/" in value:
+        expected(who, field, what, value, "give only host and port, without scheme or path")
+    if value.startswith("["):
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host.endswith("]"):
+            expected(who, field, what, value)
+    else:
+        colons = value.count(":")
+        if colons == 0:
+            expected(who, field, what, value, "the port is missing")
+        if colons > 1:
+            expected(who, field, what, value, "write IPv6 addresses in brackets, e.g. '[2001:db8::1]:8000'")
+        host, _sep, port_text = value.partition(":")
+    if _port(port_text) is None:
+        expected(who, field, what, value)
+    check_host(who, field, host)
+    expected(who, field, what, value)  # not reached: one of the checks above fails
+
+
+def check_target(who: str, field: str, value: Any) -> str:
+    if isinstance(value, str):
+        return parse_target_string(who, field, value)
+    if isinstance(value, Mapping):
+        if len(value) != 2 or "host" not in value or "port" not in value:
+            for key in value:
+                if key not in TARGET_KEYS:
+                    fail(who, f"{field}.{key}", "unknown key; a target mapping has only 'host' and 'port'")
+            for key in TARGET_KEYS:
+                if key not in value:
+                    fail(who, f"{field}.{key}", "is required")
+        host = check_host(who, f"{field}.host", value["host"])
+        return f"{host}:{check_port(who, f'{field}.port', value['port'])}"
+    expected(who, field, "'host:port' or a mapping with 'host' and 'port'", value)
+
+
+def check_targets(who: str, value: Any, required: bool) -> list[str]:
+    """-> normalized 'host:port' strings, duplicates removed, first-seen order kept."""
+    what = "a non-empty list of targets ('host:port' strings or {host, port} mappings)"
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        if required:
+            fail(who, "targets", f"is required unless status is 'removed' ({what})")
+        return []
+    if not isinstance(value, (list, tuple)):
+        expected(who, "targets", what, value)
+    seen: dict[str, None] = {}
+    for index, item in enumerate(value):
+        target = None
+        if isinstance(item, str):  # fast paths first; check_target explains failures
+            target = normalize_target(item)
+        elif isinstance(item, Mapping) and len(item) == 2:
+            host, port = item.get("host"), item.get("port")
+            if isinstance(host, str) and type(port) is int and 1 <= port <= 65535:  # pylint: disable=unidiomatic-typecheck  # not bool
+                host = normalize_host(host)
+                target = None if host is None else f"{host}:{port}"
+        if target is None:
+            target = check_target(who, f"targets[{index}]", item)
+        seen[target] = None
+    return list(seen)
+
+
+def check_metrics_path(who: str, value: Any) -> str:
+    if value is None:
+        return DEFAULT_METRICS_PATH
+    if not isinstance(value, str) or not METRICS_PATH_RE.fullmatch(value):
+        hint = "it must start with '/'" if isinstance(value, str) and not value.startswith("/") else ""
+        expected(who, "metrics_path", "a URL path such as '/metrics' (no spaces, query string or fragment)",
+                 value, hint)
+    return str(value)
+
+
+def check_scheme(who: str, value: Any) -> str:
+    if value is None:
+        return DEFAULT_SCHEME
+    if not isinstance(value, str) or value not in SCHEMES:
+        expected(who, "scheme", "'http' or 'https'", value)
+    return str(value)
+
+
+def check_label_name(who: str, name: Any) -> str:
+    field = f"labels.{name}"
+    if not isinstance(name, str) or not LABEL_NAME_RE.fullmatch(name):
+        suggestion = re.sub(r"[^a-zA-Z0-9_]", "_", str(name))
+        if suggestion[:1].isdigit():
+            suggestion = "_" + suggestion
+        expected(who, field, "a Prometheus label name matching [a-zA-Z_][a-zA-Z0-9_]*", name,
+                 f"labels are never renamed; use e.g. {suggestion!r}")
+    if name.startswith("__"):
+        fail(who, field, "label names starting with '__' are reserved for Prometheus internals; "
+                         "use metrics_path/scheme for __metrics_path__/__scheme__")
+    if name in RESERVED_LABELS:
+        fail(who, field, f"'{name}' is a reserved label set from the record itself "
+                         f"(reserved: {', '.join(sorted(RESERVED_LABELS))}); pick another name")
+    return str(name)
+
+
+def check_label_value(who: str, name: str, value: Any) -> str:
+    """Label values are strings; integers and booleans are converted ('true'/'false')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str) and value:
+        return str(value)
+    hint = ""
+    if isinstance(value, float):
+        hint = _quote_hint(name, value)
+    elif value is None or value == "":
+        hint = "an empty value means 'no label' in Prometheus; remove the label instead"
+    expected(who, f"labels.{name}", "a non-empty string, an integer or a boolean", value, hint)
+
+
+@lru_cache(maxsize=4096)
+def label_name_ok(name: str) -> bool:
+    """Valid Prometheus label name that a user may set (memoized; names recur)."""
+    return bool(LABEL_NAME_RE.fullmatch(name)) and not name.startswith("__") and name not in RESERVED_LABELS
+
+
+def check_labels(who: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        expected(who, "labels", "a mapping of label names to values", value)
+    labels: dict[str, str] = {}
+    for name, val in value.items():
+        if not (isinstance(name, str) and label_name_ok(name)):
+            check_label_name(who, name)  # raises with the reason
+        labels[name] = val if type(val) is str and val else check_label_value(who, name, val)  # pylint: disable=unidiomatic-typecheck
+    return dict(sorted(labels.items()))
+
+
+def check_url(who: str, field: str, value: Any) -> str:
+    what = "an http(s) URL such as 'http://app1.example.com:8000/health'"
+    if not isinstance(value, str):
+        expected(who, field, what, value)
+    if not URL_RE.fullmatch(value):
+        expected(who, field, what, value)
+    return str(value)
+
+
+def check_pipeline(who: str, value: Any) -> dict[str, Any] | None:
+    """Free-form CI metadata; known keys are checked, others must be scalars."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        expected(who, "pipeline", "a mapping such as {provider: github-actions, run_id: '4242', url: 'https://...'}",
+                 value)
+    out: dict[str, Any] = {}
+    for key, val in value.items():
+        if not isinstance(key, str):
+            expected(who, "pipeline", "string keys", key)
+        if val is None or val == "":
+            continue
+        if key == "url":
+            out[key] = check_url(who, "pipeline.url", val)
+        elif isinstance(val, str):
+            out[key] = val
+        elif key == "run_id" and isinstance(val, int) and not isinstance(val, bool):
+            out[key] = str(val)
+        elif isinstance(val, (bool, int, float)):
+            out[key] = val
+        else:
+            expected(who, f"pipeline.{key}", "a string, number or boolean", val)
+    return dict(sorted(out.items())) or None
+
+
+# --------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------
+def describe(record: Mapping[str, Any], number: int) -> str:
+    """'<_source or record #N> (service 'x')' -- used as the prefix of every error."""
+    source = record.get("_source")
+    where = str(source) if source else f"record #{number}"
+    service = record.get("service")
+    if isinstance(service, str) and service:
+        text = str(service)
+        return f"{where} (service {text[:60]!r})"
+    return f"{where} (service unknown)"
+
+
+def check_keys(who: str, record: Mapping[str, Any]) -> list[str]:
+    """Reject unknown fields; return the private ('_'-prefixed) ones, which are kept."""
+    extra = record.keys() - _KNOWN_FIELDS_SET
+    if not extra:
+        return []
+    private = []
+    for key in sorted(extra, key=str):
+        if not isinstance(key, str):
+            fail(who, str(key), "field names must be strings")
+        if key.startswith("_"):
+            private.append(key)
+            continue
+        close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        fail(who, key, f"unknown field; {hint}known fields: {', '.join(KNOWN_FIELDS)} "
+                       f"(fields starting with '_' are ignored)")
+    return private
+
+
+def check_record(record: Any, number: int) -> Deployment:
+    """Validate and normalize one record (``number`` is 1-based, for messages)."""
+    if not isinstance(record, Mapping):
+        raise AnsibleFilterError(
+            f"record #{number}: expected a deployment record (a mapping), got {show(record)}"
+        )
+    who = describe(record, number)
+    private = check_keys(who, record)
+    service = check_name(who, "service", record.get("service"))
+    environment = check_name(who, "environment", record.get("environment"))
+    version = check_version(who, record.get("version"))
+    deployed_at, epoch_us = check_timestamp(who, record.get("deployed_at"))
+    status = check_status(who, record.get("status"))
+    commit = check_commit(who, record.get("commit"))
+    targets = check_targets(who, record.get("targets"), required=status == STATUS_DEPLOYED)
+
+    out: Record = {
+        "service": service,
+        "environment": environment,
+        "version": version,
+        "deployed_at": deployed_at,
+        "status": status,
+    }
+    if commit is not None:
+        out["commit"] = commit
+    out["targets"] = targets
+    # Optional fields: the common "absent" case without a function call.
+    get = record.get
+    value = get("metrics_path")
+    out["metrics_path"] = DEFAULT_METRICS_PATH if value is None else check_metrics_path(who, value)
+    value = get("scheme")
+    out["scheme"] = DEFAULT_SCHEME if value is None else check_scheme(who, value)
+    value = get("labels")
+    out["labels"] = {} if value is None else check_labels(who, value)
+    value = get("health_url")
+    if value is not None and value != "":
+        out["health_url"] = check_url(who, "health_url", value)
+    value = get("pipeline")
+    if value is not None:
+        pipeline = check_pipeline(who, value)
+        if pipeline is not None:
+            out["pipeline"] = pipeline
+    for key in private:
+        out[key] = record[key]
+    return Deployment(out, service, environment, version, status, commit, epoch_us, who)
+
+
+def check_records(records: Any) -> list[Deployment]:
+    """A list of records (a single mapping is accepted as a list of one)."""
+    if isinstance(records, Mapping):
+        records = [records]
+    if not isinstance(records, (list, tuple)):
+        raise AnsibleFilterError(
+            f"expected a list of deployment records, got {show(records)}"
+        )
+    return [check_record(record, number) for number, record in enumerate(records, 1)]
+
+
+def _content(dep: Deployment) -> dict[str, Any]:
+    return {k: v for k, v in dep.record.items() if not k.startswith("_")}
+
+
+def latest_records(deployments: list[Deployment]) -> list[Deployment]:
+    """Latest record per (service, environment) by deployed_at, removals included.
+
+    A later record always wins, even if its version is older (a rollback).
+    Two different records with the same, latest deployed_at are ambiguous and
+    raise an error; identical duplicates are fine.
+    """
+    latest: dict[tuple[str, str], Deployment] = {}
+    ties: dict[tuple[str, str], Deployment] = {}
+    for dep in deployments:
+        key = (dep.service, dep.environment)
+        best = latest.get(key)
+        if best is None or dep.epoch_us > best.epoch_us:
+            latest[key] = dep
+            ties.pop(key, None)
+        elif dep.epoch_us == best.epoch_us and key not in ties and _content(dep) != _content(best):
+            ties[key] = dep
+    for key, other in sorted(ties.items()):
+        best = latest[key]
+        raise AnsibleFilterError(
+            f"{best.who} and {other.who}: both are the latest deployment of service "
+            f"'{key[0]}' in environment '{key[1]}' (deployed_at {best.record['deployed_at']}) "
+            f"but differ; make deployed_at distinct or remove one of them"
+        )
+    return sorted(latest.values(), key=lambda dep: (dep.environment, dep.service))
+
+
+def current(deployments: list[Deployment]) -> list[Deployment]:
+    """Latest record per (service, environment) by deployed_at, removed ones dropped."""
+    return [dep for dep in latest_records(deployments) if dep.status != STATUS_REMOVED]
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
+def target_group(dep: Deployment, info_labels: bool) -> TargetGroup:
+    rec = dep.record
+    labels: dict[str, str] = {"service": dep.service, "environment": dep.environment}
+    if info_labels:
+        labels["version"] = dep.version
+        if dep.commit is not None:
+            labels["commit"] = dep.commit
+    labels.update(rec["labels"])
+    labels["__metrics_path__"] = rec["metrics_path"]
+    labels["__scheme__"] = rec["scheme"]
+    return {"targets": sorted(rec["targets"]), "labels": dict(sorted(labels.items()))}
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise AnsibleFilterError(f"option '{name}': expected a boolean, got {show(value)}")
+
+
+def file_name(dep: Deployment) -> str:
+    return f"{dep.environment}{FILE_SEPARATOR}{dep.service}{FILE_SUFFIX}"
+
+
+def escape_label_value(value: str) -> str:
+    """Escape per the Prometheus text exposition format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_labels(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
+
+
+def format_epoch(epoch_us: int) -> str:
+    seconds, micros = divmod(epoch_us, 1_000_000)
+    return str(seconds) if not micros else f"{seconds}.{micros:06d}".rstrip("0")
+
+
+def annotation(dep: Deployment) -> dict[str, Any]:
+    rec = dep.record
+    if dep.status == STATUS_REMOVED:
+        text = f"Removed {dep.service} {dep.version} from {dep.environment}"
+    else:
+        text = f"Deployed {dep.service} {dep.version} to {dep.environment}"
+    details = []
+    if dep.commit:
+        details.append(f"commit {dep.commit}")
+    pipeline = rec.get("pipeline") or {}
+    run = " ".join(str(pipeline[k]) if k == "provider" else f"run {pipeline[k]}"
+                   for k in ("provider", "run_id") if k in pipeline)
+    if run or "url" in pipeline:
+        details.append(" ".join(part for part in (run, pipeline.get("url", "")) if part))
+    if details:
+        text += f" ({', '.join(details)})"
+    tags = ["deployment", dep.service, dep.environment, dep.version]
+    if dep.status == STATUS_REMOVED:
+        tags.append(STATUS_REMOVED)
+    return {"time": dep.epoch_us // 1000, "tags": tags, "text": text}
+
+
+# --------------------------------------------------------------------------
+# The filters (thin wrappers; each is registered by its own plugin file)
+# --------------------------------------------------------------------------
+def deployment_validate(records: Any) -> list[Record]:
+    """Normalized records (defaults applied, targets as 'host:port', duplicates removed)."""
+    return [dep.record for dep in check_records(records)]
+
+
+def deployment_targets(records: Any, info_labels: Any = True) -> list[TargetGroup]:
+    """Prometheus file_sd target groups for the current deployments."""
+    info = check_bool("info_labels", info_labels)
+    return [target_group(dep, info) for dep in current(check_records(records))]
+
+
+def deployment_files(records: Any, info_labels: Any = True) -> dict[str, list[TargetGroup]]:
+    """{'<environment>--<service>.json': [target group]} for the current deployments."""
+    info = check_bool("info_labels", info_labels)
+    return {name: [target_group(dep, info)] for name, dep in named(current(check_records(records)))}
+
+
+def named(deps: list[Deployment]) -> list[tuple[str, Deployment]]:
+    """(file name, deployment) pairs sorted by name; two deployments with one file name are an error."""
+    owners: dict[str, Deployment] = {}
+    for dep in deps:
+        name = file_name(dep)
+        if name in owners:
+            other = owners[name]
+            raise AnsibleFilterError(
+                f"{other.who} in '{other.environment}' and {dep.who} in '{dep.environment}' "
+                f"would both be written to file_sd file '{name}'; rename one of them "
+                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
+            )
+        owners[name] = dep
+    return sorted(owners.items())
+
+
+def deployment_info_metrics(records: Any) -> str:
+    """node_exporter textfile collector text with deployment_info / deployment_timestamp_seconds."""
+    return info_metrics_text(current(check_records(records)))
+
+
+def info_metrics_text(deps: list[Deployment]) -> str:
+    lines = [
+        "# HELP deployment_info Current deployment of each service (always 1); "
+        "join on service and environment to get version and commit.",
+        "# TYPE deployment_info gauge",
+    ]
+    for dep in deps:
+        pairs = [("service", dep.service), ("environment", dep.environment), ("version", dep.version)]
+        if dep.commit is not None:
+            pairs.append(("commit", dep.commit))
+        pairs.append(("deployed_at", dep.record["deployed_at"]))
+        lines.append(f"deployment_info{{{format_labels(pairs)}}} 1")
+    lines += [
+        "# HELP deployment_timestamp_seconds Unix time of the current deployment of each service.",
+        "# TYPE deployment_timestamp_seconds gauge",
+    ]
+    for dep in deps:
+        pairs = [("service", dep.service), ("environment", dep.environment)]
+        lines.append(f"deployment_timestamp_seconds{{{format_labels(pairs)}}} {format_epoch(dep.epoch_us)}")
+    return "\n".join(lines) + "\n"
+
+
+def health_group(dep: Deployment) -> TargetGroup:
+    """The record's health_url as a probe target (the blackbox exporter's ?target=)."""
+    labels = {"service": dep.service, "environment": dep.environment, "version": dep.version}
+    labels.update(dep.record["labels"])
+    return {"targets": [dep.record["health_url"]], "labels": dict(sorted(labels.items()))}
+
+
+def deployment_health_files(records: Any) -> dict[str, list[TargetGroup]]:
+    """{'<environment>--<service>.json': [probe target group]} for current deployments with a health_url."""
+    return health_files(current(check_records(records)))
+
+
+def health_files(live: list[Deployment]) -> dict[str, list[TargetGroup]]:
+    """deployment_health_files of deployments already validated and reduced to the current ones."""
+    files: dict[str, list[TargetGroup]] = {}
+    for dep in live:
+        if "health_url" not in dep.record:
+            continue
+        name = file_name(dep)
+        if name in files:
+            raise AnsibleFilterError(
+                f"{dep.who}: its health check file '{name}' is also another service's; rename one of them "
+                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
+            )
+        files[name] = [health_group(dep)]
+    return files
+
+
+def deployment_annotations(records: Any) -> list[dict[str, Any]]:
+    """Grafana POST /api/annotations bodies, one per record, oldest first."""
+    deps = sorted(check_records(records),
+                  key=lambda dep: (dep.epoch_us, dep.environment, dep.service, dep.version, dep.status))
+    return [annotation(dep) for dep in deps]
+
+
+def nice_json(value: Any) -> str:
+    """JSON text as Ansible's to_nice_json(indent=2) writes it, plus a final newline."""
+    return json.dumps(value, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
+
+
+def store_entry(dep: Deployment, info: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "service": dep.service, "environment": dep.environment, "version": dep.version,
+        "status": dep.status, "deployed_at": dep.record["deployed_at"], "epoch_us": dep.epoch_us,
+        "record": _content(dep),
+    }
+    if dep.status != STATUS_REMOVED:
+        entry["file_sd"] = nice_json([target_group(dep, info)])
+        entry["textfile"] = info_metrics_text([dep])
+    return entry
+
+
+def deployment_store_entries(records: Any, info_labels: Any = True) -> dict[str, dict[str, Any]]:
+    """{'<environment>--<service>.json': entry} for the latest record of each pair, removals included."""
+    info = check_bool("info_labels", info_labels)
+    return {name: store_entry(dep, info) for name, dep in named(latest_records(check_records(records)))}
+
+
+def deployment_parse(contents: Any, sources: Any) -> list[Record]:
+    """Records from the texts of record files (JSON or YAML), each with its file as ``_source``."""
+    if isinstance(contents, (str, bytes)) or not isinstance(contents, (list, tuple)):
+        raise AnsibleFilterError(f"deployment_parse: expected the texts of the record files (a list), "
+                                 f"got {show(contents)}")
+    if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)) or len(sources) != len(contents):
+        raise AnsibleFilterError(f"deployment_parse: expected one file name per text ({len(contents)}), "
+                                 f"got {show(sources)}")
+    records = []
+    for text, source in zip(contents, sources):
+        source = str(source)
+        if not isinstance(text, str):
+            raise AnsibleFilterError(f"{source}: expected the file's text, got {show(text)}")
+        try:
+            if source.endswith(".json"):
+                record = json.loads(text)
+            else:
+                record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
+        except ValueError as exc:
+            raise AnsibleFilterError(f"{source}: not valid JSON: {exc}; fix the file or remove it") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise AnsibleFilterError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
+        if not isinstance(record, Mapping):
+            raise AnsibleFilterError(f"{source}: expected one deployment record (a mapping of its fields such as "
+                                     f"service, environment, version), got {show(record)}")
+        records.append(dict(record, _source=source))
+    return records
+
+
+def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, str]:
+    """Everything deployments.yml sends to a Prometheus host, from one validation of the records, as JSON text.
+
+    Text, not structures: Ansible passes a string on (to set_fact, to a module's
+    arguments) in one step, where it would template a structure of a thousand
+    records node by node. Modules take a JSON object for a dict argument.
+    """
+    info = check_bool("info_labels", info_labels)
+    deps = check_records(records)
+    live = current(deps)
+    health = health_files(live)
+    plan = {
+        "records": [dep.record for dep in deps],
+        "files": {name: [target_group(dep, info)] for name, dep in named(live)},
+        "entries": {name: store_entry(dep, info) for name, dep in named(latest_records(deps))},
+        "health": {name: nice_json(groups) for name, groups in health.items()},
+    }
+    return {key: json.dumps(value, sort_keys=True, separators=(",", ":")) for key, value in plan.items()}
+
+
+# Prometheus' lastScrape: RFC 3339 with up to nine fraction digits (Go's time.Time).
+SCRAPE_TIME_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def scrape_time(value: Any) -> float | None:
+    """Seconds since the epoch of a lastScrape value; None when it is not a time."""
+    match = SCRAPE_TIME_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    stamp = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return stamp.timestamp() + (float(fraction) if fraction else 0.0)
+
+
+def gate_problem(name: str, address: str, labels: Mapping[str, Any],
+                 mine: list[Mapping[str, Any]], since: float) -> dict[str, Any]:
+    """Why the target of ``labels`` at ``address`` does not count (yet)."""
+    shown = ", ".join(f"{key} {labels[key]}" for key in ("service", "environment", "version") if key in labels)
+    found = max(mine, key=lambda t: scrape_time(t.get("lastScrape")) or 0.0, default=None)
+    problem = {"file": name, "target": address, "labels": {k: v for k, v in labels.items() if not k.startswith("__")},
+               "health": None, "last_error": "", "last_scrape": None, "scrape_url": None}
+    if found is None:
+        state = "not discovered"
+        why = "not discovered yet (Prometheus has no target with all of the record's labels at this address)"
+    else:
+        problem.update(health=found.get("health"), last_error=found.get("lastError") or "",
+                       last_scrape=found.get("lastScrape"), scrape_url=found.get("scrapeUrl"))
+        if (scrape_time(found.get("lastScrape")) or 0.0) <= since:
+            state = "not scraped yet"
+            why = f"not scraped since its file was written (health {found.get('health')})"
+        else:
+            state = "down"
+            why = (f"{found.get('health')} at {found.get('scrapeUrl')}, last error: "
+                   f"{found.get('lastError') or 'none given'}")
+    problem["state"] = state
+    problem["message"] = f"{name}: {address} ({shown}): {why}"
+    return problem
+
+
+def deployment_gate_pending(active_targets: Any, files: Any, since: Any, job: Any = "deployments") -> list[dict[str, Any]]:
+    """The targets of ``files`` that have not been scraped ``up`` after ``since``, with the reason."""
+    if isinstance(since, bool) or not isinstance(since, (int, float, str)):
+        raise AnsibleFilterError(f"deployment_gate_pending: since: expected the time the files were written "
+                                 f"(seconds since the epoch), got {show(since)}")
+    try:
+        written = float(since)
+    except ValueError:
+        raise AnsibleFilterError(f"deployment_gate_pending: since: expected seconds since the epoch, got {show(since)}")
+    if not isinstance(files, Mapping):
+        raise AnsibleFilterError(f"deployment_gate_pending: files: expected a mapping of file name to target groups "
+                                 f"(deployment_files), got {show(files)}")
+    if active_targets is not None and not isinstance(active_targets, (list, tuple)):
+        raise AnsibleFilterError(f"deployment_gate_pending: expected Prometheus' activeTargets (a list), "
+                                 f"got {show(active_targets)}")
+    by_address: dict[Any, list[Mapping[str, Any]]] = {}
+    for target in active_targets or []:
+        if isinstance(target, Mapping) and target.get("scrapePool") == job:
+            found = target.get("discoveredLabels") or {}
+            by_address.setdefault(found.get("__address__"), []).append(target)
+    pending = []
+    for name in sorted(files):
+        groups = files[name]
+        if not isinstance(groups, (list, tuple)):
+            raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected a list of target groups, "
+                                     f"got {show(groups)}")
+        for group in groups:
+            labels = group.get("labels") or {} if isinstance(group, Mapping) else None
+            if labels is None or not isinstance(group.get("targets"), (list, tuple)):
+                raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected target groups "
+                                         f"{{targets, labels}}, got {show(group)}")
+            for address in group["targets"]:
+                mine = [t for t in by_address.get(address, [])
+                        if all((t.get("discoveredLabels") or {}).get(k) == v for k, v in labels.items())]
+                if not any(t.get("health") == "up" and (scrape_time(t.get("lastScrape")) or 0.0) > written
+                           for t in mine):
+                    pending.append(gate_problem(name, address, labels, mine, written))
+    return pending
+
+
+class FilterModule:
+    """The deployment_* filters (documentation: deployment_*.yml beside this file)."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "deployment_validate": deployment_validate,
+            "deployment_targets": deployment_targets,
+            "deployment_files": deployment_files,
+            "deployment_info_metrics": deployment_info_metrics,
+            "deployment_annotations": deployment_annotations,
+            "deployment_store_entries": deployment_store_entries,
+            "deployment_gate_pending": deployment_gate_pending,
+            "deployment_health_files": deployment_health_files,
+            "deployment_parse": deployment_parse,
+            "deployment_plan": deployment_plan,
+        }

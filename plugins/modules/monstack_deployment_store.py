@@ -1,0 +1,537 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: monstack contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The deployment record store of a Prometheus host and its lock (monstack)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: monstack_deployment_store
+short_description: Merge deployment records into a Prometheus host's record store, under a lock
+description:
+  - Keeps, on each Prometheus host, the latest deployment record of every (environment, service) with
+    the run that owns it, in one JSON file (O(path)/store.json). The deployment file_sd files and
+    textfiles are derived from it, so runs of C(playbooks/deployments.yml) in different modes and from
+    different pipelines add up instead of undoing each other.
+  - With O(state=present) it takes the host's deployment lock (O(path)/lock.json; waiting at most
+    O(lock_timeout) seconds for another run to release it), merges O(entries) into the store and
+    returns what to write and remove in O(file_sd_dir) and O(textfile_dir) so that they match the
+    store. The lock stays taken (for at most O(lock_lease) seconds) until a call with
+    O(state=released) and the same O(lock_token), so that the writes and the post-deploy gate of one
+    run are not interleaved with another run's.
+  - 'Merging: a given entry replaces the stored one of the same file name unless the stored record was
+    deployed later (then it is returned in RV(superseded)). A replaced or new entry is owned by
+    O(owner); an identical one keeps its owner. An entry with status C(removed) leaves a tombstone, so
+    that an older record cannot bring the service back.'
+  - 'Pruning (O(prune), a directory run): entries owned by O(owner) that are not in O(entries) are
+    removed. Entries of other owners (for example single-record registrations) are never pruned. Files in
+    the directories that the store does not know (written before the store existed) count as
+    O(untracked_owner)''s.'
+  - Without O(write) it writes nothing itself but the store and the lock; the caller writes the returned
+    files (for example with M(monstack.stack.monstack_file_set)). With O(write) it also makes the three directories match
+    the store in the same call (each file written atomically, stale ones removed), so that a run costs one
+    round trip per host whatever the number of services. With O(release) the lock is given back before
+    the module returns (also when it fails). In check mode nothing is written and no lock is taken.
+version_added: "1.0.0"
+author: monstack (!UNKNOWN)
+options:
+  path:
+    description: Directory of the store and the lock (created, mode 0750, if missing).
+    type: path
+    required: true
+  state:
+    description: C(present) takes the lock and merges; C(released) gives the lock back.
+    type: str
+    choices: [present, released]
+    default: present
+  entries:
+    description:
+      - File name (C(<environment>--<service>.json)) to entry, as the C(deployment_store_entries) filter
+        returns them (C(epoch_us), C(status), C(record), and C(file_sd)/C(textfile) for deployed ones).
+    type: dict
+    default: {}
+  owner:
+    description: Who owns the entries this run writes (a directory run's name, or C(single-record)).
+    type: str
+    default: single-record
+  prune:
+    description: Remove the entries owned by O(owner) that are not in O(entries) (a directory run).
+    type: bool
+    default: false
+  untracked_owner:
+    description: The owner that files unknown to the store belong to.
+    type: str
+    default: directory
+  file_sd_dir:
+    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present).
+    type: path
+  textfile_dir:
+    description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
+    type: path
+  write:
+    description:
+      - Also write the files, the file_sd files in O(file_sd_dir) (owner root, group O(file_sd_group),
+        mode 0640), the textfiles in O(textfile_dir) (root, 0644) and the health-check targets O(health)
+        in O(health_dir) (created root:O(file_sd_group) 0750; files 0640).
+      - The health-check file of a given entry that the store applied is written; the store's file_sd
+        removals and the applied entries without a health check are removed there.
+    type: bool
+    default: false
+  file_sd_group:
+    description: Group of the files written with O(write) (the Prometheus user's group, so it can read them).
+    type: str
+    default: prometheus
+  health_dir:
+    description: Directory of the health-check probe targets (file_sd files of the blackbox exporter job); with O(write).
+    type: path
+  health:
+    description: File name to content of this run's health-check targets (the C(deployment_health_files) filter, as JSON text).
+    type: dict
+    default: {}
+  release:
+    description:
+      - When to give the lock back before returning (with O(state=present)); RV(released) says whether it was.
+      - C(never) keeps it for a later call with O(state=released); C(always) suits a run with no post-deploy
+        gate; C(when_nothing_written) keeps it only when a file_sd file was written (there is something to
+        wait for).
+    type: str
+    choices: [never, always, when_nothing_written]
+    default: never
+  return_records:
+    description: Return RV(records), every deployed record of the store (large with many services).
+    type: bool
+    default: false
+  lock_token:
+    description: Identifies this run's lock; the same value releases it.
+    type: str
+    required: true
+  lock_holder:
+    description: Who holds the lock, for the message of a run that waits (user, controller, pipeline).
+    type: str
+    default: unknown
+  lock_timeout:
+    description: Seconds to wait for another run's lock.
+    type: int
+    default: 300
+  lock_lease:
+    description: Seconds after which a lock that was not released counts as abandoned.
+    type: int
+    default: 900
+notes:
+  - Supports check mode (no lock, nothing written; the returned changes are those a real run would make).
+  - With O(write), diff mode shows every file written or removed.
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts without changing the host.
+    support: full
+  diff_mode:
+    description: With O(write), shows every file written or removed.
+    support: partial
+    details: With O(write) only.
+"""
+
+EXAMPLES = r"""
+- name: Merge this run's records, keep the lock
+  monstack.stack.monstack_deployment_store:
+    path: /var/lib/monstack/deployments
+    entries: "{{ records | monstack.stack.deployment_store_entries }}"
+    owner: records-repo
+    prune: true
+    file_sd_dir: /etc/prometheus/file_sd/deployments
+    textfile_dir: /var/lib/node_exporter/textfile
+    lock_token: "{{ token }}"
+    lock_holder: "ci@runner-3 (pipeline 4242)"
+  register: store
+
+- name: Write the file_sd files the store asks for
+  monstack.stack.monstack_file_set:
+    path: /etc/prometheus/file_sd/deployments
+    files: "{{ store.file_sd.write }}"
+    remove: "{{ store.file_sd.remove }}"
+
+- name: Or all in one round trip (no gate between the write and the release)
+  monstack.stack.monstack_deployment_store:
+    path: /var/lib/monstack/deployments
+    entries: "{{ records | deployment_store_entries }}"
+    file_sd_dir: /etc/prometheus/file_sd/deployments
+    textfile_dir: /var/lib/node_exporter/textfile
+    write: true
+    release: always
+    lock_token: "{{ token }}"
+
+- name: Give the lock back
+  monstack.stack.monstack_deployment_store:
+    path: /var/lib/monstack/deployments
+    state: released
+    file_sd_dir: /etc/prometheus/file_sd/deployments
+    lock_token: "{{ token }}"
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the store changed (with O(write), or a file).
+  returned: always
+  type: bool
+file_sd:
+  description:
+    - C(write), file name to content, and C(remove), file names, that make O(file_sd_dir) match the store.
+    - With O(write), C(write) lists the names of the files whose content differed (not their content).
+  returned: state=present
+  type: dict
+written:
+  description: Names of the file_sd files written (in check mode, that would be).
+  returned: state=present and write
+  type: list
+  elements: str
+files:
+  description: What the write did per directory (C(changed_sets), C(written) and C(removed) paths).
+  returned: state=present and write
+  type: dict
+textfile:
+  description: The same for O(textfile_dir); null when that directory does not exist.
+  returned: state=present
+  type: dict
+applied:
+  description: Names of the given entries now in the store (new, replaced or identical).
+  returned: state=present
+  type: list
+  elements: str
+superseded:
+  description: Given entries not applied because the store holds a later record (name, given and stored deployed_at, owner).
+  returned: state=present
+  type: list
+  elements: dict
+pruned:
+  description: Names of the entries this run's prune removed.
+  returned: state=present
+  type: list
+  elements: str
+records:
+  description: Every record currently deployed according to the store (all owners), sorted by file name.
+  returned: state=present and return_records
+  type: list
+  elements: dict
+time:
+  description: Seconds since the epoch on the host, taken after the merge and before any file is written.
+  returned: state=present
+  type: float
+lock:
+  description: The lock taken (holder, since, expires, waited seconds, and the abandoned lock taken over, if any).
+  returned: state=present and not check mode
+  type: dict
+released:
+  description: Whether this call released the run's lock (false when it was not held by O(lock_token)).
+  returned: always
+  type: bool
+"""
+
+import fcntl
+import fnmatch
+import json
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import FileSetError, apply_sets
+
+STORE = "store.json"
+LOCK = "lock.json"
+GUARD = ".lock.guard"
+FORMAT = 1
+FILE_SD_PATTERN = "*--*.json"
+TEXTFILE_PREFIX = "deployment--"
+TEXTFILE_PATTERN = TEXTFILE_PREFIX + "*.prom"
+# Fields of an entry that make it "the same" (its owner may then stay).
+SAME_FIELDS = ("status", "epoch_us", "record", "file_sd", "textfile")
+
+
+class StoreError(Exception):
+    """A problem a person has to solve; the message names the file."""
+
+
+class LockBusy(StoreError):
+    """Another run holds the lock for longer than the timeout."""
+
+
+def iso(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_json(path, default):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise StoreError("%s: not valid JSON (%s); move it away to start an empty store" % (path, exc))
+
+
+def save_json(path, data, mode=0o640):
+    """Replace ``path`` by a complete new file (a reader sees the old or the new one, never a part)."""
+    directory = os.path.dirname(path)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=".tmp-",
+                                     delete=False) as handle:
+        try:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.chmod(handle.name, mode)
+            os.replace(handle.name, path)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+
+
+class Guard:
+    """An exclusive flock on the guard file for the short critical sections (taking, giving back)."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, GUARD)
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()  # closing drops the flock
+
+
+def describe_lock(path, held):
+    return "%s is held by %s since %s (lease until %s)" % (
+        path, held.get("holder", "unknown"), iso(held.get("since", 0)), iso(held.get("expires", 0)))
+
+
+def acquire(directory, token, holder, timeout, lease, clock=time.time, sleep=time.sleep):
+    """Take the lock or raise LockBusy naming its holder; an expired lease is taken over."""
+    path = os.path.join(directory, LOCK)
+    started = clock()
+    while True:
+        with Guard(directory):
+            held = read_json(path, None)
+            now = clock()
+            if held is None or held.get("token") == token or held.get("expires", 0) < now:
+                lock = {"token": token, "holder": holder, "since": now, "expires": now + lease}
+                save_json(path, lock)
+                shown = {k: v for k, v in lock.items() if k != "token"}
+                shown["waited"] = round(now - started, 3)
+                if held is not None and held.get("token") != token:
+                    shown["took_over"] = {k: v for k, v in held.items() if k != "token"}
+                return shown
+        if now - started >= timeout:
+            raise LockBusy(
+                "the deployment lock %s; waited %d s (lock_timeout). Another run of playbooks/deployments.yml "
+                "is writing to this Prometheus host. If that run is gone, the lock ends by itself when its "
+                "lease runs out, or remove the file." % (describe_lock(path, held), timeout))
+        sleep(0.2)
+
+
+def release(directory, token):
+    path = os.path.join(directory, LOCK)
+    if not os.path.isdir(directory):
+        return False
+    with Guard(directory):
+        held = read_json(path, None)
+        if held is None or held.get("token") != token:
+            return False
+        os.unlink(path)
+        return True
+
+
+def textfile_name(name):
+    return TEXTFILE_PREFIX + name[: -len(".json")] + ".prom"
+
+
+def merge(stored, given, owner, prune, holder):
+    """-> (new entries, applied, superseded, pruned). Pure: ``stored`` is not modified."""
+    entries = dict(stored)
+    applied, superseded, pruned = [], [], []
+    for name in sorted(given):
+        new = given[name]
+        old = entries.get(name)
+        if old is not None and new["epoch_us"] < old["epoch_us"]:
+            superseded.append({"name": name, "given": new.get("deployed_at"), "stored": old.get("deployed_at"),
+                               "owner": old.get("owner")})
+            continue
+        applied.append(name)
+        if old is not None and all(old.get(f) == new.get(f) for f in SAME_FIELDS):
+            continue  # identical: keeps its owner
+        entry = {k: new[k] for k in ("service", "environment", "version", "status", "deployed_at", "epoch_us",
+                                     "record", "file_sd", "textfile") if k in new}
+        entries[name] = dict(entry, owner=owner, registered_by=holder)
+    if prune:
+        for name, old in sorted(entries.items()):
+            if old.get("owner") == owner and name not in given and old.get("status") != "removed":
+                # A tombstone without precedence: the files go, any later registration may come back.
+                entries[name] = dict(old, status="removed", epoch_us=-1, pruned_by=holder)
+                entries[name].pop("file_sd", None)
+                entries[name].pop("textfile", None)
+                pruned.append(name)
+    return entries, applied, superseded, pruned
+
+
+def plan_dir(directory, pattern, wanted, known, adopt):
+    """-> {write, remove}: files of ``directory`` matching ``pattern`` made equal to ``wanted``.
+
+    A file no one wants is removed when the store knows its name (a tombstone) or when ``adopt``
+    (this run owns the files the store does not know).
+    """
+    write, remove = {}, []
+    present = set(name for name in os.listdir(directory) if fnmatch.fnmatchcase(name, pattern))
+    for name, content in sorted(wanted.items()):
+        current = None
+        if name in present:
+            with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as handle:
+                current = handle.read()
+        if current != content:
+            write[name] = content
+    for name in sorted(present - set(wanted)):
+        if name in known or adopt:
+            remove.append(name)
+    return {"write": write, "remove": remove}
+
+
+def write_files(params, plans, wanted, applied, check_mode, diff):
+    """Make the directories match the store (one file set each, atomic writes); -> apply_sets' result."""
+    group = params["file_sd_group"]
+    sets = [{"name": "file_sd", "path": params["file_sd_dir"], "files": wanted["file_sd"],
+             "remove": plans["file_sd"]["remove"], "owner": "root", "group": group, "mode": "0640"}]
+    dirs = {}
+    if params.get("health_dir"):
+        health = params.get("health") or {}
+        dirs[params["health_dir"]] = {"owner": "root", "group": group, "mode": "0750"}
+        sets.append({"name": "health", "path": params["health_dir"],
+                     "files": {name: content for name, content in health.items() if name in applied},
+                     "remove": plans["file_sd"]["remove"] + [name for name in applied if name not in health],
+                     "owner": "root", "group": group, "mode": "0640"})
+    if plans.get("textfile") is not None:
+        sets.append({"name": "textfile", "path": params["textfile_dir"], "files": wanted["textfile"],
+                     "remove": plans["textfile"]["remove"], "owner": "root", "group": "root", "mode": "0644"})
+    return apply_sets(sets, dirs, check_mode=check_mode, diff=diff)
+
+
+def update(params, check_mode, diff=False):
+    directory = params["path"]
+    if not os.path.isdir(params["file_sd_dir"]):
+        raise StoreError("file_sd_dir %s: not a directory (is Prometheus installed here?)" % params["file_sd_dir"])
+    lock = None
+    if not check_mode:
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        lock = acquire(directory, params["lock_token"], params["lock_holder"], params["lock_timeout"],
+                       params["lock_lease"])
+    store_path = os.path.join(directory, STORE)
+    store = read_json(store_path, {"format": FORMAT, "entries": {}})
+    if not isinstance(store, dict) or store.get("format") != FORMAT or not isinstance(store.get("entries"), dict):
+        raise StoreError("%s: not a deployment record store of format %d" % (store_path, FORMAT))
+    entries, applied, superseded, pruned = merge(store["entries"], params["entries"], params["owner"],
+                                                 params["prune"], params["lock_holder"])
+    changed = entries != store["entries"]
+    if changed and not check_mode:
+        save_json(store_path, {"format": FORMAT, "entries": entries})
+    deployed = {name: entry for name, entry in entries.items() if entry.get("status") != "removed"}
+    adopt = params["prune"] and params["owner"] == params["untracked_owner"]
+    wanted = {"file_sd": {name: e["file_sd"] for name, e in deployed.items()},
+              "textfile": {textfile_name(name): e["textfile"] for name, e in deployed.items()}}
+    result = {
+        "changed": changed, "applied": applied, "superseded": superseded, "pruned": pruned,
+        "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt),
+        "textfile": None,
+    }
+    if params.get("return_records"):
+        result["records"] = [deployed[name]["record"] for name in sorted(deployed)]
+    textfile_dir = params.get("textfile_dir")
+    if textfile_dir and os.path.isdir(textfile_dir):
+        result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN, wanted["textfile"],
+                                      set(textfile_name(name) for name in entries), adopt)
+    if lock is not None:
+        result["lock"] = lock
+    result["time"] = time.time()
+    if params.get("write"):
+        files = write_files(params, result, wanted, applied, check_mode, diff)
+        result["diff"] = files.pop("diff", [])
+        # what changed only: the lists of unchanged files would be most of the answer
+        files.pop("unchanged", None)
+        for one in files["sets"].values():
+            one.pop("unchanged", None)
+        result["files"] = files
+        result["written"] = [os.path.basename(path) for path in files["sets"]["file_sd"]["written"]]
+        result["changed"] = changed or files["changed"]
+        for plan in (result["file_sd"], result["textfile"]):
+            if plan is not None:
+                plan["write"] = sorted(plan["write"])
+    return result
+
+
+def check_entries(entries):
+    for name, entry in entries.items():
+        if "/" in name or not fnmatch.fnmatchcase(name, FILE_SD_PATTERN):
+            raise StoreError("entry %r: expected a file name <environment>--<service>.json" % (name,))
+        if not isinstance(entry, dict) or not isinstance(entry.get("epoch_us"), int) or "status" not in entry:
+            raise StoreError("entry %s: expected an entry of the deployment_store_entries filter" % name)
+        if entry["status"] != "removed" and not (isinstance(entry.get("file_sd"), str)
+                                                 and isinstance(entry.get("textfile"), str)):
+            raise StoreError("entry %s: a deployed entry needs file_sd and textfile contents" % name)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "released"], default="present"),
+            entries=dict(type="dict", default={}),
+            owner=dict(type="str", default="single-record"),
+            prune=dict(type="bool", default=False),
+            untracked_owner=dict(type="str", default="directory"),
+            file_sd_dir=dict(type="path"),
+            textfile_dir=dict(type="path"),
+            write=dict(type="bool", default=False),
+            file_sd_group=dict(type="str", default="prometheus"),
+            health_dir=dict(type="path"),
+            health=dict(type="dict", default={}),
+            release=dict(type="str", choices=["never", "always", "when_nothing_written"], default="never"),
+            return_records=dict(type="bool", default=False),
+            lock_token=dict(type="str", required=True, no_log=False),
+            lock_holder=dict(type="str", default="unknown"),
+            lock_timeout=dict(type="int", default=300),
+            lock_lease=dict(type="int", default=900),
+        ),
+        required_if=[("state", "present", ["file_sd_dir"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        if params["state"] == "released":
+            released = False if module.check_mode else release(params["path"], params["lock_token"])
+            module.exit_json(changed=False, released=released)
+        check_entries(params["entries"])
+        result = {}
+        try:
+            result = update(params, module.check_mode, diff=module._diff)
+        finally:
+            keep = params["release"] == "never" or (params["release"] == "when_nothing_written"
+                                                    and result.get("written", True))
+            result["released"] = False
+            if not keep and not module.check_mode:
+                result["released"] = release(params["path"], params["lock_token"])
+        if not module._diff:
+            result.pop("diff", None)
+        module.exit_json(**result)
+    except (StoreError, FileSetError, OSError) as exc:
+        module.fail_json(msg=explain(exc, params["path"]))
+
+
+def explain(exc, path):
+    """A StoreError or FileSetError says it all; an OSError gets the file it is about."""
+    if isinstance(exc, (StoreError, FileSetError)):
+        return str(exc)
+    return "%s: %s" % (exc.filename or path, exc.strerror or exc)
+
+
+if __name__ == "__main__":
+    main()
