@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 CHOICES = {
-    "compression": ["gzip", "zstd"],
+    "compression": ["gzip", "xz"],
     "schedule_state": ["present", "absent", ""],
     "state": ["present", "absent"],
     "install_method": ["archive", "local", "package"],

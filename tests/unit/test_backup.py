@@ -1,4 +1,6 @@
-"""Unit tests of library/monstack_backup.py (backups and their restore).
+"""Unit tests of backups and their restore: the engine (plugins/module_utils/monstack_backup.py),
+the module monstack.stack.monstack_backup and the scheduled command
+(roles/backup/files/monstack_backup_scheduled.py).
 
 The module's functions run here against real programs where it matters: a
 real Prometheus (the artifact cache's binary) paused and hard-linked while it
@@ -6,13 +8,16 @@ ingests, then restored into a second one whose samples must be the same; a
 real Alertmanager whose silences come back; real SQLite databases written to
 while they are backed up. The rest: archives and manifests (one changed byte
 is refused, naming the file), the store's retention, version compatibility,
-the textfile metric and the scheduled-backup command.
+the textfile metric and the scheduled-backup command, installed as on a host; the
+module through ansible-playbook (programs through run_command, HTTP through open_url)
+and the backup and restore playbooks on this machine.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,11 +32,29 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ansible_playbook
+
 REPO = Path(__file__).resolve().parents[2]
-MODULE_PATH = REPO / "library" / "monstack_backup.py"
-spec = importlib.util.spec_from_file_location("monstack_backup", MODULE_PATH)
-mb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mb)
+ENGINE_PATH = REPO / "plugins" / "module_utils" / "monstack_backup.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "monstack_backup.py"
+SCHEDULED_PATH = REPO / "roles" / "backup" / "files" / "monstack_backup_scheduled.py"
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The engine under the name the module imports it by (tests/unit/conftest.py) and under the
+# one the scheduled command does on a host (the file beside it).
+mb = sys.modules["ansible_collections.monstack.stack.plugins.module_utils.monstack_backup"]
+sys.modules.setdefault("monstack_backup", mb)
+scheduled = load("monstack_backup_scheduled", SCHEDULED_PATH)
+module = load("monstack_backup_module", MODULE_PATH)
+# Programs and HTTP as the scheduled command reaches them (subprocess, urllib).
+SYSTEM = mb.System(scheduled.run, scheduled.request)
 
 CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
 PROMETHEUS = CACHE / "bin" / "prometheus"
@@ -108,8 +131,8 @@ def test_program_version_is_read_from_the_program(tmp_path):
     fake = tmp_path / "prometheus"
     fake.write_text("#!/bin/sh\necho 'prometheus, version 3.5.3+ds1 (branch: debian/sid, revision: 3.5.3+ds1-6)'\n")
     fake.chmod(0o755)
-    assert mb.program_version(str(fake))["version"] == "3.5.3+ds1"
-    assert mb.program_version(str(tmp_path / "missing"))["version"] is None
+    assert mb.program_version(SYSTEM, str(fake))["version"] == "3.5.3+ds1"
+    assert mb.program_version(SYSTEM, str(tmp_path / "missing"))["version"] is None
 
 
 # --------------------------------------------------------------------------
@@ -156,6 +179,56 @@ def test_one_changed_byte_is_refused_naming_the_file(tmp_path):
     assert problems and problems[0].startswith("data.tar.gz: SHA-256") and "does not match the manifest" in problems[0]
 
 
+@pytest.mark.parametrize("compression,level,suffix,magic", [
+    ("gzip", 1, "gz", b"\x1f\x8b"), ("gzip", 9, "gz", b"\x1f\x8b"),
+    ("xz", 0, "xz", b"\xfd7zXZ\x00"), ("xz", 6, "xz", b"\xfd7zXZ\x00")])
+def test_both_compressions_round_trip_in_process(tmp_path, compression, level, suffix, magic):
+    """The archive is what gzip -d / xz -d read (its magic), and the engine reads it back whole."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "text.yml").write_text("repeated: line\n" * 20000)
+    (etc / "random.bin").write_bytes(os.urandom(200_000))
+    archive = tmp_path / f"data.tar.{suffix}"
+    content = mb.write_archive(mb.collect_config([str(etc)]), str(archive), compression, level)
+    info = content.pop("archive")
+    assert info["name"] == mb.ARCHIVE_NAMES[compression] == archive.name
+    assert archive.read_bytes().startswith(magic)
+    assert (info["size"], info["sha256"]) == (archive.stat().st_size, mb.sha256_file(str(archive))[0])
+    assert info["size"] < content["total_size"]
+    manifest = {"archive": info, "content": content}
+    (tmp_path / "out").mkdir()
+    assert mb.extract_verified(str(archive), manifest, str(tmp_path / "out")) == []
+    assert (tmp_path / "out" / f"config{etc}" / "text.yml").read_text() == (etc / "text.yml").read_text()
+
+
+def test_a_level_the_compression_does_not_have_is_refused(tmp_path):
+    entries = mb.collect_config([])
+    with pytest.raises(mb.BackupError, match=r"backup_compression_level: 10 is not a level of gzip \(1-9\)"):
+        mb.write_archive(entries, str(tmp_path / "data.tar.gz"), "gzip", 10)
+    with pytest.raises(mb.BackupError, match="backup_compression: 'zstd' is not one of gzip, xz"):
+        mb.write_archive(entries, str(tmp_path / "data.tar.zst"), "zstd", 3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_archive_in_a_compression_this_version_cannot_read_is_refused(tmp_path):
+    made = config_backup(tmp_path)
+    made["manifest"]["archive"]["compression"] = "zstd"
+    (tmp_path / "out").mkdir()
+    problems = mb.extract_verified(str(made["archive"]), made["manifest"], str(tmp_path / "out"))
+    assert problems == ["data.tar.gz: compressed with zstd, which this version of monstack_backup cannot read "
+                        "(it reads gzip, xz)"]
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_truncated_archive_is_refused(tmp_path):
+    made = config_backup(tmp_path)
+    made["archive"].write_bytes(made["archive"].read_bytes()[:-100])
+    (tmp_path / "out").mkdir()
+    problems = mb.extract_verified(str(made["archive"]), made["manifest"], str(tmp_path / "out"))
+    assert problems[0].startswith("data.tar.gz: SHA-256") and "does not match the manifest" in problems[0], problems
+    assert any("the archive cannot be read" in p and "it is damaged" in p for p in problems), problems
+
+
 def test_a_manifest_that_lies_about_a_file_is_refused_naming_the_file(tmp_path):
     made = config_backup(tmp_path)
     made["manifest"]["content"]["files"][0]["sha256"] = "0" * 64
@@ -171,7 +244,7 @@ def file_backup(store: Path, made: dict, name: str) -> dict:
     partial.mkdir(parents=True)
     shutil.copy(made["archive"], partial / "data.tar.gz")
     manifest = dict(made["manifest"], name=name)
-    return mb.store_commit(params(action="store_commit", store_dir=str(store), component="alertmanager", name=name,
+    return mb.store_commit(SYSTEM, params(action="store_commit", store_dir=str(store), component="alertmanager", name=name,
                                   manifest=manifest, keep=2))
 
 
@@ -186,25 +259,25 @@ def test_store_files_backups_keeps_the_newest_and_verifies(tmp_path):
     assert oct(base.stat().st_mode & 0o777) == "0o700"
     assert oct((base / "20261130T031500Z" / "data.tar.gz").stat().st_mode & 0o777) == "0o600"
 
-    found = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest"))
+    found = mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="latest"))
     assert found["problems"] == [] and found["name"] == "20261130T031500Z"
-    named = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
+    named = mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
     assert named["problems"] == []
-    missing = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261101T000000Z"))
+    missing = mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261101T000000Z"))
     assert "no such backup" in missing["problems"][0]
 
     archive = base / "20261130T031500Z" / "data.tar.gz"
     data = bytearray(archive.read_bytes())
     data[100] ^= 0xFF
     archive.write_bytes(bytes(data))
-    bad = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest"))
+    bad = mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="latest"))
     assert bad["problems"] and bad["problems"][0].startswith(f"{archive}: SHA-256")
     # Without the checksum (a backup the host holds already is not read again).
-    assert mb.store_verify(params(store_dir=str(store), component="alertmanager", name="latest",
+    assert mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="latest",
                                   verify_checksum=False))["problems"] == []
 
     (base / "20261129T031500Z" / "manifest.json").write_text("{not json")
-    broken = mb.store_verify(params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
+    broken = mb.store_verify(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261129T031500Z"))
     assert "manifest.json: not a readable backup manifest" in broken["problems"][0]
 
 
@@ -215,7 +288,7 @@ def test_a_transfer_that_changed_the_archive_is_not_filed(tmp_path):
     partial.mkdir(parents=True)
     (partial / "data.tar.gz").write_bytes(made["archive"].read_bytes()[:-1])
     with pytest.raises(mb.BackupError, match="after the transfer does not match"):
-        mb.store_commit(params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
+        mb.store_commit(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
                                manifest=made["manifest"]))
     assert not (store / "h1" / "alertmanager" / "20261130T031500Z").exists()
 
@@ -256,7 +329,7 @@ def test_grafana_online_backup_while_written_then_restore_twice(tmp_path):
     try:
         assert writing.wait(30)
         source = {"db_path": str(live), "config_paths": [], "reset_files": [str(state)]}
-        made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+        made = mb.create(SYSTEM, params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
     finally:
         stop_writing.set()
         thread.join()
@@ -269,34 +342,34 @@ def test_grafana_online_backup_while_written_then_restore_twice(tmp_path):
     grafana_db_rows = sqlite3.connect(live).execute("SELECT COUNT(*) FROM annotation").fetchone()[0]
     assert grafana_db_rows > tables["annotation"]
     p = params(component="grafana", source=source, manifest=manifest, archive=made["archive"])
-    assert mb.inspect(p)["problems"] == [] and not mb.inspect(p)["restored_already"]
-    assert mb.stage(p)["problems"] == []
-    swapped = mb.swap(p)
+    assert mb.inspect(SYSTEM, p)["problems"] == [] and not mb.inspect(SYSTEM, p)["restored_already"]
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    swapped = mb.swap(SYSTEM, p)
     assert not state.exists()  # the next site.yml applies the inventory's admin password again
-    checked = mb.check(p)
+    checked = mb.check(SYSTEM, p)
     assert checked["problems"] == [] and "as in the backup" in checked["checked"][0], checked
     assert any("Grafana server checks skipped" in s for s in checked["skipped"])
-    mb.commit(p)
+    mb.commit(SYSTEM, p)
     assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM annotation").fetchone()[0] == tables["annotation"]
     assert (Path(swapped["aside"]) / "grafana.db").exists()
-    assert mb.inspect(p)["restored_already"]  # the same backup again changes nothing
-    assert mb.inspect(dict(p, force=True))["restored_already"] is False
+    assert mb.inspect(SYSTEM, p)["restored_already"]  # the same backup again changes nothing
+    assert mb.inspect(SYSTEM, dict(p, force=True))["restored_already"] is False
 
 
 def test_a_failed_grafana_restore_is_rolled_back(tmp_path):
     live = tmp_path / "grafana.db"
     grafana_db(live, rows=5)
     source = {"db_path": str(live), "config_paths": []}
-    made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+    made = mb.create(SYSTEM, params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
     db = sqlite3.connect(live)
     db.execute("INSERT INTO dashboard (uid) VALUES ('newer')")
     db.commit()
     db.close()
     p = params(component="grafana", source=source, manifest=made["manifest"], archive=made["archive"])
-    mb.stage(p)
-    mb.swap(p)
+    mb.stage(SYSTEM, p)
+    mb.swap(SYSTEM, p)
     assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM dashboard").fetchone()[0] == 5
-    rolled = mb.rollback(p)
+    rolled = mb.rollback(SYSTEM, p)
     assert rolled["restored_previous"] == ["grafana.db"]
     assert sqlite3.connect(live).execute("SELECT COUNT(*) FROM dashboard").fetchone()[0] == 6
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".monstack")) == []
@@ -306,10 +379,10 @@ def test_a_damaged_database_in_the_backup_is_refused(tmp_path):
     live = tmp_path / "grafana.db"
     grafana_db(live)
     source = {"db_path": str(live), "config_paths": []}
-    made = mb.create(params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
+    made = mb.create(SYSTEM, params(component="grafana", source=source, spool_dir=str(tmp_path / "spool")))
     manifest = made["manifest"]
     manifest["checks"]["sqlite"]["tables"]["dashboard"] = 4  # the manifest says otherwise
-    staged = mb.stage(params(component="grafana", source=source, manifest=manifest, archive=made["archive"]))
+    staged = mb.stage(SYSTEM, params(component="grafana", source=source, manifest=manifest, archive=made["archive"]))
     assert staged["problems"] == ["the database of the backup does not hold the row counts of its manifest"]
     assert not any(p.name.startswith(".monstack-restore") for p in tmp_path.iterdir())
 
@@ -366,7 +439,7 @@ def test_prometheus_backup_while_it_ingests_and_restore(prometheus_pair):
     source = {"data_dir": str(pair["data"]), "pid": pair["proc"].pid, "url": url, "binary": str(PROMETHEUS),
               "config_paths": []}
     (pair["data"] / "01HTMPBLOCK.tmp-for-creation").mkdir()  # a compaction in progress: not part of the image
-    made = mb.create(params(component="prometheus", source=source, spool_dir=str(pair["tmp"] / "spool")))
+    made = mb.create(SYSTEM, params(component="prometheus", source=source, spool_dir=str(pair["tmp"] / "spool")))
     manifest = made["manifest"]
     assert manifest["checks"]["method"] == "pause-and-hardlink"
     assert manifest["checks"]["pause_seconds"] < 5
@@ -387,14 +460,14 @@ def test_prometheus_backup_while_it_ingests_and_restore(prometheus_pair):
     port2 = free_port()
     source2 = {"data_dir": str(restored), "url": f"http://127.0.0.1:{port2}", "config_paths": []}
     p = params(component="prometheus", source=source2, manifest=manifest, archive=made["archive"])
-    assert mb.stage(p)["problems"] == []
-    mb.swap(p)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
     (pair["tmp"] / "empty.yml").write_text("{}")
     second = pair["start"](restored, port2, pair["tmp"] / "empty.yml")
     source2["pid"] = second.pid
-    checked = mb.check(p)
+    checked = mb.check(SYSTEM, p)
     assert checked["problems"] == [], checked
-    mb.commit(p)
+    mb.commit(SYSTEM, p)
 
     for expr in ('history_value[4h]', 'up{job="self"}[1m]'):
         before = raw(pair["port"], expr, taken - 1)
@@ -408,7 +481,7 @@ def test_the_watchdog_resumes_a_paused_process_when_the_backup_dies(tmp_path):
     try:
         child = os.fork()
         if child == 0:  # a backup that dies while the process is paused
-            with mb.paused(target.pid, 2):
+            with mb.paused(SYSTEM, target.pid, 2):
                 os._exit(1)
         os.waitpid(child, 0)
         state = lambda: open(f"/proc/{target.pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: E731
@@ -454,7 +527,7 @@ def silence(url: str, name: str, hours: float = 24) -> str:
             "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + hours * 3600)),
             "createdBy": "unit", "comment": name}
-    return mb.http(url + "/api/v2/silences", method="POST", body=body)["silenceID"]
+    return mb.http(SYSTEM, url + "/api/v2/silences", method="POST", body=body)["silenceID"]
 
 
 @needs_alertmanager
@@ -463,9 +536,9 @@ def test_alertmanager_silences_come_back_after_a_restore_onto_empty_data(alertma
     url = alertmanager["url"]
     silence(url, "KeepMe")
     expired = silence(url, "ExpireMe")
-    mb.http(url + f"/api/v2/silence/{expired}", method="DELETE")
+    mb.http(SYSTEM, url + f"/api/v2/silence/{expired}", method="DELETE")
     source = {"data_dir": str(alertmanager["data"]), "url": url, "pid": proc.pid, "config_paths": []}
-    made = mb.create(params(component="alertmanager", source=source, spool_dir=str(alertmanager["tmp"] / "spool")))
+    made = mb.create(SYSTEM, params(component="alertmanager", source=source, spool_dir=str(alertmanager["tmp"] / "spool")))
     assert made["manifest"]["checks"]["silences_active"] == 1
     stop(proc)
 
@@ -473,16 +546,16 @@ def test_alertmanager_silences_come_back_after_a_restore_onto_empty_data(alertma
     shutil.rmtree(alertmanager["data"])
     alertmanager["data"].mkdir()
     p = params(component="alertmanager", source=source, manifest=made["manifest"], archive=made["archive"])
-    assert mb.stage(p)["problems"] == []
-    mb.swap(p)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
     source["pid"] = alertmanager["start"]().pid
-    checked = mb.check(p)
+    checked = mb.check(SYSTEM, p)
     assert checked["problems"] == [], checked
-    mb.commit(p)
-    live = mb.http(url + "/api/v2/silences")
+    mb.commit(SYSTEM, p)
+    live = mb.http(SYSTEM, url + "/api/v2/silences")
     active = [s["comment"] for s in live if s["status"]["state"] == "active"]
     assert active == ["KeepMe"], live
-    assert mb.check(p)["changed"] is False  # nothing left to create
+    assert mb.check(SYSTEM, p)["changed"] is False  # nothing left to create
 
 
 @needs_alertmanager
@@ -490,10 +563,10 @@ def test_reconcile_expires_a_silence_the_backup_holds_as_expired(alertmanager):
     alertmanager["start"]()
     url = alertmanager["url"]
     sid = silence(url, "StillActiveInTheOldFile")
-    exported = [dict(s, status={"state": "expired"}) for s in mb.http(url + "/api/v2/silences")]
-    result = mb.reconcile_silences(url, "", "", exported)
+    exported = [dict(s, status={"state": "expired"}) for s in mb.http(SYSTEM, url + "/api/v2/silences")]
+    result = mb.reconcile_silences(SYSTEM, url, "", "", exported)
     assert result == {"created": [], "expired": [sid]}
-    assert [s["status"]["state"] for s in mb.http(url + "/api/v2/silences")] == ["expired"]
+    assert [s["status"]["state"] for s in mb.http(SYSTEM, url + "/api/v2/silences")] == ["expired"]
 
 
 # --------------------------------------------------------------------------
@@ -514,34 +587,151 @@ def test_textfile_metric_keeps_the_last_success_after_a_failure(tmp_path):
         assert check.returncode == 0, check.stdout + check.stderr
 
 
+def install_scheduled(where: Path) -> Path:
+    """The engine and the scheduled command side by side, as the role installs them on a host."""
+    where.mkdir(parents=True)
+    shutil.copy(ENGINE_PATH, where / "monstack_backup.py")
+    shutil.copy(SCHEDULED_PATH, where / "monstack_backup_scheduled.py")
+    return where / "monstack_backup_scheduled.py"
+
+
 def test_scheduled_command_backs_up_keeps_the_newest_and_publishes(tmp_path):
     db = tmp_path / "grafana.db"
     grafana_db(db)
     textfile = tmp_path / "textfile"
     textfile.mkdir()
     config = {"host": "h1", "dir": str(tmp_path / "backups"), "keep": 2, "textfile_dir": str(textfile),
+              "compression": "xz", "compression_level": 6,
               "components": [{"component": "grafana", "source": {"db_path": str(db), "config_paths": []}},
                              {"component": "prometheus", "source": {"data_dir": str(tmp_path / "missing")}}]}
     (tmp_path / "backup.json").write_text(json.dumps(config))
+    command = install_scheduled(tmp_path / "lib")
     for _ in range(3):
-        run = subprocess.run([sys.executable, str(MODULE_PATH), "scheduled", str(tmp_path / "backup.json")],
+        # as monstack-backup.service runs it, from another directory, with nothing of this checkout on the path
+        run = subprocess.run([sys.executable, str(command), str(tmp_path / "backup.json")], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
         time.sleep(1.05)  # backups are named by the second
     assert run.returncode == 1  # the prometheus component failed: its data directory is missing
     assert "prometheus: backup FAILED" in run.stderr and "does not exist" in run.stderr
+    assert run.stdout.startswith("grafana: ") and "(kept 2)" in run.stdout, run.stdout
     kept = sorted(p.name for p in (tmp_path / "backups" / "grafana").iterdir())
     assert len(kept) == 2, kept
-    assert (tmp_path / "backups" / "grafana" / kept[-1] / "manifest.json").exists()
+    newest = tmp_path / "backups" / "grafana" / kept[-1]
+    manifest = json.loads((newest / "manifest.json").read_text())
+    assert manifest["archive"]["compression"] == "xz" and (newest / "data.tar.xz").is_file()
+    out = tmp_path / "out"
+    out.mkdir()
+    assert mb.extract_verified(str(newest / "data.tar.xz"), manifest, str(out)) == []
+    assert not (tmp_path / "backups" / ".spool").exists()
     text = (textfile / "monstack_backup_scheduled.prom").read_text()
     assert 'monstack_backup_last_run_success{component="grafana",kind="scheduled"} 1' in text
     assert 'monstack_backup_last_run_success{component="prometheus",kind="scheduled"} 0' in text
     assert 'monstack_backup_last_success_timestamp_seconds{component="prometheus",kind="scheduled"} 0' in text
 
 
+def test_scheduled_command_without_its_configuration_says_how_to_run_it(tmp_path):
+    run = subprocess.run([sys.executable, str(install_scheduled(tmp_path / "lib"))], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "usage:" in run.stderr and "backup.json" in run.stderr, run.stderr
+
+
 def test_the_module_documents_its_options():
     import yaml
-    doc = yaml.safe_load(mb.DOCUMENTATION)
+    doc = yaml.safe_load(module.DOCUMENTATION)
     assert doc["module"] == "monstack_backup"
     source = MODULE_PATH.read_text()
-    for option in doc["options"]:
-        assert f"{option}=dict(" in source, option
+    for option, spec in doc["options"].items():
+        assert f"{option}=dict(type=\"{spec['type']}\"" in source, option
+    assert doc["options"]["compression"]["choices"] == list(mb.ARCHIVE_NAMES)
+    for text in (source, ENGINE_PATH.read_text()):  # programs through run_command, HTTP through open_url
+        assert "import subprocess" not in text and "urlopen" not in text
+
+
+# --------------------------------------------------------------------------
+# the module and the playbooks through Ansible, on this machine
+
+def ansible_env(**extra: str) -> dict:
+    return {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0", **extra}
+
+
+@needs_alertmanager
+def test_the_module_runs_the_program_and_asks_the_api_through_ansible(alertmanager, tmp_path):
+    """monstack.stack.monstack_backup by its full name: the version from `alertmanager --version`
+    (run_command) and the silences over the API (open_url), the password of the checks never shown."""
+    proc = alertmanager["start"]()
+    silence(alertmanager["url"], "ThroughAnsible")
+    secret = "check-password-4711"
+    source = {"data_dir": str(alertmanager["data"]), "url": alertmanager["url"], "pid": proc.pid,
+              "binary": str(ALERTMANAGER), "config_paths": [], "url_user": "checker", "url_password": secret}
+    play = tmp_path / "play.yml"
+    play.write_text(json.dumps([{
+        "name": "The module", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "vars": {"ansible_python_interpreter": sys.executable},
+        "tasks": [{"name": "Back up Alertmanager", "register": "made", "monstack.stack.monstack_backup": {
+            "action": "create", "component": "alertmanager", "host": "h1", "name": "20261130T000000Z",
+            "source": source, "spool_dir": str(tmp_path / "spool"), "compression": "xz"}}]}]))
+    run = subprocess.run([ansible_playbook(), "-i", "localhost,", str(play), "-v"], capture_output=True, text=True,
+                         env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"), cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert secret not in run.stdout + run.stderr
+    result = json.loads(run.stdout[run.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    manifest = result["manifest"]
+    version = subprocess.run([str(ALERTMANAGER), "--version"], capture_output=True, text=True).stdout
+    assert manifest["program"]["version"] and manifest["program"]["version"] in version, (manifest["program"], version)
+    assert manifest["checks"]["silences_active"] == 1
+    assert manifest["archive"]["compression"] == "xz" and result["archive"].endswith("/data.tar.xz")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert mb.extract_verified(result["archive"], manifest, str(out)) == []
+    exported = json.loads((out / "export" / "silences.json").read_text())
+    assert [s["comment"] for s in exported] == ["ThroughAnsible"]
+
+
+def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
+    """playbooks/backup.yml and restore.yml as a user runs them (the roles and the module by their
+    full names), for a Grafana database on this machine without a Grafana service: backed up into
+    the store, restored over newer data, and restored again: nothing changes."""
+    data, store, textfile = tmp_path / "grafana", tmp_path / "store", tmp_path / "textfile"
+    data.mkdir()
+    textfile.mkdir()
+    grafana_db(data / "grafana.db", rows=3)
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"grafana": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "grafana_data_dir": str(data), "grafana_config_dir": str(tmp_path / "etc"),
+        "backup_dir": str(store), "backup_host_spool_dir": str(tmp_path / "spool"),
+        "backup_spool_dir": str(tmp_path / "controller-spool"), "backup_textfile_dir": str(textfile)}}}}}}))
+
+    def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
+        run = subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / name), *args],
+                             capture_output=True, text=True, env=ansible_env(), cwd=tmp_path, timeout=600)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        return run
+
+    def rows() -> int:
+        return sqlite3.connect(data / "grafana.db").execute("SELECT COUNT(*) FROM dashboard").fetchone()[0]
+
+    backup = playbook("backup.yml")
+    assert "monstack.stack.backup : Backup | Take the backup while it runs: grafana" in backup.stdout
+    filed = sorted(store.glob("localhost/grafana/*/*"))
+    assert [p.name for p in filed] == ["data.tar.gz", "manifest.json"], filed
+    assert {oct(p.stat().st_mode & 0o777) for p in filed} == {"0o600"}
+    assert 'monstack_backup_last_run_success{component="grafana",kind="playbook"} 1' in \
+        (textfile / "monstack_backup_playbook.prom").read_text()
+
+    db = sqlite3.connect(data / "grafana.db")
+    db.execute("INSERT INTO dashboard (uid) VALUES ('newer')")
+    db.commit()
+    db.close()
+    assert rows() == 4
+    restore = playbook("restore.yml", "-e", "backup_restore_without_service=true")
+    assert rows() == 3
+    output = " ".join(restore.stdout.split())
+    assert "grafana: restored backup" in output and "3 rows in 2 tables as in the backup" in output, output[-3000:]
+    assert "SKIPPED" in output and "grafana-server is not" in output  # the server part, with its reason
+    again = playbook("restore.yml", "-e", "backup_restore_without_service=true")
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", again.stdout), again.stdout[-2000:]
+    assert "is restored here already" in again.stdout
+    assert rows() == 3
+    assert not any((tmp_path / "controller-spool").glob("*")) and not any((tmp_path / "spool").glob("*/*"))
