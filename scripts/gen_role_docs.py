@@ -18,6 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "victoriametrics",
          "journal", "backup"]
 
+# Roles used otherwise than a component's: how, and the hosts of the example.
+USE = {
+    "backup": [
+        "Use it through its playbooks (the collection `monstack.stack`, installed or this clone):",
+        "`monstack.stack.backup` takes a backup now, `monstack.stack.restore` restores one after checking it,",
+        "`monstack.stack.backup_schedule` (part of `monstack.stack.site`) installs or removes the scheduled",
+        "backups, which is what the role's main entry point does alone:",
+    ],
+}
+HOSTS = {"backup": "prometheus:alertmanager:grafana"}
+# Roles whose steps are not a component's release, configuration and service.
+TAGS = {
+    "backup": [
+        "`backup` (everything), `backup_install` (the program of the scheduled backups, and their removal),",
+        "`backup_configure` (their configuration, service and timer units), `backup_run` (the timer enabled and",
+        "started). The playbooks backup.yml and restore.yml use the entry points `backup`, `restore_check` and",
+        "`restore` of the role, whole, without tags (docs/backup.md).",
+    ],
+}
+
 
 def intro(role: Path) -> str:
     path = role / "defaults" / "main.yml"
@@ -46,14 +66,16 @@ def render(name: str) -> str:
     text = intro(role)
     if text:
         out += [text, ""]
-    out += ["Use it through the playbooks (see the top-level README), or alone (the collection",
-            "`monstack.stack`, installed or this clone):", "", "```yaml",
+    out += [*USE.get(name, [
+                "Use it through the playbooks (see the top-level README), or alone (the collection",
+                "`monstack.stack`, installed or this clone):"]), "", "```yaml",
             "- ansible.builtin.import_playbook: monstack.stack.preflight", "- ansible.builtin.import_playbook: monstack.stack.facts",
-            "- hosts: all", "  become: true", "  roles:", f"    - monstack.stack.{name}", "```", "",
-            "## Tags", "", f"`{name}` (everything), `{name}_install` (release, links or package, system user),",
-            f"`{name}_configure` (directories, configuration, web configuration, unit, and the reload or restart",
-            f"that applies them), `{name}_run` (enable and start, and a restart or reload an earlier run left",
-            "pending). The preflight and the probe run under each of them.", "",
+            f"- hosts: {HOSTS.get(name, 'all')}", "  become: true", "  roles:", f"    - monstack.stack.{name}", "```", "",
+            "## Tags", "", *TAGS.get(name, [
+                f"`{name}` (everything), `{name}_install` (release, links or package, system user),",
+                f"`{name}_configure` (directories, configuration, web configuration, unit, and the reload or restart",
+                f"that applies them), `{name}_run` (enable and start, and a restart or reload an earlier run left",
+                "pending). The preflight and the probe run under each of them."]), "",
             "## Variables", "", "| variable | type | default | description |", "|---|---|---|---|"]
     for var, option in spec["options"].items():
         desc = option.get("description", "")

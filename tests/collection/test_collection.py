@@ -25,9 +25,9 @@ from helpers import (REPO, ansible_playbook, ansible_tool, build_collection, ins
                      outside_env)
 
 ROLES = ["prometheus", "alertmanager", "grafana", "node_exporter", "cadvisor", "blackbox_exporter", "victoriametrics",
-         "journal"]
+         "journal", "backup"]
 PLAYBOOKS = ["site", "exporters", "prometheus", "alertmanager", "grafana", "deployments", "victoriametrics",
-             "journal", "logs"]
+             "journal", "logs", "backup", "restore", "backup_schedule"]
 
 
 def plugin_names(kind: str) -> list[str]:
