@@ -1,6 +1,8 @@
 """Backup and restore of the live stack (playbooks/backup.yml, restore.yml).
 
-The last test file of the scenario: it destroys the Prometheus host, makes it
+The last test file of the scenario (pytest sorts the files as strings: test_9z
+after test_9_ha, test_9_shards and test_9b_logs, which expect the stack as
+converged; this one rebuilds the Prometheus host): it destroys it, makes it
 again empty (the same name, network, options and image as molecule does,
 from molecule.yml) and brings it back with site.yml and restore.yml; the
 stack is converged and healthy afterwards (a further site.yml changes
@@ -186,9 +188,11 @@ def grafana_rows() -> list:
 # 1. the backup, while everything runs
 
 def test_backup_of_the_running_stack(store, grafana_inventory, record_property):
-    # The stack as the scenario's inventory makes it (the HA test before this one
-    # left the monitor configured for a second server): what the restore brings back.
-    run = playbook("site.yml", "--limit", MONITOR)
+    # The stack as the scenario's inventory makes it, on every host: the tests before this
+    # one left the monitor configured as a shard (test_9_shards) and node_exporter on an
+    # application host logging JSON (test_9b_logs' ARA run). What the restore brings back,
+    # and what the last check expects a further site.yml to leave unchanged.
+    run = playbook("site.yml")
     assert run.returncode == 0, run.stdout[-4000:]
     REPORT["targets"] = prom().wait_for(targets, timeout=30)
 
@@ -206,7 +210,7 @@ def test_backup_of_the_running_stack(store, grafana_inventory, record_property):
     silence = {"matchers": [{"name": "alertname", "value": "BackupRestoreTest", "isRegex": False, "isEqual": True}],
                "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400)),
-               "createdBy": "test_99", "comment": f"backup-restore {at}"}
+               "createdBy": "test_9z", "comment": f"backup-restore {at}"}
     REPORT["silence"] = am("/api/v2/silences", "POST", silence)["silenceID"]
     make_grafana_database()
 
@@ -276,7 +280,9 @@ def test_a_damaged_backup_is_refused_before_anything_is_touched(store, tmp_path)
     # Nothing touched: no service stopped, no file moved, nothing uploaded.
     assert {s: service_started(MONITOR, s) for s in started} == started
     assert sh(MONITOR, listing, check=False).stdout == before  # no staging, nothing moved aside or uploaded
-    assert "Restore | Stop" not in run.stdout and "Restore | Upload" not in run.stdout
+    assert "monstack.stack.backup : Restore check | Check the backup against this host" in run.stdout
+    assert "monstack.stack.backup : Restore | Stop" not in run.stdout
+    assert "monstack.stack.backup : Restore | Upload" not in run.stdout
 
 
 def test_a_restore_that_fails_its_check_puts_the_old_data_back(store, tmp_path):
@@ -411,6 +417,10 @@ def test_lost_prometheus_host_is_rebuilt_and_restored(store, record_property):
                    "-e", "backup_restore_config=true")
     REPORT["restore_seconds"] = round(time.monotonic() - begin, 1)
     assert run.returncode == 0, run.stdout[-4000:]
+    # the service steps ran (the rebuilt host has the programs), shown under the role's full name
+    for step in ("Restore | Stop the service: prometheus", "Restore | Start the service: prometheus",
+                 "Restore | Check the restored data: prometheus"):
+        assert f"monstack.stack.backup : {step}" in run.stdout, step
     print(f"\nRESTORE REPORT {json.dumps({'restore_seconds': REPORT['restore_seconds']})}")
     record_property("restore_seconds", REPORT["restore_seconds"])
 
