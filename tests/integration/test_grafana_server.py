@@ -326,12 +326,22 @@ class TestGrafanaServer:
         assert api(grafana["base"], "/api/user", password=PASSWORD)[0] == 401
 
     def test_backup_and_restore_of_the_live_database(self, grafana):
-        """What backup.yml and restore.yml do to Grafana (library/monstack_backup.py): SQLite's
-        online backup of the running server's database, then stop, swap, start, check."""
+        """What backup.yml and restore.yml do to Grafana (the module monstack_backup's engine,
+        plugins/module_utils/monstack_backup.py): SQLite's online backup of the running server's
+        database, then stop, swap, start, check."""
         import importlib.util
-        spec = importlib.util.spec_from_file_location("monstack_backup", ROOT / "library" / "monstack_backup.py")
-        mb = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mb)
+
+        def load(name: str, path: Path):
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
+
+        mb = load("monstack_backup", ROOT / "plugins" / "module_utils" / "monstack_backup.py")
+        # programs and HTTP as the scheduled backups reach them (subprocess, urllib)
+        scheduled = load("monstack_backup_scheduled", ROOT / "roles" / "backup" / "files" / "monstack_backup_scheduled.py")
+        system = mb.System(scheduled.run, scheduled.request)
         base, tmp = grafana["base"], grafana["tmp"]
         password = NEW_PASSWORD if api(base, "/api/user", password=NEW_PASSWORD)[0] == 200 else PASSWORD
         status, made = api(base, "/api/annotations", password=password, method="POST",
@@ -344,7 +354,7 @@ class TestGrafanaServer:
                   "spool_dir": str(tmp / "backup-spool"), "compression": "gzip", "compression_level": 6,
                   "fetch_owner": "", "freeze_timeout": 30, "allow_older": False, "force": False,
                   "restore_config": False, "keep_aside": True, "without_service": True}
-        backup = mb.create(params)
+        backup = mb.create(system, params)
         manifest = backup["manifest"]
         assert manifest["program"]["version"] and grafana["health"]["version"].startswith(manifest["program"]["version"][:4])
         assert manifest["checks"]["sqlite"]["integrity"] == "ok"
@@ -353,17 +363,17 @@ class TestGrafanaServer:
         assert api(base, f"/api/annotations/{made['id']}", password=password, method="DELETE")[0] == 200
         # ... and back with the restore, as restore.yml runs it.
         restore = dict(params, manifest=manifest, archive=backup["archive"])
-        assert mb.inspect(restore)["problems"] == []
-        assert mb.stage(restore)["problems"] == []
+        assert mb.inspect(system, restore)["problems"] == []
+        assert mb.stage(system, restore)["problems"] == []
         stop(grafana["procs"].pop())
-        mb.swap(restore)
+        mb.swap(system, restore)
         server = start(grafana["argv"], tmp / "grafana-3.log", cwd=grafana["home"])
         grafana["procs"].append(server)
         wait_healthy(base, server)
         source["pid"] = server.pid
-        checked = mb.check(restore)
+        checked = mb.check(system, restore)
         assert checked["problems"] == [] and "Grafana /api/health: database ok" in checked["checked"], checked
-        mb.commit(restore)
+        mb.commit(system, restore)
         status, found = api(base, "/api/annotations?tags=backup-test", password=password)
         assert status == 200 and [a["text"] for a in found] == ["before the backup"], found
 
