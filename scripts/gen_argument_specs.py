@@ -23,6 +23,13 @@ CHOICES = {
     "download_on": ["controller", "host"],
     "log_format": ["logfmt", "json"],
 }
+ENTRY_POINTS = {
+    "backup": {
+        "backup": "Back up the components of a host into the store (playbooks/backup.yml)",
+        "restore_check": "Find and check the backups to restore, changing nothing (playbooks/restore.yml)",
+        "restore": "Restore the checked backups (playbooks/restore.yml, after restore_check on every host)",
+    },
+}
 SECRET_HINTS = ("password", "basic_auth_users", "secret", "api_key", "routing_key", "webhook_url")
 
 
@@ -80,10 +87,17 @@ def build(role: Path) -> dict:
             if any(h in var for h in SECRET_HINTS):
                 option["no_log"] = True
             options[var] = option
-    return {"argument_specs": {"main": {
+    specs = {"main": {
         "short_description": f"Install and configure {name}",
         "description": [f"Variables of the {name} role; see defaults/ for the documented defaults."],
-        "options": options}}}
+        "options": options}}
+    # Entry points that playbooks include with tasks_from: Ansible validates the
+    # variables against the spec of the entry point of that name, and only then.
+    for entry, what in ENTRY_POINTS.get(name, {}).items():
+        specs[entry] = {"short_description": what,
+                        "description": [f"{what}; the variables of the {name} role (the same as main's)."],
+                        "options": options}
+    return {"argument_specs": specs}
 
 
 class _Dumper(yaml.SafeDumper):

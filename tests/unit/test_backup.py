@@ -735,3 +735,22 @@ def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
     assert "is restored here already" in again.stdout
     assert rows() == 3
     assert not any((tmp_path / "controller-spool").glob("*")) and not any((tmp_path / "spool").glob("*/*"))
+
+
+def test_a_bad_variable_stops_backup_and_restore_before_anything(tmp_path):
+    """The role's entry points for the playbooks (backup, restore_check) are validated against
+    its argument specs: a value that is not allowed stops the run, naming the variable."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"grafana": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "grafana_data_dir": str(tmp_path / "grafana"), "backup_dir": str(tmp_path / "store"),
+        "backup_host_spool_dir": str(tmp_path / "spool")}}}}}}))
+    for name, bad in (("backup.yml", "backup_compression=zstd"), ("restore.yml", "backup_keep=seven")):
+        run = subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / name), "-e", bad],
+                             capture_output=True, text=True, env=ansible_env(), cwd=tmp_path, timeout=300)
+        output = " ".join(run.stdout.split())
+        assert run.returncode != 0, output[-2000:]
+        variable, value = bad.split("=")
+        assert "Validating arguments against arg spec" in output and variable in output and value in output, \
+            output[-2000:]
+    assert not (tmp_path / "store").exists() and not (tmp_path / "spool").exists()
