@@ -276,7 +276,7 @@ def module_system(module: AnsibleModule) -> System:
     def request(url, method, headers, data, timeout):
         try:
             answer = open_url(url, data=data, headers=headers, method=method, timeout=timeout, validate_certs=False,
-                              use_proxy=False, use_netrc=False, follow_redirects="none")
+                              use_proxy=False, use_netrc=False, follow_redirects="safe")
         except UrlConnectionError as exc:  # not an OSError: the engine expects one
             raise OSError(f"{url}: {exc}") from exc
         with contextlib.closing(answer):
