@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -63,6 +64,21 @@ def _spec_message(error: str) -> str:
     return error
 
 
+def _plain(value):
+    """``value`` as plain dicts, lists and scalars: ArgumentSpecValidator deep-copies what it
+    checks, and deep-copying Ansible's tagged and lazy containers cost seconds per role."""
+    if isinstance(value, Mapping):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(item) for item in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 def monstack_spec_problems(result, spec=None):
     """Messages of a registered validate_argument_spec result (empty when it passed or was skipped),
     or, given ``spec`` (a role's argument_specs options), of validating the values ``result``
@@ -72,7 +88,7 @@ def monstack_spec_problems(result, spec=None):
         if not isinstance(result, dict) or not isinstance(spec, dict):
             raise AnsibleFilterError("monstack_spec_problems: expected values and a spec, both mappings")
         from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-        checked = ArgumentSpecValidator(spec).validate(dict(result))
+        checked = ArgumentSpecValidator(_plain(spec)).validate(_plain(result))
         return [_spec_message(str(error)) for error in checked.error_messages]
     if not isinstance(result, dict) or result.get("skipped"):
         return []

@@ -376,15 +376,16 @@ def merge(stored, given, owner, prune, holder):
     return entries, applied, superseded, pruned
 
 
-def plan_dir(directory, pattern, wanted, known, adopt):
+def plan_dir(directory, pattern, wanted, known, adopt, compare=True):
     """-> {write, remove}: files of ``directory`` matching ``pattern`` made equal to ``wanted``.
 
     A file no one wants is removed when the store knows its name (a tombstone) or when ``adopt``
-    (this run owns the files the store does not know).
+    (this run owns the files the store does not know). Without ``compare`` no file is read and
+    ``write`` stays empty (the writer compares them itself).
     """
     write, remove = {}, []
     present = set(name for name in os.listdir(directory) if fnmatch.fnmatchcase(name, pattern))
-    for name, content in sorted(wanted.items()):
+    for name, content in sorted(wanted.items()) if compare else ():
         current = None
         if name in present:
             with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as handle:
@@ -440,7 +441,8 @@ def update(params, check_mode, diff=False):
               "textfile": {textfile_name(name): e["textfile"] for name, e in deployed.items()}}
     result = {
         "changed": changed, "applied": applied, "superseded": superseded, "pruned": pruned,
-        "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt),
+        "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt,
+                            compare=not params.get("write")),
         "textfile": None,
     }
     if params.get("return_records"):
@@ -448,7 +450,8 @@ def update(params, check_mode, diff=False):
     textfile_dir = params.get("textfile_dir")
     if textfile_dir and os.path.isdir(textfile_dir):
         result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN, wanted["textfile"],
-                                      set(textfile_name(name) for name in entries), adopt)
+                                      set(textfile_name(name) for name in entries), adopt,
+                                      compare=not params.get("write"))
     if lock is not None:
         result["lock"] = lock
     result["time"] = time.time()
@@ -462,9 +465,10 @@ def update(params, check_mode, diff=False):
         result["files"] = files
         result["written"] = [os.path.basename(path) for path in files["sets"]["file_sd"]["written"]]
         result["changed"] = changed or files["changed"]
-        for plan in (result["file_sd"], result["textfile"]):
-            if plan is not None:
-                plan["write"] = sorted(plan["write"])
+        # each file was read once, by the writer: its written lists are the plans' write lists
+        for name in ("file_sd", "textfile"):
+            if result[name] is not None:
+                result[name]["write"] = sorted(os.path.basename(path) for path in files["sets"][name]["written"])
     return result
 
 

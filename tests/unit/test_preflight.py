@@ -176,3 +176,22 @@ def test_filters_give_actionable_messages():
     assert monstack_spec_problems({"skipped": True}) == []
     assert monstack_spec_problems({"failed": True, "argument_errors": [
         "value of x_method must be one of: a, b, got: c"]}) == ["x_method: 'c' is not allowed. Fix: use one of a, b"]
+
+
+def test_spec_check_on_values_of_subclassed_types():
+    """Values arrive as Ansible's tagged str/dict/list subclasses; they are checked as plain ones."""
+    from monstack_preflight import _plain, monstack_spec_problems
+
+    class Tagged(str):
+        pass
+
+    class Lazy(dict):
+        pass
+
+    spec = {"x_port": {"type": "int"}, "x_rules": {"type": "list", "elements": "dict"},
+            "x_method": {"type": "str", "choices": ["archive", "local"]}, "x_on": {"type": "bool"}}
+    values = Lazy(x_port=9090, x_rules=[Lazy(alert=Tagged("Down"))], x_method=Tagged("zip"), x_on=True)
+    plain = _plain(values)
+    assert type(plain) is dict and type(plain["x_rules"][0]["alert"]) is str and plain["x_on"] is True
+    assert monstack_spec_problems(values, spec) == ["x_method: 'zip' is not allowed. Fix: use one of archive, local"]
+    assert monstack_spec_problems(Lazy(x_port=Tagged("nine")), spec)[0].startswith("x_port: is a str, expected int")
