@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -37,23 +36,25 @@ def inventory_dir() -> str:
     return str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
 
 
-def playbook(*args: str, extra_inventory: str | None = None) -> subprocess.CompletedProcess:
-    """Run ansible-playbook against the scenario's inventory, like a user would."""
+def playbook(*args: str, extra_inventory: str | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ansible-playbook against the scenario's inventory, like a user would
+    (``env``: further environment variables, e.g. a callback's settings)."""
     cmd = ["ansible-playbook", "-i", inventory_dir()]
     if extra_inventory:
         cmd += ["-i", extra_inventory]
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
                ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"),
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", **(env or {}))
     return subprocess.run(cmd + list(args), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
 
 
 def recap_changed(output: str) -> dict[str, int]:
-    """changed=N per host from a PLAY RECAP (colour codes ignored: molecule sets ANSIBLE_FORCE_COLOR)."""
+    """changed=N per host from a PLAY RECAP."""
     result = {}
-    for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines():
+    for line in output.splitlines():
         if " : ok=" in line and "changed=" in line:
             host = line.split(":")[0].strip()
             result[host] = int(line.split("changed=")[1].split()[0])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, inventory_dir, playbook, recap_changed, sh
+from conftest import ROOT, playbook, recap_changed, sh
 
 LOG_HOST = os.environ.get("MONSTACK_LOG_HOST", "monstack-monitor")
 APP_HOST = os.environ.get("MONSTACK_APP_HOST", "monstack-app1")
@@ -166,12 +166,12 @@ def test_log_host_away_for_a_minute_loses_nothing():
 
 
 def ara_environment(tmp_path: Path) -> dict[str, str] | None:
-    """The environment that enables ARA's callback with a private SQLite database, or None."""
+    """The environment variables that enable ARA's callback with a private SQLite database, or None."""
     probe = subprocess.run([sys.executable, "-m", "ara.setup.callback_plugins"], capture_output=True, text=True)
     if probe.returncode != 0:
         return None
-    return dict(os.environ, ANSIBLE_CALLBACK_PLUGINS=probe.stdout.strip(), ARA_API_CLIENT="offline",
-                ARA_BASE_DIR=str(tmp_path / "ara"), ARA_DATABASE_NAME=str(tmp_path / "ara" / "ansible.sqlite"))
+    return {"ANSIBLE_CALLBACK_PLUGINS": probe.stdout.strip(), "ARA_API_CLIENT": "offline",
+            "ARA_BASE_DIR": str(tmp_path / "ara"), "ARA_DATABASE_NAME": str(tmp_path / "ara" / "ansible.sqlite")}
 
 
 def test_site_run_recorded_by_ara(tmp_path):
@@ -179,18 +179,15 @@ def test_site_run_recorded_by_ara(tmp_path):
     if env is None:
         pytest.skip("ara is not installed (pip install -r requirements.txt)")
     # A change to record: node_exporter's log format, on the app host only.
-    run = subprocess.run(
-        ["ansible-playbook", "-i", inventory_dir(), "site.yml", "--limit", APP_HOST, "--tags", "node_exporter",
-         "-e", "node_exporter_log_format=json"],
-        cwd=ROOT, env=env | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                         "ANSIBLE_FORCE_COLOR": "0"},
-        capture_output=True, text=True, timeout=900)
+    run = playbook("site.yml", "--limit", APP_HOST, "--tags", "node_exporter",
+                   "-e", "node_exporter_log_format=json", env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert recap_changed(run.stdout).get(APP_HOST, 0) > 0, run.stdout[-2000:]
     # The documented question: what changed on this host (today)?
     today = time.strftime("%Y-%m-%d", time.gmtime())
     query = subprocess.run([sys.executable, str(ROOT / "scripts" / "ara_changes.py"), "--host", APP_HOST,
-                            "--since", today], env=env, capture_output=True, text=True, timeout=300)
+                            "--since", today], env=dict(os.environ, **env), capture_output=True, text=True,
+                           timeout=300)
     assert query.returncode == 0, query.stderr[-2000:]
     print(query.stdout)
     assert "site.yml" in query.stdout and "node_exporter" in query.stdout, query.stdout + query.stderr
