@@ -122,10 +122,10 @@ def test_notified_handlers_exist():
 def test_main_is_a_table_of_contents():
     main = load(ROLE / "tasks" / "main.yml")
     block = main[1]["block"]
-    assert [t["name"] for t in block] == ["Preflight", "Probe", "Install", "Configure", "Run"]
+    assert [t["name"] for t in block] == ["Facts of this host", "Preflight", "Probe", "Install", "Configure", "Run"]
     assert [t.get("ansible.builtin.import_tasks") for t in block] == [
-        "preflight.yml", None, "install.yml", "configure.yml", "run.yml"]
-    assert block[1]["ansible.builtin.include_role"] == {"name": "monstack.stack.common", "tasks_from": "probe"}
+        None, "preflight.yml", None, "install.yml", "configure.yml", "run.yml"]
+    assert block[2]["ansible.builtin.include_role"] == {"name": "monstack.stack.common", "tasks_from": "probe"}
 
 
 def tasks_by_name(filename):
@@ -160,9 +160,15 @@ def test_health_wait_checks_the_database_not_the_port():
     assert int(str(wait["retries"]).strip("{} ").replace("grafana_health_retries", "60")) > 0
 
 
-def test_playbook_imports_facts_then_runs_the_role():
+def test_playbook_runs_the_preflight_then_the_role():
     play = load(ROOT / "playbooks" / "grafana.yml")
     assert play[0]["ansible.builtin.import_playbook"] == "preflight.yml"
-    assert play[1]["ansible.builtin.import_playbook"] == "facts.yml"
-    assert play[2]["hosts"] == "grafana"
-    assert play[2]["roles"][0]["role"] == "monstack.stack.grafana"
+    assert play[1]["hosts"] == "grafana"
+    role = play[1]["tasks"][0]["ansible.builtin.import_role"]
+    assert role["name"] == "monstack.stack.grafana"
+    # the preflight play has checked the role's argument specs
+    assert role["rolespec_validate"] is False
+    # no facts play: the role gathers the facts its checks read, only when missing
+    facts = load(ROLE / "tasks" / "main.yml")[1]["block"][0]
+    assert facts["ansible.builtin.setup"]["gather_subset"] == ["min"]
+    assert facts["when"] == "ansible_facts.architecture is not defined"
