@@ -132,7 +132,6 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
     FileSetError, check_name, dir_difference, parse_mode, read_current, resolve_owner, same_file, stale_names)
 
@@ -258,6 +257,9 @@ def newer_than_process(paths, unit):
 
 def loaded_since(spec):
     """The service's last successful configuration load (Unix seconds), or None."""
+    # Imported here: only components with a reload check need it, and it is
+    # the heaviest import of this module on the host (ssl, http.client).
+    from ansible.module_utils.urls import open_url  # pylint: disable=import-outside-toplevel
     try:
         response = open_url(spec["url"], url_username=spec.get("username") or None,
                             url_password=spec.get("password") or None,
