@@ -69,7 +69,7 @@ def render(name: str) -> str:
     out += [*USE.get(name, [
                 "Use it through the playbooks (see the top-level README), or alone (the collection",
                 "`monstack.stack`, installed or this clone):"]), "", "```yaml",
-            "- ansible.builtin.import_playbook: monstack.stack.preflight", "- ansible.builtin.import_playbook: monstack.stack.facts",
+            "- ansible.builtin.import_playbook: monstack.stack.preflight",
             f"- hosts: {HOSTS.get(name, 'all')}", "  become: true", "  roles:", f"    - monstack.stack.{name}", "```", "",
             "## Tags", "", *TAGS.get(name, [
                 f"`{name}` (everything), `{name}_install` (release, links or package, system user),",
