@@ -176,10 +176,13 @@ def test_latency_is_added_and_observed(start_app):
     assert app.predict()[0] == 200
     assert time.monotonic() - start >= 0.3
     _, samples = app.metrics()
-    bucket = "inference_request_duration_seconds_bucket"
-    assert value(samples, bucket, endpoint="/predict", le="0.25") == 0
-    assert value(samples, bucket, endpoint="/predict", le="0.5") + value(samples, bucket, endpoint="/predict",
-                                                                       le="1.0") >= 1
+    # Above 0.25 s, and observed once; no upper bound on how long a loaded
+    # CI machine takes to wake the sleeping handler.
+    name = "inference_request_duration_seconds"
+    assert value(samples, name + "_bucket", endpoint="/predict", le="0.25") == 0
+    assert value(samples, name + "_bucket", endpoint="/predict", le="+Inf") == 1
+    assert value(samples, name + "_count", endpoint="/predict") == 1
+    assert value(samples, name + "_sum", endpoint="/predict") >= 0.3
 
 
 def test_self_traffic_moves_the_counters(start_app):
