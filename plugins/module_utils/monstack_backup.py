@@ -8,9 +8,9 @@ playbooks/restore.yml) and of the scheduled local backups
 (roles/backup/files/monstack_backup_scheduled.py, installed beside a copy of this
 file on the hosts, where Ansible is not installed). So it needs only Python's
 standard library, and reaches outside Python through a System its caller gives it:
-the module runs programs with AnsibleModule.run_command and makes HTTP requests
-with ansible.module_utils.urls.open_url, the scheduled command with subprocess and
-urllib. Archives are compressed in this process (gzip through zlib, xz through
+both run programs with run_program below (subprocess, with a timeout, which
+AnsibleModule.run_command lacks); the module makes HTTP requests with
+ansible.module_utils.urls.open_url, the scheduled command with urllib. Archives are compressed in this process (gzip through zlib, xz through
 lzma), streamed, never held whole in memory.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import shutil
 import signal
 import sqlite3
 import stat
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -79,6 +80,18 @@ class System:
     def __init__(self, run, request):
         self.run = run
         self.request = request
+
+
+def run_program(argv: list[str], timeout: int) -> tuple[int, str, str]:
+    """System.run for the module and the scheduled command: the program's answer,
+    or OSError when it cannot start or does not finish within `timeout` seconds
+    (a hung systemctl must not hold a paused Prometheus or the backup forever)."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                                env=dict(os.environ, LC_ALL="C"))
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"{argv[0]} did not finish within {timeout} s") from exc
+    return result.returncode, result.stdout, result.stderr
 
 
 # --------------------------------------------------------------------------
@@ -167,7 +180,7 @@ def program_version(system: System, binary: str | None) -> dict:
         return {"version": None, "raw": None, "binary": binary}
     try:
         _rc, out, err = system.run([binary, "--version"], 30)
-    except OSError as exc:  # also a timeout (subprocess.TimeoutExpired is no OSError: the runner converts it)
+    except OSError as exc:  # also a timeout (run_program converts subprocess.TimeoutExpired)
         return {"version": None, "raw": str(exc), "binary": binary}
     text = (out + "\n" + err).strip()
     match = re.search(r"[Vv]ersion\s+v?(\d+\.\d+\.\d+\S*)", text)

@@ -262,16 +262,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError, open_url
 
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_backup import (
-    ACTIONS, BackupError, System, write_metric)
+    ACTIONS, BackupError, System, run_program, write_metric)
 
 
-def module_system(module: AnsibleModule) -> System:
-    """Programs through run_command, HTTP through open_url (the host's own services, over loopback)."""
-
-    def run(argv, timeout):
-        # run_command has no timeout of its own: the task's `timeout` keyword bounds the module.
-        del timeout
-        return module.run_command(argv, handle_exceptions=False)
+def module_system() -> System:
+    """Programs through run_program (with its timeout), HTTP through open_url (the host's own services, over loopback)."""
 
     def request(url, method, headers, data, timeout):
         try:
@@ -282,7 +277,7 @@ def module_system(module: AnsibleModule) -> System:
         with contextlib.closing(answer):
             return answer.headers.get("Content-Type", ""), answer.read()
 
-    return System(run, request)
+    return System(run_program, request)
 
 
 def main() -> None:
@@ -325,7 +320,7 @@ def main() -> None:
             path = write_metric(params["textfile_dir"], params["metric_kind"], params["component"], params["success"],
                                 manifest.get("archive", {}).get("size", 0), manifest.get("duration_seconds", 0.0))
             module.exit_json(changed=True, path=path)
-        result = ACTIONS[params["action"]](module_system(module), params)
+        result = ACTIONS[params["action"]](module_system(), params)
     except BackupError as exc:
         module.fail_json(msg=str(exc), problems=[str(exc)])
     except (OSError, sqlite3.Error) as exc:

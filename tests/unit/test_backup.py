@@ -9,7 +9,7 @@ real Alertmanager whose silences come back; real SQLite databases written to
 while they are backed up. The rest: archives and manifests (one changed byte
 is refused, naming the file), the store's retention, version compatibility,
 the textfile metric and the scheduled-backup command, installed as on a host; the
-module through ansible-playbook (programs through run_command, HTTP through open_url)
+module through ansible-playbook (programs with a timeout, HTTP through open_url)
 and the backup and restore playbooks on this machine.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ sys.modules.setdefault("monstack_backup", mb)
 scheduled = load("monstack_backup_scheduled", SCHEDULED_PATH)
 module = load("monstack_backup_module", MODULE_PATH)
 # Programs and HTTP as the scheduled command reaches them (subprocess, urllib).
-SYSTEM = mb.System(scheduled.run, scheduled.request)
+SYSTEM = mb.System(mb.run_program, scheduled.request)
 
 CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
 PROMETHEUS = CACHE / "bin" / "prometheus"
@@ -643,8 +643,11 @@ def test_the_module_documents_its_options():
     for option, spec in doc["options"].items():
         assert f"{option}=dict(type=\"{spec['type']}\"" in source, option
     assert doc["options"]["compression"]["choices"] == list(mb.ARCHIVE_NAMES)
-    for text in (source, ENGINE_PATH.read_text()):  # programs through run_command, HTTP through open_url
-        assert "import subprocess" not in text and "urlopen" not in text
+    # HTTP through open_url; programs through the engine's run_program, which has a timeout
+    # (run_command has none)
+    for text in (source, ENGINE_PATH.read_text()):
+        assert "urlopen" not in text and "module.run_command" not in text
+    assert "System(run_program, request)" in source
 
 
 # --------------------------------------------------------------------------
@@ -658,7 +661,7 @@ def ansible_env(**extra: str) -> dict:
 @needs_alertmanager
 def test_the_module_runs_the_program_and_asks_the_api_through_ansible(alertmanager, tmp_path):
     """monstack.stack.monstack_backup by its full name: the version from `alertmanager --version`
-    (run_command) and the silences over the API (open_url), the password of the checks never shown."""
+    (run_program) and the silences over the API (open_url), the password of the checks never shown."""
     proc = alertmanager["start"]()
     silence(alertmanager["url"], "ThroughAnsible")
     secret = "check-password-4711"
@@ -754,3 +757,14 @@ def test_a_bad_variable_stops_backup_and_restore_before_anything(tmp_path):
         assert "Validating arguments against arg spec" in output and variable in output and value in output, \
             output[-2000:]
     assert not (tmp_path / "store").exists() and not (tmp_path / "spool").exists()
+
+
+def test_run_program_answers_and_bounds_the_time():
+    """A program's answer, and a clear OSError (not a hang) when it outlives its timeout."""
+    assert mb.run_program(["sh", "-c", "echo out; echo err >&2; exit 3"], 10) == (3, "out\n", "err\n")
+    started = time.monotonic()
+    with pytest.raises(OSError, match="sleep did not finish within 1 s"):
+        mb.run_program(["sleep", "30"], 1)
+    assert time.monotonic() - started < 10
+    with pytest.raises(OSError):
+        mb.run_program(["/nonexistent/program"], 10)

@@ -21,21 +21,12 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import monstack_backup as engine  # noqa: E402  pylint: disable=wrong-import-position
-
-
-def run(argv: list[str], timeout: int) -> tuple[int, str, str]:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise OSError(f"{argv[0]} did not finish within {timeout} s") from exc
-    return result.returncode, result.stdout, result.stderr
 
 
 def request(url: str, method: str, headers: dict, data: bytes | None, timeout: int) -> tuple[str, bytes]:
@@ -80,7 +71,7 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
-    system = engine.System(run, request)
+    system = engine.System(engine.run_program, request)
     failures = 0
     for item in config["components"]:
         try:
