@@ -230,12 +230,12 @@ import fcntl
 import fnmatch
 import json
 import os
-import tempfile
 import time
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import FileSetError, apply_sets
+from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
+    FileSetError, apply_sets, discard, fsync_dir, write_temp)
 
 STORE = "store.json"
 LOCK = "lock.json"
@@ -272,19 +272,15 @@ def read_json(path, default):
 
 def save_json(path, data, mode=0o640):
     """Replace ``path`` by a complete new file (a reader sees the old or the new one, never a part)."""
-    directory = os.path.dirname(path)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=".tmp-",
-                                     delete=False) as handle:
-        try:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.chmod(handle.name, mode)
-            os.replace(handle.name, path)
-        except BaseException:
-            os.unlink(handle.name)
-            raise
+    directory, name = os.path.split(path)
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    tmp = write_temp(directory, name, text.encode("utf-8"), -1, -1, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+    fsync_dir(directory)
 
 
 class Guard:
