@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   bring up the demo stack on local test hosts and print its URLs
 #   make test   run every test (lint, unit, molecule) and print a summary
-.PHONY: demo demo-down test lint unit molecule setup bench bench-sbs
+.PHONY: demo demo-down test lint unit molecule setup bench bench-sbs bench-scaling
 
 setup:
 	scripts/setup.sh
@@ -28,3 +28,9 @@ bench: setup
 # The standard collection prometheus.prometheus beside this package on the same kind of hosts.
 bench-sbs: setup
 	scripts/side_by_side_bench.sh .
+
+# What an added host costs on a no-change rerun: 3 and HOSTS (default 10) hosts
+# of one set, site.yml against its floor (application hosts: preflight and one
+# module call), with the controller's and the hosts' CPU.
+bench-scaling: setup
+	scripts/bench_scaling.sh
