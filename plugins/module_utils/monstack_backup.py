@@ -10,8 +10,9 @@ file on the hosts, where Ansible is not installed). So it needs only Python's
 standard library, and reaches outside Python through a System its caller gives it:
 both run programs with run_program below (subprocess, with a timeout, which
 AnsibleModule.run_command lacks); the module makes HTTP requests with
-ansible.module_utils.urls.open_url, the scheduled command with urllib. Archives are compressed in this process (gzip through zlib, xz through
-lzma), streamed, never held whole in memory.
+ansible.module_utils.urls.open_url, the scheduled command with urllib.
+Archives are compressed in this process (gzip through zlib, xz through lzma),
+streamed, never held whole in memory.
 """
 from __future__ import annotations
 

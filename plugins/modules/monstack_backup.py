@@ -266,7 +266,7 @@ from ansible_collections.monstack.stack.plugins.module_utils.monstack_backup imp
 
 
 def module_system() -> System:
-    """Programs through run_program (with its timeout), HTTP through open_url (the host's own services, over loopback)."""
+    """Programs through run_program (it has a timeout), HTTP through open_url (the host's own services)."""
 
     def request(url, method, headers, data, timeout):
         try:
