@@ -32,8 +32,7 @@ IMAGE=${IMAGE:-monstack-test:debian12}
 
 case "$N" in '' | *[!0-9]*) echo "HOSTS must be a number of hosts (2 or more)" >&2; exit 2 ;; esac
 [ "$N" -ge 2 ] || { echo "HOSTS must be 2 or more (one server, the rest app hosts)" >&2; exit 2; }
-docker info >/dev/null 2>&1 || { echo "no docker engine answers (make setup)" >&2; exit 1; }
-docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "no image $IMAGE (make setup)" >&2; exit 1; }
+need_image "$IMAGE"
 
 # ---- the base checkout: a detached worktree of $BASE, using our venv
 base_sha=$(git rev-parse --verify "$BASE^{commit}")
@@ -49,38 +48,14 @@ server=$PRE-h1
 clean() { for h in $(hosts); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
 trap clean EXIT
 fresh() {
-  clean
-  docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
-  for h in $(hosts); do
-    docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD_OPTS[@]}" \
-      "$IMAGE" /lib/systemd/systemd >/dev/null
-  done
   # shellcheck disable=SC2046
-  wait_systemd $(hosts)
+  start_hosts "$NET" "$IMAGE" $(hosts)
 }
 
 # ---- one inventory for both checkouts, the demo inventory's shape
 rm -rf "$W"/run
-mkdir -p "$W/run/inventory"
-{
-  echo "all:"
-  echo "  vars:"
-  echo "    ansible_connection: community.docker.docker"
-  echo "    monstack_environment: bench"
-  echo "  hosts:"
-  for h in $(hosts); do echo "    $h:"; done
-  echo "  children:"
-  echo "    prometheus: {hosts: {$server: }}"
-  echo "    alertmanager: {hosts: {$server: }}"
-  echo "    grafana: {hosts: {}}"
-  echo "    apps:"
-  echo "      hosts:"
-  for h in $(hosts | tail -n +2); do echo "        $h:"; done
-} >"$W/run/inventory/hosts.yml"
-cp -r "$ROOT/inventories/demo/group_vars" "$W/run/inventory/"
-# The demo's webhook receiver (demo_app.yml) is not part of site.yml: point
-# the receiver at an address that exists on every host instead.
-sed -i 's#http://monstack-demo-app1:9095/alerts#http://127.0.0.1:5001/#' "$W/run/inventory/group_vars/all/main.yml"
+# shellcheck disable=SC2046
+bench_inventory "$W/run/inventory" $(hosts)
 INV=$W/run/inventory/hosts.yml
 
 # One mirror for both checkouts: the artifact mirror (symlinks), plus the name

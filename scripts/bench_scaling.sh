@@ -36,45 +36,17 @@ IMAGE=${IMAGE:-monstack-test:debian12}
 case "$N" in '' | *[!0-9]*) echo "HOSTS must be a number of hosts (4 or more)" >&2; exit 2 ;; esac
 case "$R" in '' | *[!0-9]* | 0) echo "REPS must be a number of runs (1 or more)" >&2; exit 2 ;; esac
 [ "$N" -ge 4 ] || { echo "HOSTS must be 4 or more (it is compared with 3 hosts)" >&2; exit 2; }
-docker info >/dev/null 2>&1 || { echo "no docker engine answers (make setup)" >&2; exit 1; }
-docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "no image $IMAGE (make setup)" >&2; exit 1; }
+need_image "$IMAGE"
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 1; }
 
 hosts() { for i in $(seq 1 "$1"); do echo "$PRE-h$i"; done; }
 clean() { for h in $(hosts "$N"); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
 [ "${KEEP:-0}" = 1 ] || trap clean EXIT
-clean
-docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
-for h in $(hosts "$N"); do
-  docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD_OPTS[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
-done
 # shellcheck disable=SC2046
-wait_systemd $(hosts "$N")
-
-# inventory SIZE: the demo inventory's shape on the first SIZE hosts
+start_hosts "$NET" "$IMAGE" $(hosts "$N")
 rm -rf "$W"
-inventory() {
-  local n=$1 d=$W/inv-$1
-  mkdir -p "$d"
-  {
-    echo "all:"
-    echo "  vars:"
-    echo "    ansible_connection: community.docker.docker"
-    echo "    monstack_environment: bench"
-    echo "  hosts:"
-    for h in $(hosts "$n"); do echo "    $h:"; done
-    echo "  children:"
-    echo "    prometheus: {hosts: {$PRE-h1: }}"
-    echo "    alertmanager: {hosts: {$PRE-h1: }}"
-    echo "    grafana: {hosts: {}}"
-    echo "    apps:"
-    echo "      hosts:"
-    for h in $(hosts "$n" | tail -n +2); do echo "        $h:"; done
-  } >"$d/hosts.yml"
-  cp -r "$ROOT/inventories/demo/group_vars" "$d/"
-  # the demo's webhook receiver is not part of site.yml
-  sed -i 's#http://monstack-demo-app1:9095/alerts#http://127.0.0.1:5001/#' "$d/group_vars/all/main.yml"
-}
+# shellcheck disable=SC2046
+inventory() { bench_inventory "$W/inv-$1" $(hosts "$1"); }
 inventory 3
 inventory "$N"
 
