@@ -45,7 +45,8 @@ ours_desc=$(git describe --always --dirty)
 
 hosts() { for i in $(seq 1 "$N"); do echo "$PRE-h$i"; done; }
 server=$PRE-h1
-clean() { for h in $(hosts); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
+# shellcheck disable=SC2046
+clean() { remove_hosts $(hosts); }
 trap clean EXIT
 fresh() {
   # shellcheck disable=SC2046

@@ -40,7 +40,8 @@ need_image "$IMAGE"
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 1; }
 
 hosts() { for i in $(seq 1 "$1"); do echo "$PRE-h$i"; done; }
-clean() { for h in $(hosts "$N"); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
+# shellcheck disable=SC2046
+clean() { remove_hosts $(hosts "$N"); }
 [ "${KEEP:-0}" = 1 ] || trap clean EXIT
 # shellcheck disable=SC2046
 start_hosts "$NET" "$IMAGE" $(hosts "$N")

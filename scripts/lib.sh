@@ -19,12 +19,18 @@ wait_systemd() {
   done
 }
 
+# remove_hosts HOST...: remove the containers HOST... (missing ones are fine).
+remove_hosts() {
+  local host
+  for host in "$@"; do docker rm -f "$host" >/dev/null 2>&1 || true; done
+}
+
 # start_hosts NET IMAGE HOST...: new systemd containers HOST... (any old ones of
 # those names removed) on docker network NET (made if missing), booted.
 start_hosts() {
   local net=$1 image=$2 host
   shift 2
-  for host in "$@"; do docker rm -f "$host" >/dev/null 2>&1 || true; done
+  remove_hosts "$@"
   docker network inspect "$net" >/dev/null 2>&1 || docker network create "$net" >/dev/null
   for host in "$@"; do
     docker run -d --name "$host" --hostname "$host" --network "$net" "${SYSTEMD_OPTS[@]}" \

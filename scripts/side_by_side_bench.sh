@@ -38,22 +38,15 @@ export ANSIBLE_NOCOLOR=1
 mkdir -p "$W"
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
-docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
 
 version() { # version NAME: the NAME_version of the demo group_vars
   sed -nE "s/^$1_version: *\"?([^\" ]+)\"?.*/\1/p" "$GV"
 }
 hosts() { for i in $(seq 1 "$N"); do echo "$X$1-h$i"; done; }
-fresh() { # fresh PREFIX: N new systemd containers
-  local h s
-  for h in $(hosts "$1"); do
-    docker rm -f "$h" >/dev/null 2>&1 || true
-    docker run -d --name "$h" --hostname "$h" --network "$NET" "${SYSTEMD_OPTS[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
-  done
-  # shellcheck disable=SC2046
-  wait_systemd $(hosts "$1")
-}
-clean() { local h; for h in $(hosts "$1"); do docker rm -f "$h" >/dev/null 2>&1 || true; done; }
+# shellcheck disable=SC2046
+fresh() { start_hosts "$NET" "$IMAGE" $(hosts "$1"); } # fresh PREFIX: N new systemd containers
+# shellcheck disable=SC2046
+clean() { remove_hosts $(hosts "$1"); }
 timed() { # timed LABEL SERVER DIR CMD...: prints seconds, changed (all hosts), server ok/changed/skipped
   local label=$1 server=$2 dir=$3 s e ch srv
   shift 3
