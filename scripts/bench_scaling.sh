@@ -38,6 +38,11 @@ case "$R" in '' | *[!0-9]* | 0) echo "REPS must be a number of runs (1 or more)"
 [ "$N" -ge 4 ] || { echo "HOSTS must be 4 or more (it is compared with 3 hosts)" >&2; exit 2; }
 need_image "$IMAGE"
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 1; }
+# The floor must import site.yml's plays but the exporters: stop if they drifted apart.
+floor_plays=$(sed -nE 's#.*import_playbook: \.\./playbooks/([a-z_]+\.yml)$#\1#p' scripts/bench_scaling_floor.yml | grep -vx preflight.yml)
+site_plays=$(sed -nE 's#.*import_playbook: ([a-z_]+\.yml)$#\1#p' playbooks/site.yml | grep -vx exporters.yml)
+[ "$floor_plays" = "$site_plays" ] ||
+  { echo "scripts/bench_scaling_floor.yml no longer imports what playbooks/site.yml does (but exporters.yml): update it" >&2; exit 1; }
 
 hosts() { for i in $(seq 1 "$1"); do echo "$PRE-h$i"; done; }
 # shellcheck disable=SC2046
