@@ -75,7 +75,7 @@ BRACKETED = rf"\[(?:{IPV6}|{host(CLOSE)}){CLOSE}"
 PORT = r"(?=[0-9]{1,5}$)0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 HOST_FIELD = rf"^(?:{BRACKETED}|{IPV6}$|{host('$')})$"
 TARGET_STRING = rf"^(?:{BRACKETED}|{host(':')}):{PORT}$"
-URL = rf"[hH][tT][tT][pP][sS]?://[^/?#{CONTROL}{SPACE}]+[^{CONTROL}{SPACE}]*"
+URL = rf"[hH][tT][tT][pP][sS]?://[^/?#@{CONTROL}{SPACE}]+(?:[/?#][^{CONTROL}{SPACE}]*)?"  # no user info
 RESERVED_LABELS = ["commit", "environment", "instance", "job", "service", "version"]
 
 

@@ -16,7 +16,10 @@ tie would be ambiguous, which is reported as an error instead).
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import ipaddress
 import json
+import posixpath
 import re
 import socket
 import struct
@@ -24,6 +27,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -48,7 +52,8 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 METRICS_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 # [hH]... rather than (?i): Python's case folding would let 'ſ' (U+017F) stand for 's'.
-URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#\s\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*")
+# No '@' in the authority: user info (http://user:password@host/) is refused.
+URL_RE = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#@\s\x00-\x1f\x7f-\x9f]+(?:[/?#][^\s\x00-\x1f\x7f-\x9f]*)?")
 DNS_NAME_RE = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
@@ -77,6 +82,41 @@ RESERVED_LABELS = frozenset(
 )
 FILE_SEPARATOR = "--"
 FILE_SUFFIX = ".json"
+
+# --------------------------------------------------------------------------
+# Policy (limits and allowed destinations; the playbook's deployment_* variables,
+# docs/deployments.md "Limits and policy"). Records come from CI pipelines that
+# anyone who can push a branch may run: they are untrusted input.
+# --------------------------------------------------------------------------
+# Never probed or scraped unless the operator opens them up (deployment_denied_targets):
+# loopback, "this network"/unspecified, link-local (cloud metadata at 169.254.169.254,
+# fd00:ec2::254), multicast and broadcast, and the names that mean this host or metadata.
+DEFAULT_DENIED_TARGETS = (
+    "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "169.254.0.0/16", "fe80::/10",
+    "224.0.0.0/4", "ff00::/8", "255.255.255.255/32", "fd00:ec2::254/128", "100.100.100.200/32",
+    "localhost", "*.localhost", "localhost.localdomain", "metadata", "metadata.google.internal",
+    "instance-data", "instance-data.ec2.internal",
+)
+# Paths (anywhere in metrics_path or a health_url's path, after decoding) that change
+# state or cost a lot on a GET: VictoriaMetrics deletes series on a GET.
+DEFAULT_DENIED_PATHS = (
+    "/api/v1/admin/", "/-/reload", "/-/quit", "/snapshot/", "/internal/force_merge",
+    "/internal/force_flush", "/internal/resetRollupResultCache", "/debug/pprof/", "/api/admin/",
+)
+DEFAULT_POLICY: dict[str, Any] = {
+    "max_labels": 16,
+    "max_label_name_length": 64,
+    "max_label_value_length": 256,
+    "max_clock_skew": 300,
+    "now": None,  # seconds since the epoch; None: deployed_at is not checked against a clock
+    "allowed_targets": {},
+    "denied_targets": list(DEFAULT_DENIED_TARGETS),
+    "denied_paths": list(DEFAULT_DENIED_PATHS),
+}
+# The playbook's variable behind each policy key, for messages.
+POLICY_VARIABLES = {key: "now" if key == "now" else f"deployment_{key}" for key in DEFAULT_POLICY}
+# A host name that inet_aton() would read as an address (0x7f.1, 2130706433, 127.1).
+NUMERIC_NAME_RE = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*\.?")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
@@ -498,6 +538,11 @@ def check_url(who: str, field: str, value: Any) -> str:
     if not isinstance(value, str):
         expected(who, field, what, value)
     if not URL_RE.fullmatch(value):
+        authority = re.split(r"[/?#]", value.partition("://")[2], maxsplit=1)[0]
+        if "://" in value and "@" in authority:
+            # never shown: the part before '@' is a user name and often a password
+            fail(who, field, "user info ('user:password@') is not allowed in a URL; "
+                             "a record is not the place for credentials")
         expected(who, field, what, value)
     return str(value)
 
@@ -565,7 +610,7 @@ def check_record(record: Any, number: int) -> Deployment:
     """Validate and normalize one record (``number`` is 1-based, for messages)."""
     if not isinstance(record, Mapping):
         raise AnsibleFilterError(
-            f"record #{number}: expected a deployment record (a mapping), got {show(record)}"
+            f"record #{number}: expected a deployment record (a mapping), got {kind_of(record)}"
         )
     who = describe(record, number)
     private = check_keys(who, record)
@@ -608,15 +653,219 @@ def check_record(record: Any, number: int) -> Deployment:
     return Deployment(out, service, environment, version, status, commit, epoch_us, who)
 
 
-def check_records(records: Any) -> list[Deployment]:
-    """A list of records (a single mapping is accepted as a list of one)."""
+def check_records(records: Any, policy: Any = None) -> list[Deployment]:
+    """A list of records (a single mapping is accepted as a list of one), each checked
+    against the record contract and, when a policy is given, the policy ({}: the default one)."""
     if isinstance(records, Mapping):
         records = [records]
     if not isinstance(records, (list, tuple)):
         raise AnsibleFilterError(
             f"expected a list of deployment records, got {show(records)}"
         )
-    return [check_record(record, number) for number, record in enumerate(records, 1)]
+    rules = None if policy is None else compile_policy(policy)
+    deps = [check_record(record, number) for number, record in enumerate(records, 1)]
+    if rules is not None:
+        for dep in deps:
+            check_policy(dep, rules)
+    return deps
+
+
+# --------------------------------------------------------------------------
+# Policy: limits, the clock, allowed and denied destinations and paths
+# --------------------------------------------------------------------------
+class Rule(NamedTuple):
+    """One entry of deployment_allowed_targets / deployment_denied_targets."""
+
+    text: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    glob: str | None  # a lower-case host name pattern (fnmatch) when not a network
+
+
+class Policy(NamedTuple):
+    max_labels: int
+    max_label_name_length: int
+    max_label_value_length: int
+    max_clock_skew: int
+    now_us: int | None
+    allowed: tuple[tuple[str, tuple[Rule, ...]], ...]  # (environment or '*', rules)
+    denied: tuple[Rule, ...]
+    denied_paths: tuple[str, ...]  # '/segment/.../' lower case
+
+
+def _option_int(key: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected a whole number >= 0, got {show(value)}")
+    return int(value)
+
+
+def _option_list(key: str, value: Any) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected a list, got {show(value)}")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected non-empty strings, got {show(item)}")
+    return [str(item).strip() for item in value]
+
+
+def _rule(key: str, text: str) -> Rule:
+    try:
+        return Rule(text, ipaddress.ip_network(text.lower(), strict=False), None)
+    except ValueError:
+        pass
+    glob = text.lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9_*?.-]+", glob):
+        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: {text!r} is neither a network (such as "
+                                 f"'10.1.0.0/16') nor a host name pattern (such as '*.prod.example.com')")
+    return Rule(text, None, glob)
+
+
+def _path_pattern(key: str, text: str) -> str:
+    inner = text.strip("/").lower()
+    if not inner:
+        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: {text!r}: expected a path such as '/api/v1/admin/'")
+    return f"/{inner}/"
+
+
+def compile_policy(policy: Any) -> Policy:
+    """The policy mapping (keys of DEFAULT_POLICY; missing keys take the defaults) -> Policy."""
+    if not isinstance(policy, Mapping):
+        raise AnsibleFilterError(f"policy: expected a mapping with keys {', '.join(DEFAULT_POLICY)}, "
+                                 f"got {show(policy)}")
+    unknown = sorted(str(key) for key in policy if key not in DEFAULT_POLICY)
+    if unknown:
+        raise AnsibleFilterError(f"policy: unknown keys {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+    given = {**DEFAULT_POLICY, **policy}
+    now = given["now"]
+    if now is not None:
+        try:
+            if isinstance(now, bool):
+                raise ValueError
+            now_us = int(float(now) * 1_000_000)
+        except (TypeError, ValueError):
+            raise AnsibleFilterError(f"policy: now: expected seconds since the epoch, got {show(now)}") from None
+    else:
+        now_us = None
+    allowed = given["allowed_targets"]
+    if allowed is None:
+        allowed = {}
+    if not isinstance(allowed, Mapping):
+        raise AnsibleFilterError(f"deployment_allowed_targets: expected a mapping of environment (or '*') to a "
+                                 f"list of networks and host name patterns, got {show(allowed)}")
+    return Policy(
+        max_labels=_option_int("max_labels", given["max_labels"]),
+        max_label_name_length=_option_int("max_label_name_length", given["max_label_name_length"]),
+        max_label_value_length=_option_int("max_label_value_length", given["max_label_value_length"]),
+        max_clock_skew=_option_int("max_clock_skew", given["max_clock_skew"]),
+        now_us=now_us,
+        allowed=tuple(sorted((str(env), tuple(_rule("allowed_targets", text)
+                                             for text in _option_list("allowed_targets", rules)))
+                             for env, rules in allowed.items())),
+        denied=tuple(_rule("denied_targets", text) for text in _option_list("denied_targets", given["denied_targets"])),
+        denied_paths=tuple(_path_pattern("denied_paths", text)
+                           for text in _option_list("denied_paths", given["denied_paths"])),
+    )
+
+
+def _addresses(host: str) -> tuple[Any, ...]:
+    """The IP addresses a normalized host stands for (an IPv4-mapped IPv6 address is also its IPv4)."""
+    text = host[1:-1] if host.startswith("[") else host
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return ()
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (address, mapped) if mapped is not None else (address,)
+
+
+def _matches(rule: Rule, host: str, addresses: tuple[Any, ...]) -> bool:
+    if rule.network is not None:
+        return any(a.version == rule.network.version and a in rule.network for a in addresses)
+    return not addresses and fnmatch.fnmatchcase(host, rule.glob or "")
+
+
+@lru_cache(maxsize=16384)
+def destination_problem(host: str, environment: str, policy: Policy) -> str | None:
+    """Why a normalized host may not be a target or health check in environment, or None."""
+    addresses = _addresses(host)
+    if not addresses and NUMERIC_NAME_RE.fullmatch(host):
+        return (f"host {host!r} would be read as an IP address in a non-standard form; "
+                f"write the address as a dotted quad")
+    for rule in policy.denied:
+        if _matches(rule, host, addresses):
+            return (f"host {host} is refused by deployment_denied_targets ({rule.text}): by default "
+                    f"loopback, link-local (cloud metadata), unspecified, multicast and broadcast addresses and "
+                    f"localhost names; an operator opens one up by setting deployment_denied_targets")
+    rules = dict(policy.allowed)
+    chosen = rules.get(environment, rules.get("*"))
+    if chosen is not None and not any(_matches(rule, host, addresses) for rule in chosen):
+        shown = ", ".join(rule.text for rule in chosen) or "nothing"
+        return (f"host {host} is not allowed in environment {environment!r} "
+                f"(deployment_allowed_targets: {shown})")
+    return None
+
+
+def path_problem(path: str, policy: Policy) -> str | None:
+    """The denied path pattern that path contains (after decoding and normalizing), or None."""
+    text = path
+    for _ in range(3):  # %252e... decoded twice by two proxies
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    text = re.sub(r"/+", "/", "/" + text.replace("\\", "/").lower())
+    text = posixpath.normpath(text).rstrip("/") + "/"
+    for pattern in policy.denied_paths:
+        if pattern in text:
+            return (f"the path contains {pattern.rstrip('/')!r}, an administrative endpoint "
+                    f"(deployment_denied_paths)")
+    return None
+
+
+def check_policy(dep: Deployment, policy: Policy) -> None:
+    """The limits and destinations a record must keep to beyond its contract."""
+    rec, who = dep.record, dep.who
+    labels = rec["labels"]
+    if len(labels) > policy.max_labels:
+        fail(who, "labels", f"{len(labels)} labels, more than deployment_max_labels ({policy.max_labels})")
+    for name, value in labels.items():
+        if len(name) > policy.max_label_name_length:
+            fail(who, f"labels.{name[:40]}...", f"a label name of {len(name)} characters, longer than "
+                                                 f"deployment_max_label_name_length ({policy.max_label_name_length})")
+        if len(value) > policy.max_label_value_length:
+            fail(who, f"labels.{name}", f"a value of {len(value)} characters, longer than "
+                                        f"deployment_max_label_value_length ({policy.max_label_value_length})")
+    if policy.now_us is not None and dep.epoch_us > policy.now_us + policy.max_clock_skew * 1_000_000:
+        ahead = (dep.epoch_us - policy.now_us) // 1_000_000
+        fail(who, "deployed_at", f"{rec['deployed_at']} is {ahead} s ahead of the controller's clock, more than "
+                                 f"deployment_max_clock_skew ({policy.max_clock_skew} s); a record from the future "
+                                 f"would hide every later deployment of the service")
+    for target in rec["targets"]:
+        host = target.rpartition(":")[0]
+        problem = destination_problem(host, dep.environment, policy)
+        if problem:
+            fail(who, "targets", f"target {target}: {problem}")
+    problem = path_problem(rec["metrics_path"], policy)
+    if problem:
+        fail(who, "metrics_path", problem)
+    url = rec.get("health_url")
+    if url is not None:
+        check_health_url(who, url, dep.environment, policy)
+
+
+def check_health_url(who: str, url: str, environment: str, policy: Policy) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement  # raises on a bad port
+    except ValueError:
+        fail(who, "health_url", "not a valid URL (host or port)")
+    host = normalize_host(parts.hostname or "")
+    if host is None:
+        fail(who, "health_url", "expected a DNS name, an IPv4 or an IPv6 address as the URL's host")
+    problem = destination_problem(host, environment, policy) or path_problem(parts.path or "/", policy)
+    if problem:
+        fail(who, "health_url", problem)
 
 
 def _content(dep: Deployment) -> dict[str, Any]:
@@ -722,9 +971,9 @@ def annotation(dep: Deployment) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 # The filters (thin wrappers; each is registered by its own plugin file)
 # --------------------------------------------------------------------------
-def deployment_validate(records: Any) -> list[Record]:
+def deployment_validate(records: Any, policy: Any = None) -> list[Record]:
     """Normalized records (defaults applied, targets as 'host:port', duplicates removed)."""
-    return [dep.record for dep in check_records(records)]
+    return [dep.record for dep in check_records(records, {} if policy is None else policy)]
 
 
 def deployment_targets(records: Any, info_labels: Any = True) -> list[TargetGroup]:
@@ -840,11 +1089,73 @@ def deployment_store_entries(records: Any, info_labels: Any = True) -> dict[str,
     return {name: store_entry(dep, info) for name, dep in named(latest_records(check_records(records)))}
 
 
-def deployment_parse(contents: Any, sources: Any) -> list[Record]:
-    """Records from the texts of record files (JSON or YAML), each with its file as ``_source``."""
+def kind_of(value: Any) -> str:
+    """The kind of a parsed value, never the value itself (a file may hold a secret)."""
+    if value is None:
+        return "nothing (an empty document)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _yaml_anchor(text: str) -> Any:
+    """The position of the first anchor or alias of a YAML text, or None (no events built
+    into objects: a 'billion laughs' costs nothing here)."""
+    if "&" not in text and "*" not in text:
+        return None
+    for event in yaml.parse(text, Loader=YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            return event.start_mark
+    return None
+
+
+def parse_record(text: str, source: str) -> Record:
+    """One record file's text -> the record with ``_source``; errors name the file, line and
+    column and the problem, never the file's content."""
+    try:
+        if source.endswith(".json"):
+            record = json.loads(text)
+        else:
+            mark = _yaml_anchor(text)
+            if mark is not None:
+                raise AnsibleFilterError(f"{source}: YAML anchors and aliases (&name, *name) are not allowed in a "
+                                         f"record, at line {mark.line + 1}, column {mark.column + 1}")
+            record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
+    except json.JSONDecodeError as exc:
+        raise AnsibleFilterError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                                 f"fix the file or remove it") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = str(getattr(exc, "problem", None) or "not YAML")[:80]
+        raise AnsibleFilterError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
+    except (ValueError, RecursionError):
+        raise AnsibleFilterError(f"{source}: not a usable record (too deeply nested or out of range); "
+                                 f"fix the file or remove it") from None
+    if not isinstance(record, Mapping):
+        raise AnsibleFilterError(f"{source}: expected one deployment record (a mapping of its fields such as "
+                                 f"service, environment, version), got {kind_of(record)}")
+    return dict(record, _source=source)
+
+
+def deployment_parse(contents: Any, sources: Any = None) -> list[Record]:
+    """Records from the texts of record files (JSON or YAML), each with its file as ``_source``.
+
+    ``contents`` is a list of texts with ``sources`` the file names, or (sources omitted)
+    the list of ``{path, text}`` that the deployment_record_files lookup returns.
+    """
     if isinstance(contents, (str, bytes)) or not isinstance(contents, (list, tuple)):
         raise AnsibleFilterError(f"deployment_parse: expected the texts of the record files (a list), "
                                  f"got {show(contents)}")
+    if sources is None and all(isinstance(item, Mapping) for item in contents):
+        sources = [item.get("path") for item in contents]
+        contents = [item.get("text") for item in contents]
     if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)) or len(sources) != len(contents):
         raise AnsibleFilterError(f"deployment_parse: expected one file name per text ({len(contents)}), "
                                  f"got {show(sources)}")
@@ -852,27 +1163,12 @@ def deployment_parse(contents: Any, sources: Any) -> list[Record]:
     for text, source in zip(contents, sources):
         source = str(source)
         if not isinstance(text, str):
-            raise AnsibleFilterError(f"{source}: expected the file's text, got {show(text)}")
-        try:
-            if source.endswith(".json"):
-                record = json.loads(text)
-            else:
-                record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
-        except ValueError as exc:
-            raise AnsibleFilterError(f"{source}: not valid JSON: {exc}; fix the file or remove it") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise AnsibleFilterError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
-        if not isinstance(record, Mapping):
-            raise AnsibleFilterError(f"{source}: expected one deployment record (a mapping of its fields such as "
-                                     f"service, environment, version), got {show(record)}")
-        records.append(dict(record, _source=source))
+            raise AnsibleFilterError(f"{source}: expected the file's text, got {kind_of(text)}")
+        records.append(parse_record(text, source))
     return records
 
 
-def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, str]:
+def deployment_plan(records: Any, info_labels: Any = True, policy: Any = None) -> dict[str, str]:
     """Everything deployments.yml sends to a Prometheus host, from one validation of the records, as JSON text.
 
     Text, not structures: Ansible passes a string on (to set_fact, to a module's
@@ -880,7 +1176,7 @@ def deployment_plan(records: Any, info_labels: Any = True) -> dict[str, str]:
     records node by node. Modules take a JSON object for a dict argument.
     """
     info = check_bool("info_labels", info_labels)
-    deps = check_records(records)
+    deps = check_records(records, {} if policy is None else policy)
     live = current(deps)
     health = health_files(live)
     plan = {
@@ -906,6 +1202,51 @@ def scrape_time(value: Any) -> float | None:
     return stamp.timestamp() + (float(fraction) if fraction else 0.0)
 
 
+# Prometheus' lastError of a target -> what the gate says in the CI log. The target's own
+# answer (a body fragment, a redirect's URL with credentials) never gets there.
+GATE_ERRORS = (
+    (re.compile(r"server returned HTTP status (\d{3})"), "HTTP status {0}"),
+    (re.compile(r"connection refused"), "connection refused"),
+    (re.compile(r"no such host|server misbehaving|lookup .* on "), "name not resolved"),
+    (re.compile(r"i/o timeout|context deadline exceeded|Client\.Timeout|timeout"), "timeout"),
+    (re.compile(r"connection reset|broken pipe|EOF"), "connection closed"),
+    (re.compile(r"no route to host|network is unreachable"), "host unreachable"),
+    (re.compile(r"x509|tls:|certificate"), "TLS error"),
+    (re.compile(r"sample limit exceeded"), "sample_limit exceeded"),
+    (re.compile(r"label_limit exceeded|label limit|label_name_length_limit|label_value_length_limit"),
+     "label limit exceeded"),
+    (re.compile(r"body size limit|exceeds.*bytes"), "body size limit exceeded"),
+    (re.compile(r"stopped after \d+ redirects|redirect"), "redirected"),
+    (re.compile(r"content-type|invalid|unexpected|expected|parse|strconv"), "not a metrics exposition"),
+)
+
+
+def gate_error(text: Any) -> str:
+    """A short, fixed description of a scrape error (its class or HTTP status), never its text."""
+    if not isinstance(text, str) or not text:
+        return "none given"
+    for pattern, short in GATE_ERRORS:
+        match = pattern.search(text)
+        if match:
+            return short.format(*match.groups())
+    return "other error (see the target on Prometheus' targets page)"
+
+
+def safe_url(value: Any) -> str:
+    """A scrape URL for the CI log: scheme, host, port and path; no user info, query or fragment."""
+    if not isinstance(value, str) or not value:
+        return "?"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return CONTROL_RE.sub("?", f"{parts.scheme}://{host}{port}{parts.path}")[:200]
+
+
 def gate_problem(name: str, address: str, labels: Mapping[str, Any],
                  mine: list[Mapping[str, Any]], since: float) -> dict[str, Any]:
     """Why the target of ``labels`` at ``address`` does not count (yet)."""
@@ -917,15 +1258,14 @@ def gate_problem(name: str, address: str, labels: Mapping[str, Any],
         state = "not discovered"
         why = "not discovered yet (Prometheus has no target with all of the record's labels at this address)"
     else:
-        problem.update(health=found.get("health"), last_error=found.get("lastError") or "",
-                       last_scrape=found.get("lastScrape"), scrape_url=found.get("scrapeUrl"))
+        problem.update(health=found.get("health"), last_error=gate_error(found.get("lastError")),
+                       last_scrape=found.get("lastScrape"), scrape_url=safe_url(found.get("scrapeUrl")))
         if (scrape_time(found.get("lastScrape")) or 0.0) <= since:
             state = "not scraped yet"
             why = f"not scraped since its file was written (health {found.get('health')})"
         else:
             state = "down"
-            why = (f"{found.get('health')} at {found.get('scrapeUrl')}, last error: "
-                   f"{found.get('lastError') or 'none given'}")
+            why = f"{problem['health']} at {problem['scrape_url']}, last error: {problem['last_error']}"
     problem["state"] = state
     problem["message"] = f"{name}: {address} ({shown}): {why}"
     return problem

@@ -23,7 +23,7 @@ def test_parse_reads_json_and_yaml_and_names_the_source():
 
 
 @pytest.mark.parametrize("text, name, message", [
-    ("{half", "/srv/d/a.json", r"^/srv/d/a.json: not valid JSON: .*line 1 column 2"),
+    ("{half", "/srv/d/a.json", r"^/srv/d/a.json: not valid JSON at line 1, column 2: "),
     ("service: [", "/srv/d/a.yml", r"^/srv/d/a.yml: not valid YAML at line 2, column 1: did not find expected node content"),
     ("- one\n- two\n", "/srv/d/a.yaml", r"^/srv/d/a.yaml: expected one deployment record .*got a list"),
     ("", "/srv/d/empty.yml", r"^/srv/d/empty.yml: expected one deployment record"),

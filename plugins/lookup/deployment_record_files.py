@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+"""Lookup plugin deployment_record_files: read deployment record files on the controller, safely."""
+from __future__ import annotations
+
+import os
+import stat
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+DOCUMENTATION = r"""
+name: deployment_record_files
+author: monstack maintainers
+short_description: Read deployment record files (a record file or a directory of them) as untrusted input
+description:
+  - Returns the path and text of each record file, for P(monstack.stack.deployment_parse#filter).
+  - With O(expect=directory) a term is a directory; its C(*.json), C(*.yml) and C(*.yaml) files (not those
+    starting with C(.)) are read in name order. With O(expect=file) a term is one record file.
+  - Every record file must be a regular file. A symbolic link, FIFO, socket, device or directory is refused
+    by C(lstat) before it is opened (a FIFO never blocks the run), and the file is opened with C(O_NOFOLLOW).
+  - A file larger than O(max_bytes) is refused before it is read or parsed; a file that is not UTF-8 is refused.
+  - Errors name the file and the problem, never its content.
+  - The texts are data: Ansible does not template what a lookup returns.
+options:
+  _terms:
+    description: Directories (O(expect=directory)) or record files (O(expect=file)).
+    type: list
+    elements: str
+    required: true
+  expect:
+    description: What each term is.
+    type: str
+    choices: [file, directory]
+    default: directory
+  max_bytes:
+    description: The largest record file accepted, in bytes (the playbook's C(deployment_max_record_bytes)).
+    type: int
+    default: 65536
+"""
+
+EXAMPLES = r"""
+- name: Read and parse every record of a directory
+  ansible.builtin.set_fact:
+    records: "{{ query('monstack.stack.deployment_record_files', '/srv/deployments') | monstack.stack.deployment_parse }}"
+
+- name: One record file
+  ansible.builtin.set_fact:
+    records: >-
+      {{ query('monstack.stack.deployment_record_files', 'record.json', expect='file', max_bytes=16384)
+         | monstack.stack.deployment_parse }}
+"""
+
+RETURN = r"""
+_raw:
+  description: One C({path, text}) per record file, in name order within a directory.
+  type: list
+  elements: dict
+"""
+
+PATTERNS = (".json", ".yml", ".yaml")
+KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+
+
+class RecordFileError(Exception):
+    """A record file that may not be read; the message names it."""
+
+
+def kind(mode: int) -> str:
+    for test, name in KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_record_file(path: str, max_bytes: int) -> str:
+    """The text of one record file: a regular file (not a link) of at most max_bytes, UTF-8."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        raise RecordFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise RecordFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise RecordFileError(f"{path}: is {kind(before.st_mode)}; a record must be a regular file "
+                              f"(links, FIFOs and devices are refused)")
+    if before.st_size > max_bytes:
+        raise RecordFileError(f"{path}: {before.st_size} bytes, larger than deployment_max_record_bytes ({max_bytes})")
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        raise RecordFileError(f"{path}: cannot be opened ({exc.strerror}); a record must be a regular file") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise RecordFileError(f"{path}: was replaced while being read; try again")
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise RecordFileError(f"{path}: larger than deployment_max_record_bytes ({max_bytes})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordFileError(f"{path}: not UTF-8 text (at byte {exc.start})") from None
+
+
+def record_paths(directory: str) -> list[str]:
+    """The record files of a directory, by name; none of them is opened here."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except NotADirectoryError:
+        raise RecordFileError(f"{directory}: not a directory") from None
+    except OSError as exc:
+        raise RecordFileError(f"{directory}: cannot be listed ({exc.strerror})") from None
+    return [os.path.join(directory, name) for name in names
+            if name.endswith(PATTERNS) and not name.startswith(".")]
+
+
+def read_records(term: str, expect: str, max_bytes: int) -> list[dict[str, str]]:
+    """[{path, text}] of a record file or of the record files of a directory."""
+    paths = record_paths(term) if expect == "directory" else [term]
+    return [{"path": path, "text": read_record_file(path, max_bytes)} for path in paths]
+
+
+class LookupModule(LookupBase):
+    """query('monstack.stack.deployment_record_files', path, expect=..., max_bytes=...)."""
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        expect, max_bytes = self.get_option("expect"), int(self.get_option("max_bytes"))
+        found: list[dict[str, str]] = []
+        try:
+            for term in terms:
+                found.extend(read_records(str(term), expect, max_bytes))
+        except RecordFileError as exc:
+            raise AnsibleLookupError(str(exc)) from None
+        return found
