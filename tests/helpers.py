@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def ansible_tool(name: str) -> str:
 def ansible_playbook() -> str:
     """Path of ansible-playbook (the venv's first); skip the test when there is none."""
     return ansible_tool("ansible-playbook")
+
+
+def record_file_args(directory: Path, record: dict) -> list[str]:
+    """The arguments that give playbooks/deployments.yml one record: the record written to a
+    new file in directory, passed as -e deployment_record_file=<file> (records are read
+    from files, never passed as variables)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"record-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(record))
+    return ["-e", f"deployment_record_file={path}"]
 
 
 def plugin_env(**extra: str) -> dict[str, str]:

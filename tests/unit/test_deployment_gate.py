@@ -30,7 +30,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import deployments as dc
-from helpers import ansible_playbook
+from helpers import ansible_playbook, record_file_args
 from monstack_hostport import monstack_local_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,10 +82,39 @@ def test_gate_counts_only_its_own_target_scraped_up_after_the_write():
 
 def test_gate_reports_down_targets_with_their_last_error():
     [item] = pending([active(health="down", error="server returned HTTP status 404 Not Found")])
-    assert item["state"] == "down" and item["last_error"] == "server returned HTTP status 404 Not Found"
+    assert item["state"] == "down" and item["last_error"] == "HTTP status 404"
     assert item["message"] == ("prod--api.json: app1:8000 (service api, environment prod, version 2.0.0): down at "
-                               "http://app1:8000/metrics, last error: server returned HTTP status 404 Not Found")
+                               "http://app1:8000/metrics, last error: HTTP status 404")
     assert item["labels"] == {"service": "api", "environment": "prod", "version": "2.0.0"}
+
+
+SECRET = "s3cr3t-t0ken"
+
+
+@pytest.mark.parametrize("error,short", [
+    ("server returned HTTP status 500 Internal Server Error", "HTTP status 500"),
+    ('Get "http://app1:8000/metrics": dial tcp 10.0.0.5:8000: connect: connection refused', "connection refused"),
+    ('Get "http://app1:8000/metrics": context deadline exceeded', "timeout"),
+    ('Get "http://app1:8000/metrics": dial tcp: lookup app1 on 10.0.0.2:53: no such host', "name not resolved"),
+    ('Get "https://app1:8000/metrics": tls: failed to verify certificate: x509: unknown authority', "TLS error"),
+    (f'expected a valid start token, got "{SECRET}" ("INVALID") while parsing: "{SECRET}"',
+     "not a metrics exposition"),
+    (f'Get "http://user:{SECRET}@evil.example.com/": stopped after 10 redirects', "redirected"),
+    (f"something new: {SECRET} " * 50, "other error (see the target on Prometheus' targets page)"),
+    ("", "none given"),
+])
+def test_gate_never_echoes_the_targets_last_error(error, short):
+    """Issue 24 row 3: the CI log gets the error's class or status, never the target's text."""
+    [item] = pending([active(health="down", error=error)])
+    assert item["last_error"] == short
+    assert SECRET not in item["message"] and SECRET not in json.dumps(item)
+    assert len(item["message"]) < 300
+
+
+def test_gate_scrape_url_without_user_info_or_query():
+    target = dict(active(health="down", error="x"), scrapeUrl=f"http://u:{SECRET}@app1:8000/metrics?k={SECRET}")
+    [item] = pending([target])
+    assert item["scrape_url"] == "http://app1:8000/metrics" and SECRET not in item["message"]
 
 
 def test_gate_time_parsing_and_input_errors():
@@ -298,7 +327,9 @@ def run(prom: Prometheus, record_: dict, *extra: str, host_vars: dict | None = N
     inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {"localhost": host}}}}}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
-                           "-e", json.dumps({"deployment_record": record_}), "-e", "deployment_gate_interval=1",
+                           *record_file_args(work / "records", record_),
+                           # the test's targets are on loopback, which the default policy refuses
+                           "-e", json.dumps({"deployment_denied_targets": []}), "-e", "deployment_gate_interval=1",
                            *extra], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
@@ -313,7 +344,7 @@ def test_broken_new_version_where_the_old_one_is_up_fails_the_gate(prom, app):
     assert new.returncode != 0, "the gate passed on the previous version's scrape:\n" + out[-3000:]
     assert "Post-deploy gate" in out, out[-3000:]
     assert (f"production--inference-api.json: {app} (service inference-api, environment production, "
-            f"version 2.0.0): down at http://{app}/v2/metrics, last error: server returned HTTP status 404") in out
+            f"version 2.0.0): down at http://{app}/v2/metrics, last error: HTTP status 404") in out
 
 
 def test_second_service_at_an_address_already_up_waits_for_its_own_scrape(prom, app):

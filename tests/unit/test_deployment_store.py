@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import deployments as dc
-from helpers import ansible_playbook
+from helpers import ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("monstack_deployment_store",
@@ -230,7 +230,7 @@ def test_concurrent_runs_add_up_and_a_directory_run_keeps_single_registrations(t
     singles = [record(f"single{i}", targets=[f"single{i}-a.example.com:8000", f"single{i}-b.example.com:9000"])
                for i in range(5)]
     runs = [["-e", f"deployment_records_dir={records}"]]
-    runs += [["-e", json.dumps({"deployment_record": one})] for one in singles]
+    runs += [record_file_args(tmp_path / "singles", one) for one in singles]
 
     seen_bad, stop = [], threading.Event()
 
@@ -284,7 +284,7 @@ def test_a_waiting_run_names_the_holder(tmp_path):
     sd = layout(tmp_path)[0]
     (tmp_path / "state").mkdir()
     ds.acquire(str(tmp_path / "state"), "other-run", "ci@runner-7 pid 4711, record production--api 2.0.0", 1, 600)
-    result = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}),
+    result = playbook(tmp_path, *record_file_args(tmp_path / "singles", record("api")),
                       "-e", "deployment_lock_timeout=1")
     assert result.returncode != 0
     assert "is held by ci@runner-7 pid 4711, record production--api 2.0.0 since" in result.stdout, result.stdout[-3000:]

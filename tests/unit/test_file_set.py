@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import record_file_args
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE_PATH = REPO / "library" / "monstack_file_set.py"
 
@@ -259,16 +261,16 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     proc = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_gate=false")
     assert proc.returncode == 0 and "changed=0" in proc.stdout, proc.stdout
     # one record removed on the command line: only its two files go
-    proc = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("svc3", status="removed",
-                                                                             deployed_at="2026-11-21T10:15:00Z")}),
+    proc = playbook(tmp_path, *record_file_args(tmp_path / "singles", record("svc3", status="removed",
+                                                                             deployed_at="2026-11-21T10:15:00Z")),
                     "-e", "deployment_gate=false")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "production--svc3.json" not in names(sd) and len(names(sd)) == 29
     assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30
     # the gate waits for the targets of the files written in this run only (no Prometheus here)
     # (a record deployed after the removal: an older one would be superseded by the removal)
-    proc = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("svc3", version="1.0.1",
-                                                                             deployed_at="2026-11-22T10:15:00Z")}),
+    proc = playbook(tmp_path, *record_file_args(tmp_path / "singles", record("svc3", version="1.0.1",
+                                                                             deployed_at="2026-11-22T10:15:00Z")),
                     "-e", "deployment_gate_timeout=1", "-e", "deployment_gate_interval=1")
     assert proc.returncode != 0
     assert "production--svc3.json: svc3.example.com:8000 (service svc3, environment production, version 1.0.1): " \
