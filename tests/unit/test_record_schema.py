@@ -154,7 +154,8 @@ class Corpus:
 
     def url(self) -> Any:
         scheme = self.pick("http://", "https://", "HTTPS://", "hTtP://", "httpſ://", "ftp://", "http:/", "")
-        host = self.pick("a", "app1.example.com:8000", "", "/", "a b", "a\u00a0b", "é", "?q", "#", "a\ufeffb")
+        host = self.pick("a", "app1.example.com:8000", "", "/", "a b", "a\u00a0b", "é", "?q", "#", "a\ufeffb",
+                         "u:pw@a", "@a", "a/@b")
         rest = self.pick("", "/health", "/h b", "/h\u3000", "?q=1", "#frag", "\n", "/é", "/\x7f")
         return self.pick(scheme + host + rest, scheme + host + rest, None, "", 5, [])
 
@@ -346,8 +347,10 @@ def test_cli_message_is_the_playbooks(tmp_path):
 
 
 @pytest.mark.parametrize("content,text", [
-    ("- a\n- b\n", "expected a deployment record (a mapping), got a list"),
-    ("service: [\n", "cannot be read as JSON or YAML"),
+    ("- a\n- b\n", "expected one deployment record (a mapping of its fields such as service, environment, version), "
+                   "got a list"),
+    ("service: [\n", "not valid YAML at line 2, column 1"),
+    ("token: &a s3cr3t\nx: *a\n", "YAML anchors and aliases (&name, *name) are not allowed in a record, at line 1"),
 ])
 def test_cli_unusable_files(tmp_path, content, text):
     path = tmp_path / "record.yml"
