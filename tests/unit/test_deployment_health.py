@@ -171,8 +171,15 @@ def test_a_record_health_url_is_probed_through_the_blackbox_exporter(tmp_path):
     health_url = f"http://127.0.0.1:{app.server_address[1]}/health"
     bb_port, prom_port = free_port(), free_port()
     config = _render_prometheus_config(tmp_path, f"127.0.0.1:{bb_port}")
-    job = next(j for j in yaml.safe_load(config.read_text())["scrape_configs"] if j["job_name"] == "deployment_health")
+    jobs = {j["job_name"]: j for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+    job = jobs["deployment_health"]
     assert job["metrics_path"] == "/probe" and job["params"] == {"module": ["http_2xx"]}
+    # issue 24: the jobs of untrusted records have limits (promtool checked them, Prometheus loads them below)
+    for name in ("deployments", "deployment_health"):
+        assert {key: jobs[name][key] for key in ("sample_limit", "label_limit", "label_name_length_limit",
+                                                 "label_value_length_limit")} == {
+            "sample_limit": 20000, "label_limit": 64, "label_name_length_limit": 128,
+            "label_value_length_limit": 2048}, name
 
     # what playbooks/deployments.yml writes, from a record with this health_url
     sd_dir = tmp_path / "file_sd" / "deployment_health"
