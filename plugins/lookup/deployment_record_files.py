@@ -20,7 +20,7 @@ description:
     by C(lstat) before it is opened (a FIFO never blocks the run), and the file is opened with C(O_NOFOLLOW).
   - A file larger than O(max_bytes) is refused before it is read or parsed; a file that is not UTF-8 is refused.
   - Errors name the file and the problem, never its content.
-  - The texts are data: Ansible does not template what a lookup returns.
+  - The texts are data, never templates (Ansible does not template what a lookup returns).
 options:
   _terms:
     description: Directories (O(expect=directory)) or record files (O(expect=file)).

@@ -32,9 +32,10 @@ PLAYBOOKS = ["site", "exporters", "prometheus", "alertmanager", "grafana", "depl
 
 def plugin_names(kind: str) -> list[str]:
     """Names of the collection's plugins of one kind: every filter a FilterModule in
-    plugins/filter registers, or every module file in plugins/modules."""
-    if kind == "module":
-        return sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+    plugins/filter registers, or every module (lookup) file in plugins/modules (plugins/lookup)."""
+    if kind in ("module", "lookup"):
+        directory = REPO / "plugins" / {"module": "modules", "lookup": "lookup"}[kind]
+        return sorted(p.stem for p in directory.glob("*.py") if p.stem != "__init__")
     names = []
     for path in (REPO / "plugins" / "filter").glob("*.py"):
         tree = ast.parse(path.read_text())
@@ -48,6 +49,7 @@ def plugin_names(kind: str) -> list[str]:
 
 FILTERS = plugin_names("filter")
 MODULES = plugin_names("module")
+LOOKUPS = plugin_names("lookup")
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,7 @@ def test_docs_of_every_plugin_and_role_from_the_installed_collection(collection)
     copy, from a directory that has no configuration of this repository."""
     env = outside_env(collection["path"])
     doc = ansible_tool("ansible-doc")
-    for kind, names in (("filter", FILTERS), ("module", MODULES), ("role", ROLES)):
+    for kind, names in (("filter", FILTERS), ("module", MODULES), ("lookup", LOOKUPS), ("role", ROLES)):
         fq = [f"monstack.stack.{n}" for n in names]
         result = subprocess.run([doc, "-t", kind, "--json", *fq], cwd=collection["scratch"], env=env,
                                 capture_output=True, text=True, timeout=300)
