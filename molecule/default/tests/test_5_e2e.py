@@ -94,10 +94,10 @@ def test_deployment_records_drive_discovery(prom, sample_app, tmp_path, record_p
     assert sh(MONITOR, f"test -e {FILE}", check=False).returncode != 0
     assert prom.wait_for(lambda: not deployment_targets(prom), timeout=60)
 
-    # One record on the command line (-e @record.json) brings it back.
+    # One record file (-e deployment_record_file=record.json) brings it back.
     single = tmp_path / "record.json"
     single.write_text(json.dumps(record(version="1.1.0", at="2026-11-20T14:00:00Z")))
-    run = playbook("playbooks/deployments.yml", "-e", f"@{single}")
+    run = playbook("playbooks/deployments.yml", "-e", f"deployment_record_file={single}")
     assert run.returncode == 0, run.stdout[-3000:]
     assert prom.wait_for(lambda: {t["labels"]["version"] for t in deployment_targets(prom)} == {"1.1.0"}, timeout=60)
     assert prom.reload_stamp() == stamp

@@ -104,12 +104,12 @@ def instrumented(prom, tmp_path_factory):
             assert run.returncode == 0, run.stdout[-3000:]
         assert prom.wait_for(lambda: ml_alerts(prom) == ALERTS | {"InferenceMetricsMissing"}, timeout=30), \
             dump(ml_alerts(prom))
-        run = playbook("playbooks/deployments.yml", "-e", f"@{record_file(tmp)}")
+        run = playbook("playbooks/deployments.yml", "-e", f"deployment_record_file={record_file(tmp)}")
         assert run.returncode == 0, run.stdout[-3000:]
         yield {"base": f"http://{container_ip(HOST)}:{PORT}", "setup_seconds": round(time.monotonic() - started, 1)}
     finally:
         started = time.monotonic()
-        playbook("playbooks/deployments.yml", "-e", f"@{record_file(tmp, 'removed')}")
+        playbook("playbooks/deployments.yml", "-e", f"deployment_record_file={record_file(tmp, 'removed')}")
         back = playbook("playbooks/prometheus.yml")
         sh(HOST, "systemctl disable --now fastapi-app", check=False)
         print(f"contract teardown: {time.monotonic() - started:.1f} s")

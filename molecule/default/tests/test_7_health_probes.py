@@ -33,7 +33,7 @@ def record(status="deployed", at=None):
 def register(tmp_path, body):
     path = tmp_path / f"{body['status']}.json"
     path.write_text(json.dumps(body))
-    run = playbook("playbooks/deployments.yml", "-e", f"@{path}")
+    run = playbook("playbooks/deployments.yml", "-e", f"deployment_record_file={path}")
     assert run.returncode == 0, run.stdout[-3000:]
     return run
 
