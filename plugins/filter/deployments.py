@@ -665,8 +665,9 @@ def check_records(records: Any, policy: Any = None) -> list[Deployment]:
     rules = None if policy is None else compile_policy(policy)
     deps = [check_record(record, number) for number, record in enumerate(records, 1)]
     if rules is not None:
+        seen: dict[tuple[str, str], str | None] = {}  # (host or URL, environment) -> problem
         for dep in deps:
-            check_policy(dep, rules)
+            check_policy(dep, rules, seen)
     return deps
 
 
@@ -785,7 +786,6 @@ def _matches(rule: Rule, host: str, addresses: tuple[Any, ...]) -> bool:
     return not addresses and fnmatch.fnmatchcase(host, rule.glob or "")
 
 
-@lru_cache(maxsize=16384)
 def destination_problem(host: str, environment: str, policy: Policy) -> str | None:
     """Why a normalized host may not be a target or health check in environment, or None."""
     addresses = _addresses(host)
@@ -823,7 +823,7 @@ def path_problem(path: str, policy: Policy) -> str | None:
     return None
 
 
-def check_policy(dep: Deployment, policy: Policy) -> None:
+def check_policy(dep: Deployment, policy: Policy, seen: dict[tuple[str, str], str | None] | None = None) -> None:
     """The limits and destinations a record must keep to beyond its contract."""
     rec, who = dep.record, dep.who
     labels = rec["labels"]
@@ -841,31 +841,37 @@ def check_policy(dep: Deployment, policy: Policy) -> None:
         fail(who, "deployed_at", f"{rec['deployed_at']} is {ahead} s ahead of the controller's clock, more than "
                                  f"deployment_max_clock_skew ({policy.max_clock_skew} s); a record from the future "
                                  f"would hide every later deployment of the service")
+    seen = {} if seen is None else seen
     for target in rec["targets"]:
         host = target.rpartition(":")[0]
-        problem = destination_problem(host, dep.environment, policy)
-        if problem:
-            fail(who, "targets", f"target {target}: {problem}")
+        key = (host, dep.environment)
+        if key not in seen:
+            seen[key] = destination_problem(host, dep.environment, policy)
+        if seen[key]:
+            fail(who, "targets", f"target {target}: {seen[key]}")
     problem = path_problem(rec["metrics_path"], policy)
     if problem:
         fail(who, "metrics_path", problem)
     url = rec.get("health_url")
     if url is not None:
-        check_health_url(who, url, dep.environment, policy)
+        key = (url, dep.environment)
+        if key not in seen:
+            seen[key] = health_url_problem(url, dep.environment, policy)
+        if seen[key]:
+            fail(who, "health_url", seen[key])
 
 
-def check_health_url(who: str, url: str, environment: str, policy: Policy) -> None:
+def health_url_problem(url: str, environment: str, policy: Policy) -> str | None:
+    """Why a health_url (of the record format) may not be probed in environment, or None."""
     try:
         parts = urlsplit(url)
         parts.port  # pylint: disable=pointless-statement  # raises on a bad port
     except ValueError:
-        fail(who, "health_url", "not a valid URL (host or port)")
+        return "not a valid URL (host or port)"
     host = normalize_host(parts.hostname or "")
     if host is None:
-        fail(who, "health_url", "expected a DNS name, an IPv4 or an IPv6 address as the URL's host")
-    problem = destination_problem(host, environment, policy) or path_problem(parts.path or "/", policy)
-    if problem:
-        fail(who, "health_url", problem)
+        return "expected a DNS name, an IPv4 or an IPv6 address as the URL's host"
+    return destination_problem(host, environment, policy) or path_problem(parts.path or "/", policy)
 
 
 def _content(dep: Deployment) -> dict[str, Any]:
