@@ -409,3 +409,11 @@ def test_playbook_applies_the_policy_and_the_clock(tmp_path, run):
     local.write_text(json.dumps(base(targets=["127.0.0.1:9100"])))
     result = run("-e", f"deployment_record_file={local}", "-e", json.dumps({"deployment_denied_targets": []}))
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_file_name_with_template_syntax_is_only_named(tmp_path, run):
+    """A records directory is written by pipelines: its file names are untrusted too."""
+    records = tmp_path / "records"
+    (records / "{{ 7 * 7 }}{% if true %}x{% endif %}.json").write_text(json.dumps(base(version=1.5)))
+    refused(run("-e", f"deployment_records_dir={records}"),
+            f"{records}/{{{{ 7 * 7 }}}}{{% if true %}}x{{% endif %}}.json (service 'api'): field 'version'")
