@@ -274,7 +274,7 @@ def grafana(tmp_path):
             "prometheus_config_dir": str(tmp_path / "etc"), "node_exporter_textfile_dir": str(tmp_path / "tf"),
             "prometheus_user": MY_GROUP, "deployment_store_dir": str(tmp_path / "state"),
             "grafana_http_addr": "127.0.0.1", "grafana_http_port": server.server_address[1],
-            "grafana_admin_password": "test"}
+            "grafana_admin_password": "test", "prometheus_port": 1}  # no Prometheus: the gate finds nothing
     (tmp_path / "inventory.json").write_text(json.dumps({"all": {"children": {
         "prometheus": {"hosts": {"localhost": host}}, "grafana": {"hosts": {"localhost": {}}}}}}))
     yield Grafana.posted
@@ -293,6 +293,11 @@ def test_single_record_mode_keeps_template_syntax_as_data(tmp_path, run, canary,
     [annotation] = grafana
     assert record["version"] in annotation["text"] and record["pipeline"]["url"] in annotation["text"]
     assert record["version"] in annotation["tags"]
+    # the gate's failure message quotes the record's labels: as data
+    later = {**record, "deployed_at": "2026-11-21T10:15:00Z", "version": record["version"] + "{# 2 #}"}
+    refused(run(*record_file_args(tmp_path / "in", later), "-e", "deployment_gate=true",
+                "-e", "deployment_gate_timeout=1", "-e", "deployment_gate_interval=1"),
+            "Post-deploy gate", f"version {later['version']}): not discovered yet")
 
 
 def test_directory_mode_keeps_template_syntax_as_data(tmp_path, run, canary, grafana):
