@@ -760,9 +760,9 @@ def compile_policy(policy: Any) -> Policy:
         max_label_value_length=_option_int("max_label_value_length", given["max_label_value_length"]),
         max_clock_skew=_option_int("max_clock_skew", given["max_clock_skew"]),
         now_us=now_us,
-        allowed=tuple(sorted((str(env), tuple(_rule("allowed_targets", text)
-                                             for text in _option_list("allowed_targets", rules)))
-                             for env, rules in allowed.items())),
+        allowed=tuple(sorted(
+            (str(env), tuple(_rule("allowed_targets", text) for text in _option_list("allowed_targets", rules)))
+            for env, rules in allowed.items())),
         denied=tuple(_rule("denied_targets", text) for text in _option_list("denied_targets", given["denied_targets"])),
         denied_paths=tuple(_path_pattern("denied_paths", text)
                            for text in _option_list("denied_paths", given["denied_paths"])),
@@ -809,7 +809,7 @@ def destination_problem(host: str, environment: str, policy: Policy) -> str | No
 def path_problem(path: str, policy: Policy) -> str | None:
     """The denied path pattern that path contains (after decoding and normalizing), or None."""
     text = path
-    for _ in range(3):  # %252e... decoded twice by two proxies
+    for _round in range(3):  # %252e... decoded twice by two proxies
         decoded = unquote(text)
         if decoded == text:
             break
@@ -831,8 +831,9 @@ def check_policy(dep: Deployment, policy: Policy, seen: dict[tuple[str, str], st
         fail(who, "labels", f"{len(labels)} labels, more than deployment_max_labels ({policy.max_labels})")
     for name, value in labels.items():
         if len(name) > policy.max_label_name_length:
-            fail(who, f"labels.{name[:40]}...", f"a label name of {len(name)} characters, longer than "
-                                                 f"deployment_max_label_name_length ({policy.max_label_name_length})")
+            fail(who, f"labels.{name[:40]}...",
+                 f"a label name of {len(name)} characters, longer than "
+                 f"deployment_max_label_name_length ({policy.max_label_name_length})")
         if len(value) > policy.max_label_value_length:
             fail(who, f"labels.{name}", f"a value of {len(value)} characters, longer than "
                                         f"deployment_max_label_value_length ({policy.max_label_value_length})")

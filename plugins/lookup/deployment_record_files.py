@@ -1,16 +1,12 @@
 # -*- coding: utf-8 -*-
+# Copyright: monstack contributors
+# SPDX-License-Identifier: Apache-2.0
 """Lookup plugin deployment_record_files: read deployment record files on the controller, safely."""
 from __future__ import annotations
 
-import os
-import stat
-
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: deployment_record_files
-author: monstack maintainers
+author: monstack (!UNKNOWN)
 short_description: Read deployment record files (a record file or a directory of them) as untrusted input
 description:
   - Returns the path and text of each record file, for P(monstack.stack.deployment_parse#filter).
@@ -56,6 +52,12 @@ _raw:
   type: list
   elements: dict
 """
+
+import os  # noqa: E402  (ansible-test: imports after the documentation)
+import stat  # noqa: E402
+
+from ansible.errors import AnsibleLookupError  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 PATTERNS = (".json", ".yml", ".yaml")
 KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
