@@ -47,44 +47,73 @@ def entries(*records: dict) -> dict:
 # --------------------------------------------------------------------------
 # merging (pure)
 
-def test_later_record_wins_whatever_the_order_and_owner_moves_with_it():
+def test_later_record_wins_whatever_the_order_and_an_older_one_is_superseded():
     v1, v2 = entries(record("api")), entries(record("api", "2.0.0", "2026-11-21T10:00:00Z"))
-    store, applied, superseded, _ = ds.merge({}, v2, "single-record", False, "ci 1")
+    store, applied, superseded, _, conflicts, _ = ds.merge({}, v2, "single-record", False, "ci 1")
     assert applied == ["production--api.json"] and store["production--api.json"]["version"] == "2.0.0"
-    # an older record later (a slow pipeline): not applied, reported
-    again, applied, superseded, _ = ds.merge(store, v1, "directory", True, "ci 2")
+    assert conflicts == []
+    # an older record later (a slow pipeline): not applied, reported (the module then fails)
+    again, applied, superseded, _, _, _ = ds.merge(store, v1, "single-record", True, "ci 2")
     assert applied == [] and again["production--api.json"]["version"] == "2.0.0"
-    assert superseded == [{"name": "production--api.json", "given": "2026-11-20T10:15:00Z",
-                           "stored": "2026-11-21T10:00:00Z", "owner": "single-record"}]
-    # an identical record keeps its owner; a changed one belongs to its writer
-    same, applied, _, _ = ds.merge(store, v2, "directory", False, "ci 3")
-    assert applied == ["production--api.json"] and same == store
+    assert superseded == [{"name": "production--api.json", "service": "api", "environment": "production",
+                           "given": "2026-11-20T10:15:00Z", "stored": "2026-11-21T10:00:00Z",
+                           "owner": "single-record"}]
+    # an identical record is fine whoever gives it, and keeps its owner
+    same, applied, _, _, conflicts, _ = ds.merge(store, v2, "directory", False, "ci 3")
+    assert applied == ["production--api.json"] and same == store and conflicts == []
+    # a later one of the same owner replaces it
     v3 = entries(record("api", "3.0.0", "2026-11-22T10:00:00Z"))
-    moved, _, _, _ = ds.merge(store, v3, "directory", False, "ci 4")
-    assert moved["production--api.json"]["owner"] == "directory"
+    moved, _, _, _, _, _ = ds.merge(store, v3, "single-record", False, "ci 4")
+    assert moved["production--api.json"]["version"] == "3.0.0"
     assert moved["production--api.json"]["registered_by"] == "ci 4"
 
 
+def test_another_owner_may_not_repoint_or_remove_a_service_without_takeover():
+    store, _, _, _, _, _ = ds.merge({}, entries(record("api"), record("web")), "team-a", True, "a")
+    later = entries(record("api", "2.0.0", "2026-11-21T10:00:00Z"),
+                    record("web", at="2026-11-21T10:00:00Z", status="removed"))
+    after, applied, _, _, conflicts, taken = ds.merge(store, later, "team-b", False, "b")
+    assert applied == [] and after == store and taken == []
+    assert [(c["name"], c["owner"], c["registered_by"]) for c in conflicts] == [
+        ("production--api.json", "team-a", "a"), ("production--web.json", "team-a", "a")]
+    message = ds.conflict_message(conflicts, "team-b", "/s/store.json")
+    assert "production--api.json: service api in environment production belongs to owner 'team-a'" in message
+    assert "this run's owner is 'team-b' (deployment_owner)" in message and "deployment_takeover" in message
+    # takeover names the services (with or without .json) that may move
+    moved, applied, _, _, conflicts, taken = ds.merge(store, later, "team-b", False, "b",
+                                                      takeover=["production--api", "production--web.json"])
+    assert conflicts == [] and applied == ["production--api.json", "production--web.json"]
+    assert taken == [{"name": "production--api.json", "from": "team-a"},
+                     {"name": "production--web.json", "from": "team-a"}]
+    assert moved["production--api.json"]["owner"] == "team-b" and moved["production--web.json"]["status"] == "removed"
+    # a tombstone belongs to no one: a later record of any owner brings the service back
+    back, applied, _, _, conflicts, _ = ds.merge(moved, entries(record("web", at="2026-11-22T00:00:00Z")),
+                                                 "team-c", False, "c")
+    assert conflicts == [] and back["production--web.json"]["owner"] == "team-c"
+    with pytest.raises(ds.StoreError, match="takeover .*'../x'"):
+        ds.takeover_names(["../x"])
+
+
 def test_prune_removes_only_the_runs_own_entries():
-    store, _, _, _ = ds.merge({}, entries(record("a"), record("b")), "directory", True, "dir")
-    store, _, _, _ = ds.merge(store, entries(record("single")), "single-record", False, "one")
-    store, _, _, _ = ds.merge(store, entries(record("other")), "team-b", True, "b")
-    after, applied, _, pruned = ds.merge(store, entries(record("a")), "directory", True, "dir")
+    store, _, _, _, *_ = ds.merge({}, entries(record("a"), record("b")), "directory", True, "dir")
+    store, _, _, _, *_ = ds.merge(store, entries(record("single")), "single-record", False, "one")
+    store, _, _, _, *_ = ds.merge(store, entries(record("other")), "team-b", True, "b")
+    after, applied, _, pruned, *_ = ds.merge(store, entries(record("a")), "directory", True, "dir")
     assert pruned == ["production--b.json"] and applied == ["production--a.json"]
     assert {name: e["status"] for name, e in after.items()} == {
         "production--a.json": "deployed", "production--b.json": "removed",
         "production--single.json": "deployed", "production--other.json": "deployed"}
     # a pruned entry is a tombstone without precedence: an older record may come back
-    back, applied, _, _ = ds.merge(after, entries(record("b", at="2020-01-01T00:00:00Z")), "x", False, "x")
+    back, applied, _, _, *_ = ds.merge(after, entries(record("b", at="2020-01-01T00:00:00Z")), "x", False, "x")
     assert applied == ["production--b.json"] and back["production--b.json"]["status"] == "deployed"
 
 
 def test_removal_record_leaves_a_tombstone_that_older_records_cannot_pass():
-    store, _, _, _ = ds.merge({}, entries(record("api")), "single-record", False, "one")
+    store, _, _, _, *_ = ds.merge({}, entries(record("api")), "single-record", False, "one")
     removal = entries(record("api", at="2026-11-21T00:00:00Z", status="removed"))
-    gone, applied, _, _ = ds.merge(store, removal, "directory", False, "dir")
+    gone, applied, _, _, *_ = ds.merge(store, removal, "single-record", False, "dir")
     assert gone["production--api.json"]["status"] == "removed" and "file_sd" not in gone["production--api.json"]
-    _, applied, superseded, _ = ds.merge(gone, entries(record("api")), "single-record", False, "late")
+    _, applied, superseded, _, *_ = ds.merge(gone, entries(record("api")), "single-record", False, "late")
     assert applied == [] and superseded[0]["stored"] == "2026-11-21T00:00:00Z"
 
 
