@@ -371,3 +371,69 @@ def test_write_in_check_mode_reports_and_touches_nothing(tmp_path):
     assert sorted(result["files"]["changed_sets"]) == ["file_sd", "health", "textfile"]
     assert list((tmp_path / "sd").iterdir()) == [] and not (tmp_path / "health").exists()
     assert not (tmp_path / "state").exists()
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 3: a superseded record fails the run; an owner per service
+
+def store_entries(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "state" / "store.json").read_text())["entries"]
+
+
+def test_superseded_record_fails_the_run_naming_file_service_environment_and_later_time(tmp_path):
+    sd, _tf, records = layout(tmp_path)
+    (records / "api-2.json").write_text(json.dumps(record("api", "2.0.0", "2026-11-21T10:00:00Z")))
+    first = playbook(tmp_path, "-e", f"deployment_records_dir={records}")
+    assert first.returncode == 0, first.stdout[-3000:]
+    before = (sd / "production--api.json").read_text()
+    # the directory now holds only an older record of api (its later one was lost): the store keeps the later
+    (records / "api-2.json").unlink()
+    (records / "api-1.json").write_text(json.dumps(record("api", "1.0.0", "2026-11-20T10:15:00Z")))
+    (records / "web.json").write_text(json.dumps(record("web")))
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}")
+    assert run.returncode != 0, run.stdout[-3000:]
+    out = " ".join(run.stdout.split())
+    assert ("Superseded, nothing written: production--api.json: the record of service api in environment production "
+            "deployed_at 2026-11-20T10:15:00Z (record file " + str(records / "api-1.json") + ")") in out, out[-3000:]
+    assert "deployed_at 2026-11-21T10:00:00Z (owner directory)" in out
+    # nothing of the run was written (web neither), and the lock is given back
+    assert (sd / "production--api.json").read_text() == before and not (sd / "production--web.json").exists()
+    assert set(store_entries(tmp_path)) == {"production--api.json"}
+    assert not (tmp_path / "state" / "lock.json").exists()
+    # a single record older than the store's fails the same way, naming its source
+    single = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api", "0.9.0")}),
+                      "-e", "deployment_owner=directory")
+    assert single.returncode != 0 and "(record file command line)" in " ".join(single.stdout.split()), \
+        single.stdout[-3000:]
+
+
+def test_another_owner_is_refused_and_takeover_moves_the_service(tmp_path):
+    sd, _tf, records = layout(tmp_path)
+    team_a = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}), "-e", "deployment_owner=team-a")
+    assert team_a.returncode == 0, team_a.stdout[-3000:]
+    assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-a"
+    before = (sd / "production--api.json").read_text()
+    moved = record("api", "2.0.0", "2026-11-21T10:00:00Z", targets=["evil.example.com:8000"])
+    # another owner, in either mode, may neither repoint nor remove it
+    for args in (["-e", json.dumps({"deployment_record": moved}), "-e", "deployment_owner=team-b"],
+                 ["-e", json.dumps({"deployment_record": record("api", at="2026-11-21T10:00:00Z", status="removed")})]):
+        run = playbook(tmp_path, *args)
+        assert run.returncode != 0, run.stdout[-3000:]
+        out = " ".join(run.stdout.split())
+        assert "production--api.json: service api in environment production belongs to owner 'team-a'" in out, out[-3000:]
+        assert "deployment_takeover" in out and "(deployment_owner)" in out
+        assert (sd / "production--api.json").read_text() == before
+        assert not (tmp_path / "state" / "lock.json").exists()
+    (records / "api.json").write_text(json.dumps(moved))
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_owner=team-b")
+    assert run.returncode != 0 and "belongs to owner 'team-a'" in run.stdout, run.stdout[-3000:]
+    # with the takeover, team-b's directory takes it, and says so
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_owner=team-b",
+                   "-e", json.dumps({"deployment_takeover": ["production--api"]}))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "production--api.json: taken over from owner 'team-a' by owner 'team-b'" in run.stdout + run.stderr
+    assert json.loads((sd / "production--api.json").read_text())[0]["targets"] == ["evil.example.com:8000"]
+    assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-b"
+    # a bad owner name is refused
+    bad = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("x")}), "-e", json.dumps({"deployment_owner": "a b"}))
+    assert bad.returncode != 0 and "owner (deployment_owner) 'a b'" in bad.stdout, bad.stdout[-3000:]
