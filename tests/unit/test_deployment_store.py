@@ -239,7 +239,7 @@ def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
     return made
 
 
-def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def playbook(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.json"
     if not inventory.exists():
         inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {"localhost": {
@@ -249,7 +249,7 @@ def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
                            "-e", "deployment_gate=false", *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
 
 
 def test_concurrent_runs_add_up_and_a_directory_run_keeps_single_registrations(tmp_path):
@@ -437,3 +437,65 @@ def test_another_owner_is_refused_and_takeover_moves_the_service(tmp_path):
     # a bad owner name is refused
     bad = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("x")}), "-e", json.dumps({"deployment_owner": "a b"}))
     assert bad.returncode != 0 and "owner (deployment_owner) 'a b'" in bad.stdout, bad.stdout[-3000:]
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 8: a link or FIFO in node_exporter's (group-writable) textfile directory,
+# and directories a less-privileged user could redirect
+
+SECRET = "root-only secret 7f3a"
+
+
+@pytest.mark.parametrize("what", ["symlink", "fifo"])
+@pytest.mark.parametrize("flags", [("--diff",), ("--check", "--diff"), ()])
+def test_a_link_or_fifo_in_the_textfile_directory_fails_the_run_without_reading_it(tmp_path, what, flags):
+    sd, tf, _records = layout(tmp_path)
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    path = tf / "deployment--production--api.prom"
+    if what == "symlink":
+        path.symlink_to(secret)
+    else:
+        os.mkfifo(path)
+    run = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}), *flags,
+                   timeout=120)  # a hang on the FIFO fails the test
+    assert run.returncode != 0, run.stdout[-3000:]
+    out = " ".join(run.stdout.split())
+    assert f"{path}: is a {'symbolic link' if what == 'symlink' else 'FIFO'}" in out, out[-3000:]
+    assert SECRET not in run.stdout + run.stderr and secret.read_text() == SECRET
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "state" / "lock.json").exists()  # given back
+    # removed by hand, the next run writes everything
+    path.unlink()
+    again = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert (sd / "production--api.json").exists() and path.is_file() and not path.is_symlink()
+
+
+def test_directories_a_less_privileged_user_could_redirect_are_refused(tmp_path):
+    given = entries(record("a"))
+    base = params(tmp_path, given)
+    # a textfile directory that is a symbolic link owned by another user
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "tf-link"
+    link.symlink_to(tmp_path / "elsewhere")
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(ds.StoreError, match=r"textfile_dir .*tf-link is a symbolic link owned by uid 65534 \(not followed\)"):
+        ds.update(dict(base, textfile_dir=str(link)), check_mode=True)
+    # a file_sd directory below a directory everyone may write to (no sticky bit)
+    (tmp_path / "open" / "sd").mkdir(parents=True)
+    (tmp_path / "open").chmod(0o777)
+    with pytest.raises(ds.StoreError, match=r"file_sd_dir .*open may be written by everyone, so .*open/sd could be replaced"):
+        ds.update(dict(base, file_sd_dir=str(tmp_path / "open" / "sd")), check_mode=True)
+    # the store's own directory may not be writable by another group
+    (tmp_path / "state").mkdir()
+    os.chown(tmp_path / "state", 0, 65534)
+    (tmp_path / "state").chmod(0o770)
+    with pytest.raises(ds.StoreError, match=r"path .*state may be written by group 65534"):
+        ds.update(base, check_mode=True)
+    (tmp_path / "state").chmod(0o750)
+    # a store file that is a link is not read
+    (tmp_path / "state" / "store.json").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ds.StoreError, match=r"store.json: is a symbolic link"):
+        ds.update(base, check_mode=True)
