@@ -499,3 +499,139 @@ def test_directories_a_less_privileged_user_could_redirect_are_refused(tmp_path)
     (tmp_path / "state" / "store.json").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ds.StoreError, match=r"store.json: is a symbolic link"):
         ds.update(base, check_mode=True)
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 9: locks in one order across hosts, a lease longer than the wait
+
+def test_lease_must_be_longer_than_the_wait(tmp_path):
+    with pytest.raises(ds.StoreError, match=r"lock_lease 600 s is not longer than lock_timeout 600 s"):
+        ds.acquire(str(tmp_path), "t", "h", 600, 600)
+    with pytest.raises(ds.StoreError, match=r"lock_timeout \(deployment_lock_timeout\) -1"):
+        ds.check_lease(-1, 10)
+    assert not (tmp_path / "lock.json").exists()
+
+
+def test_runs_taking_locks_in_one_order_never_wait_on_each_other(tmp_path):
+    """Two runs, two hosts, each run takes both locks in sorted order and holds them a while: both
+    finish; neither waits out its timeout nor takes over a live lock."""
+    hosts = [tmp_path / "p1", tmp_path / "p2"]
+    for host in hosts:
+        host.mkdir()
+    taken = []
+
+    def run(token):
+        locks = [ds.acquire(str(host), token, token, 20, 20 * len(hosts) + 30) for host in sorted(hosts)]
+        time.sleep(0.5)  # the gate
+        for host in hosts:
+            ds.release(str(host), token)
+        taken.extend(locks)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(run, ["run-a", "run-b"]))
+    assert len(taken) == 4 and not any("took_over" in lock for lock in taken)
+    assert max(lock["waited"] for lock in taken) < 10
+
+
+class FakePrometheus:
+    """/api/v1/targets of a Prometheus that scrapes every target of the given file_sd directories
+    up, one second after its file was written (so the gate holds the locks a while)."""
+
+    def __init__(self, sd_dirs):
+        import http.server
+        from datetime import datetime, timezone
+        dirs = sd_dirs
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                active = []
+                now = time.time()
+                for sd in dirs:
+                    for path in sorted(sd.glob("*.json")):
+                        if now - path.stat().st_mtime < 1.0:
+                            continue
+                        for group in json.loads(path.read_text()):
+                            for target in group["targets"]:
+                                active.append({
+                                    "scrapePool": "deployments", "health": "up", "lastError": "",
+                                    "discoveredLabels": {"__address__": target, **group.get("labels", {})},
+                                    "lastScrape": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+                body = json.dumps({"status": "success", "data": {"activeTargets": active}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_two_runs_against_an_ha_pair_take_the_locks_in_one_order(tmp_path):
+    """Two concurrent runs, two Prometheus hosts (p1, p2, each its own store): both pass their gate;
+    no run takes over the other's live lock, and the lease outlasts every wait."""
+    hosts = {}
+    for name in ("p2", "p1"):  # inventory order is not the lock order: the play's is sorted
+        base = tmp_path / name
+        for sub in ("etc/file_sd/deployments", "tf", "state"):
+            (base / sub).mkdir(parents=True)
+        hosts[name] = base
+    prometheus = FakePrometheus([base / "etc" / "file_sd" / "deployments" for base in hosts.values()])
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {name: {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "prometheus_config_dir": str(base / "etc"), "node_exporter_textfile_dir": str(base / "tf"),
+        "prometheus_user": MY_GROUP, "prometheus_listen_address": "127.0.0.1", "prometheus_port": prometheus.port,
+        "deployment_store_dir": str(base / "state")} for name, base in hosts.items()}}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+    def run(service):
+        return subprocess.run(
+            [ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
+             "-e", json.dumps({"deployment_record": record(service), "deployment_owner": f"team-{service}"}),
+             "-e", "deployment_gate_interval=1", "-e", "deployment_gate_timeout=30", "-e", "deployment_lock_timeout=60"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+    seen, stop = {}, threading.Event()
+
+    def watch():  # every lock as it is held: (host, holder) -> (first seen, lease)
+        while not stop.is_set():
+            for name, base in hosts.items():
+                try:
+                    lock = json.loads((base / "state" / "lock.json").read_text())
+                except (FileNotFoundError, ValueError):
+                    continue
+                seen.setdefault((name, lock["holder"]), (time.monotonic(), lock["expires"] - lock["since"]))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(run, ["a", "b"]))
+    finally:
+        stop.set()
+        watcher.join()
+        prometheus.stop()
+    for result in results:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "took over the deployment lock" not in result.stdout + result.stderr
+    for base in hosts.values():
+        assert sorted(p.name for p in (base / "etc" / "file_sd" / "deployments").iterdir()) == [
+            "production--a.json", "production--b.json"]
+        assert not (base / "state" / "lock.json").exists()
+    # lease = wait x hosts + gate looks x (interval + 10 s) + 300 s, longer than the 60 s wait
+    assert seen and {round(lease) for _, lease in seen.values()} == {60 * 2 + 30 * (1 + 10) + 300}
+    # each run took p1 before p2
+    for holder in {holder for _, holder in seen}:
+        if ("p1", holder) in seen and ("p2", holder) in seen:
+            assert seen[("p1", holder)][0] <= seen[("p2", holder)][0], seen
