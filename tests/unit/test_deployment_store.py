@@ -12,10 +12,12 @@ import grp
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -380,6 +382,17 @@ def store_entries(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "state" / "store.json").read_text())["entries"]
 
 
+def single(tmp_path: Path, body: dict) -> list[str]:
+    """The arguments that give the playbook one record, in the form it takes (a record file once
+    records are read from files only, else the record as one value)."""
+    if "deployment_record_file" in (REPO / "playbooks" / "deployments.yml").read_text():
+        path = tmp_path / "singles" / f"record-{uuid.uuid4().hex}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body))
+        return ["-e", f"deployment_record_file={path}"]
+    return ["-e", json.dumps({"deployment_record": body})]
+
+
 def test_superseded_record_fails_the_run_naming_file_service_environment_and_later_time(tmp_path):
     sd, _tf, records = layout(tmp_path)
     (records / "api-2.json").write_text(json.dumps(record("api", "2.0.0", "2026-11-21T10:00:00Z")))
@@ -401,22 +414,23 @@ def test_superseded_record_fails_the_run_naming_file_service_environment_and_lat
     assert set(store_entries(tmp_path)) == {"production--api.json"}
     assert not (tmp_path / "state" / "lock.json").exists()
     # a single record older than the store's fails the same way, naming its source
-    single = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api", "0.9.0")}),
-                      "-e", "deployment_owner=directory")
-    assert single.returncode != 0 and "(record file command line)" in " ".join(single.stdout.split()), \
-        single.stdout[-3000:]
+    one = playbook(tmp_path, *single(tmp_path, record("api", "0.9.0")), "-e", "deployment_owner=directory")
+    assert one.returncode != 0, one.stdout[-3000:]
+    assert re.search(r"production--api.json: the record of service api in environment production deployed_at "
+                     r"2026-11-20T10:15:00Z \(record file (command line|\S+\.json)\)", " ".join(one.stdout.split())), \
+        one.stdout[-3000:]
 
 
 def test_another_owner_is_refused_and_takeover_moves_the_service(tmp_path):
     sd, _tf, records = layout(tmp_path)
-    team_a = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}), "-e", "deployment_owner=team-a")
+    team_a = playbook(tmp_path, *single(tmp_path, record("api")), "-e", "deployment_owner=team-a")
     assert team_a.returncode == 0, team_a.stdout[-3000:]
     assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-a"
     before = (sd / "production--api.json").read_text()
     moved = record("api", "2.0.0", "2026-11-21T10:00:00Z", targets=["evil.example.com:8000"])
     # another owner, in either mode, may neither repoint nor remove it
-    for args in (["-e", json.dumps({"deployment_record": moved}), "-e", "deployment_owner=team-b"],
-                 ["-e", json.dumps({"deployment_record": record("api", at="2026-11-21T10:00:00Z", status="removed")})]):
+    for args in ([*single(tmp_path, moved), "-e", "deployment_owner=team-b"],
+                 single(tmp_path, record("api", at="2026-11-21T10:00:00Z", status="removed"))):
         run = playbook(tmp_path, *args)
         assert run.returncode != 0, run.stdout[-3000:]
         out = " ".join(run.stdout.split())
@@ -435,7 +449,7 @@ def test_another_owner_is_refused_and_takeover_moves_the_service(tmp_path):
     assert json.loads((sd / "production--api.json").read_text())[0]["targets"] == ["evil.example.com:8000"]
     assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-b"
     # a bad owner name is refused
-    bad = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("x")}), "-e", json.dumps({"deployment_owner": "a b"}))
+    bad = playbook(tmp_path, *single(tmp_path, record("x")), "-e", json.dumps({"deployment_owner": "a b"}))
     assert bad.returncode != 0 and "owner (deployment_owner) 'a b'" in bad.stdout, bad.stdout[-3000:]
 
 
@@ -458,7 +472,7 @@ def test_a_link_or_fifo_in_the_textfile_directory_fails_the_run_without_reading_
         path.symlink_to(secret)
     else:
         os.mkfifo(path)
-    run = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}), *flags,
+    run = playbook(tmp_path, *single(tmp_path, record("api")), *flags,
                    timeout=120)  # a hang on the FIFO fails the test
     assert run.returncode != 0, run.stdout[-3000:]
     out = " ".join(run.stdout.split())
@@ -468,7 +482,7 @@ def test_a_link_or_fifo_in_the_textfile_directory_fails_the_run_without_reading_
     assert not (tmp_path / "state" / "lock.json").exists()  # given back
     # removed by hand, the next run writes everything
     path.unlink()
-    again = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("api")}))
+    again = playbook(tmp_path, *single(tmp_path, record("api")))
     assert again.returncode == 0, again.stdout[-3000:]
     assert (sd / "production--api.json").exists() and path.is_file() and not path.is_symlink()
 
@@ -597,7 +611,7 @@ def test_two_runs_against_an_ha_pair_take_the_locks_in_one_order(tmp_path):
     def run(service):
         return subprocess.run(
             [ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
-             "-e", json.dumps({"deployment_record": record(service), "deployment_owner": f"team-{service}"}),
+             *single(tmp_path, record(service)), "-e", f"deployment_owner=team-{service}",
              "-e", "deployment_gate_interval=1", "-e", "deployment_gate_timeout=30", "-e", "deployment_lock_timeout=60"],
             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
 
