@@ -229,8 +229,6 @@ def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "ansible_become": False,
         "prometheus_config_dir": str(tmp_path / "etc"), "node_exporter_textfile_dir": str(tmp_path / "tf"),
         "prometheus_user": MY_GROUP, "prometheus_port": 1,
-        # one owner for the directory runs and the single records of these tests
-        "deployment_owner": "directory",
         "deployment_store_dir": str(tmp_path / "state")}}}}}}))
     return subprocess.run([tool("ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
                            "-e", "ansible_become=false", *args],
@@ -260,10 +258,10 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     # nothing to change
     proc = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_gate=false")
     assert proc.returncode == 0 and "changed=0" in proc.stdout, proc.stdout
-    # one record removed on the command line: only its two files go
+    # one record removed on the command line by the directory's owner: only its two files go
     proc = playbook(tmp_path, "-e", json.dumps({"deployment_record": record("svc3", status="removed",
                                                                              deployed_at="2026-11-21T10:15:00Z")}),
-                    "-e", "deployment_gate=false")
+                    "-e", "deployment_gate=false", "-e", "deployment_owner=directory")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "production--svc3.json" not in names(sd) and len(names(sd)) == 29
     assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30
