@@ -10,6 +10,7 @@ that a rerun learns in one round trip whether anything must be written.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import grp
 import hashlib
@@ -73,24 +74,88 @@ def parse_mode(mode):
     return value
 
 
-def read_current(path):
-    """-> (bytes or None, os.stat_result or None)."""
+# Never follow a symbolic link, never wait on a FIFO or device: the directories
+# may be writable by less-privileged users (node_exporter's textfile directory
+# is group-writable), and these modules run as root.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def kind(st):
+    """What a non-regular file is, in words ("a symbolic link", "a FIFO (named pipe)", ...)."""
+    for test, words in KINDS:
+        if test(st.st_mode):
+            return words
+    return "not a regular file"
+
+
+def describe(st):
+    return kind(st) if not stat.S_ISREG(st.st_mode) else "a regular file with %d hard links" % st.st_nlink
+
+
+def not_regular(path, st):
+    """The refusal for ``path`` (lstat ``st``): neither read, followed nor replaced."""
+    what = describe(st)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            what += " to %s" % os.readlink(path)
+        except OSError:
+            pass
+    return FileSetError(
+        "%s: is %s, not a regular file: not read, followed or replaced (someone who may write to %s put it "
+        "there). Remove it and run again." % (path, what, os.path.dirname(path) or "."))
+
+
+def open_regular(path):
+    """-> (fd, stat) of the regular file ``path``, or (None, lstat) when it is
+    something else, or (None, None) when it is absent. Never follows a
+    symbolic link, never blocks (a FIFO), and never opens a device."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(), os.fstat(handle.fileno())
-    except FileNotFoundError:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None, None
-    except NotADirectoryError:
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        return None, st
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
         return None, None
-    except IsADirectoryError:
-        raise FileSetError("%s: is a directory, not a file" % path)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # swapped for a link or a FIFO since the lstat
+            return None, os.lstat(path)
+        raise
+    fst = os.fstat(fd)
+    if not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
+        os.close(fd)
+        return None, fst
+    return fd, fst
+
+
+def read_current(path):
+    """-> (bytes or None, os.stat_result or None). A file that is not a regular
+    file (a symbolic link, a FIFO, ...) is not read: (None, its lstat), which
+    never compares equal to wanted content."""
+    fd, st = open_regular(path)
+    if fd is None:
+        return None, st
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(), st
+
+
+def read_regular(path):
+    """read_current, but a file that is there and not a regular file is an error (FileSetError)."""
+    before, st = read_current(path)
+    if before is None and st is not None:
+        raise not_regular(path, st)
+    return before, st
 
 
 def same_file(before, st, data, uid, gid, mode):
     """Whether the file on disk (content ``before``, stat ``st``) is ``data``
     with owner ``uid``, group ``gid`` and ``mode`` (-1: any owner/group).
     ``data`` may be the bytes or their SHA-1 as ``sha1:<hex>``."""
-    if st is None or stat.S_IMODE(st.st_mode) != mode:
+    if st is None or before is None or stat.S_IMODE(st.st_mode) != mode:
         return False
     if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
         return False
@@ -121,18 +186,69 @@ def stale_names(path, keep, patterns):
                   and any(fnmatch.fnmatchcase(entry, pattern) for pattern in patterns))
 
 
+def untrusted_path(path, private=False):
+    """Why a user other than root and the current one could redirect ``path``, or None.
+
+    Every component of ``path`` (as given, and resolved) is looked at with
+    lstat: a symbolic link owned by another user, or a directory on the way
+    that another user owns or may write to (without the sticky bit; group
+    write of group root is fine), is a reason. With ``private`` the directory
+    itself must not be writable by others either. Missing components end the
+    look (the caller makes them)."""
+    trusted = (0, os.geteuid())
+
+    def writable_by_others(st):
+        if st.st_uid not in trusted:
+            return "is owned by uid %d" % st.st_uid
+        if st.st_mode & stat.S_ISVTX:
+            return None
+        if st.st_mode & 0o002:
+            return "may be written by everyone"
+        if st.st_mode & 0o020 and st.st_gid != 0:
+            return "may be written by group %d" % st.st_gid
+        return None
+
+    def walk(where):
+        current = "/"
+        parts = [part for part in os.path.normpath(where).split("/") if part]
+        for number, part in enumerate(parts):
+            problem = writable_by_others(os.stat(current))
+            if problem:
+                return "%s %s, so %s could be replaced" % (current, problem, os.path.join(current, part))
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid not in trusted:
+                    return "%s is a symbolic link owned by uid %d (not followed)" % (current, st.st_uid)
+                continue
+            if number == len(parts) - 1 and private and stat.S_ISDIR(st.st_mode):
+                problem = writable_by_others(st)
+                if problem:
+                    return "%s %s" % (current, problem)
+        return None
+
+    path = os.path.abspath(path)
+    return walk(path) or (walk(os.path.realpath(path)) if os.path.realpath(path) != path else None)
+
+
 def write_temp(directory, name, data, uid, gid, mode):
     """A temporary file in ``directory`` holding ``data`` (fsync'ed, owner and
-    mode set); the caller renames it over ``name`` or removes it."""
+    mode set on the open file); the caller renames it over ``name`` (which
+    replaces a symbolic link there, never its target) or removes it."""
     fd, tmp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            # on the open file, not its name: in a directory others may write to,
+            # the name may be a symbolic link by now
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fileno(), uid, gid)
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        if uid != -1 or gid != -1:
-            os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
     except BaseException:
         discard(tmp)
         raise
@@ -155,6 +271,19 @@ def fsync_dir(directory):
         os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+def fix_attributes(path, uid, gid, mode):
+    """Owner, group and mode of the regular file ``path``, set on the open file (never through a link)."""
+    fd, st = open_regular(path)
+    if fd is None:
+        raise not_regular(path, st) if st is not None else FileSetError("%s: disappeared while written" % path)
+    try:
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
     finally:
         os.close(fd)
 
@@ -199,7 +328,7 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
             raise FileSetError("file %s: content must be a string, got %s" % (name, type(content).__name__))
         data = to_bytes(content, errors="surrogate_or_strict")
         full = os.path.join(path, name)
-        before, st = read_current(full)
+        before, st = read_regular(full)
         if same_file(before, st, data, uid, gid, want_mode):
             unchanged.append(name)
             continue
@@ -234,9 +363,7 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
             if tmp:
                 os.rename(tmp, full)
             else:
-                if uid != -1 or gid != -1:
-                    os.chown(full, uid, gid)
-                os.chmod(full, want_mode)
+                fix_attributes(full, uid, gid, want_mode)
 
     stale = set(remove or []) | set(stale_names(path, files, patterns))
     for name in sorted(stale - set(files)):
@@ -247,11 +374,12 @@ def file_set(path, files, owner=None, group=None, mode="0644", prune_patterns=No
             raise FileSetError("file %s: is a directory, not removed" % full)
         removed.append(name)
         if diff:
-            before = read_current(full)[0]
-            diffs.append({"before_header": full, "after_header": full + " (absent)",
-                          "before": to_text(before or b"", errors="surrogate_or_replace"), "after": ""})
+            before, st = read_current(full)  # a link or a FIFO is removed itself, never read
+            shown = to_text(before, errors="surrogate_or_replace") if before is not None else \
+                ("(%s, not read)\n" % describe(st) if st is not None else "")
+            diffs.append({"before_header": full, "after_header": full + " (absent)", "before": shown, "after": ""})
         if not check_mode:
-            os.unlink(full)
+            os.unlink(full)  # removes a symbolic link itself, not its target
     if (written or removed) and not check_mode:
         fsync_dir(path)
 

@@ -21,9 +21,13 @@ description:
     O(state=released) and the same O(lock_token), so that the writes and the post-deploy gate of one
     run are not interleaved with another run's.
   - 'Merging: a given entry replaces the stored one of the same file name unless the stored record was
-    deployed later (then it is returned in RV(superseded)). A replaced or new entry is owned by
-    O(owner); an identical one keeps its owner. An entry with status C(removed) leaves a tombstone, so
-    that an older record cannot bring the service back.'
+    deployed later: then, with O(on_superseded=fail) (the default), the module fails naming the entry, its
+    service, environment and the store''s later C(deployed_at), and writes nothing. A replaced or new entry
+    is owned by O(owner); an identical one keeps its owner. An entry with status C(removed) leaves a
+    tombstone, so that an older record cannot bring the service back.'
+  - 'Owners: a new or different entry for a service that another owner holds is refused (the module fails
+    naming service, environment and owner, and writes nothing) unless O(takeover) lists it. A tombstone
+    belongs to no one: any owner may register the service again with a later record.'
   - 'Pruning (O(prune), a directory run): entries owned by O(owner) that are not in O(entries) are
     removed. Entries of other owners (for example single-record registrations) are never pruned. Files in
     the directories that the store does not know (written before the store existed) count as
@@ -52,9 +56,25 @@ options:
     type: dict
     default: {}
   owner:
-    description: Who owns the entries this run writes (a directory run's name, or C(single-record)).
+    description:
+      - Who owns the entries this run writes (the run's C(deployment_owner); by default C(directory) for a
+        directory run and C(single-record) for one record). Letters, digits, and the characters C(._:/@+-).
     type: str
     default: single-record
+  takeover:
+    description:
+      - Services (C(<environment>--<service>), with or without C(.json)) whose entries this run may take from
+        another owner. Each one taken over is returned in RV(taken_over) and warned about.
+    type: list
+    elements: str
+    default: []
+  on_superseded:
+    description:
+      - C(fail) (default) fails the module when a given entry is older than the stored one, before anything
+        is written; C(report) only returns it in RV(superseded) and applies the others.
+    type: str
+    choices: [fail, report]
+    default: fail
   prune:
     description: Remove the entries owned by O(owner) that are not in O(entries) (a directory run).
     type: bool
@@ -115,12 +135,20 @@ options:
     type: int
     default: 300
   lock_lease:
-    description: Seconds after which a lock that was not released counts as abandoned.
+    description:
+      - Seconds after which a lock that was not released counts as abandoned (another run then takes it over,
+        with a warning). Must be longer than O(lock_timeout), and longer than the longest a live run keeps
+        the lock (C(playbooks/deployments.yml) derives it).
     type: int
     default: 900
 notes:
   - Supports check mode (no lock, nothing written; the returned changes are those a real run would make).
   - With O(write), diff mode shows every file written or removed.
+  - No symbolic link is followed and no FIFO, socket or device is opened (C(lstat), C(O_NOFOLLOW),
+    C(O_NONBLOCK)); a file to compare or write that is not a regular file is an error naming it (a
+    stale one is removed itself). O(path), O(file_sd_dir), O(health_dir) and O(textfile_dir) are refused
+    when a user other than root (or the module's user) could redirect them (a symbolic link they own, or
+    a directory on the way they may write to); O(path) itself must not be writable by others.
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status it predicts without changing the host.
@@ -198,7 +226,14 @@ applied:
   type: list
   elements: str
 superseded:
-  description: Given entries not applied because the store holds a later record (name, given and stored deployed_at, owner).
+  description:
+    - Given entries not applied because the store holds a later record (name, service, environment, given and
+      stored deployed_at, owner). With O(on_superseded=fail) also returned by the failure.
+  returned: state=present
+  type: list
+  elements: dict
+taken_over:
+  description: Entries taken from another owner through O(takeover) (name, and C(from), the previous owner).
   returned: state=present
   type: list
   elements: dict
@@ -230,12 +265,13 @@ import fcntl
 import fnmatch
 import json
 import os
+import re
 import time
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
-    FileSetError, apply_sets, discard, fsync_dir, write_temp)
+    FileSetError, apply_sets, discard, fsync_dir, not_regular, read_current, untrusted_path, write_temp)
 
 STORE = "store.json"
 LOCK = "lock.json"
@@ -256,16 +292,31 @@ class LockBusy(StoreError):
     """Another run holds the lock for longer than the timeout."""
 
 
+class Superseded(StoreError):
+    """Given records older than the store's: nothing was written."""
+
+    def __init__(self, message, superseded):
+        StoreError.__init__(self, message)
+        self.superseded = superseded
+
+
+# A run's owner: a name such as a CI project path (group/project), no spaces.
+OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
 def iso(seconds):
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_json(path, default):
+    """The JSON file ``path`` (``default`` when absent); never through a symbolic link or from a FIFO."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return default
+        data, st = read_current(path)
+        if data is None:
+            if st is not None:
+                raise StoreError(str(not_regular(path, st)))
+            return default
+        return json.loads(data.decode("utf-8"))
     except ValueError as exc:
         raise StoreError("%s: not valid JSON (%s); move it away to start an empty store" % (path, exc))
 
@@ -291,7 +342,12 @@ class Guard:
         self.handle = None
 
     def __enter__(self):
-        self.handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise StoreError("%s: cannot be opened as the lock's guard file (%s); it must be a regular file"
+                             % (self.path, exc.strerror or exc))
+        self.handle = os.fdopen(fd, "r+")
         fcntl.flock(self.handle, fcntl.LOCK_EX)
         return self
 
@@ -307,6 +363,7 @@ def describe_lock(path, held):
 def acquire(directory, token, holder, timeout, lease, clock=time.time, sleep=time.sleep):
     """Take the lock or raise LockBusy naming its holder; an expired lease is taken over."""
     path = os.path.join(directory, LOCK)
+    check_lease(timeout, lease)
     started = clock()
     while True:
         with Guard(directory):
@@ -328,6 +385,17 @@ def acquire(directory, token, holder, timeout, lease, clock=time.time, sleep=tim
         sleep(0.2)
 
 
+def check_lease(timeout, lease):
+    """A live run's lock must outlast any wait for it, or a waiter would take it over."""
+    if timeout < 0:
+        raise StoreError("lock_timeout (deployment_lock_timeout) %d: must be 0 or more seconds" % timeout)
+    if lease <= timeout:
+        raise StoreError(
+            "lock_lease %d s is not longer than lock_timeout %d s: a run waiting for the lock would take over "
+            "the lock of a run that is still working. playbooks/deployments.yml derives the lease from "
+            "deployment_lock_timeout, the number of Prometheus hosts and the gate." % (lease, timeout))
+
+
 def release(directory, token):
     path = os.path.join(directory, LOCK)
     if not os.path.isdir(directory):
@@ -344,20 +412,52 @@ def textfile_name(name):
     return TEXTFILE_PREFIX + name[: -len(".json")] + ".prom"
 
 
-def merge(stored, given, owner, prune, holder):
-    """-> (new entries, applied, superseded, pruned). Pure: ``stored`` is not modified."""
+def claimed_by(entry):
+    """The owner a service belongs to, or None: a tombstone (a removal, or pruned) belongs to no one."""
+    if entry is None or entry.get("status") == "removed":
+        return None
+    return entry.get("owner")
+
+
+def takeover_names(takeover):
+    """deployment_takeover's items (<environment>--<service>, with or without .json) -> file names."""
+    names = set()
+    for item in takeover or ():
+        name = item if str(item).endswith(".json") else "%s.json" % item
+        if not isinstance(item, str) or "/" in name or not fnmatch.fnmatchcase(name, FILE_SD_PATTERN):
+            raise StoreError("takeover (deployment_takeover) item %r: expected <environment>--<service>" % (item,))
+        names.add(name)
+    return names
+
+
+def merge(stored, given, owner, prune, holder, takeover=()):
+    """-> (new entries, applied, superseded, pruned, conflicts, taken_over). Pure: ``stored`` is not modified.
+
+    An entry older than the stored one is superseded (not applied). A newer or different entry of a
+    service that another owner holds is a conflict (not applied) unless ``takeover`` names it; then it
+    is taken over. The caller decides what a superseded entry or a conflict means (the module fails)."""
     entries = dict(stored)
-    applied, superseded, pruned = [], [], []
+    takeover = takeover_names(takeover)
+    applied, superseded, pruned, conflicts, taken_over = [], [], [], [], []
     for name in sorted(given):
         new = given[name]
         old = entries.get(name)
         if old is not None and new["epoch_us"] < old["epoch_us"]:
-            superseded.append({"name": name, "given": new.get("deployed_at"), "stored": old.get("deployed_at"),
+            superseded.append({"name": name, "service": new.get("service"), "environment": new.get("environment"),
+                               "given": new.get("deployed_at"), "stored": old.get("deployed_at"),
                                "owner": old.get("owner")})
             continue
-        applied.append(name)
         if old is not None and all(old.get(f) == new.get(f) for f in SAME_FIELDS):
+            applied.append(name)
             continue  # identical: keeps its owner
+        current = claimed_by(old)
+        if current is not None and current != owner:
+            if name not in takeover:
+                conflicts.append({"name": name, "service": new.get("service"), "environment": new.get("environment"),
+                                  "owner": current, "registered_by": old.get("registered_by")})
+                continue
+            taken_over.append({"name": name, "from": current})
+        applied.append(name)
         entry = {k: new[k] for k in ("service", "environment", "version", "status", "deployed_at", "epoch_us",
                                      "record", "file_sd", "textfile") if k in new}
         entries[name] = dict(entry, owner=owner, registered_by=holder)
@@ -369,7 +469,26 @@ def merge(stored, given, owner, prune, holder):
                 entries[name].pop("file_sd", None)
                 entries[name].pop("textfile", None)
                 pruned.append(name)
-    return entries, applied, superseded, pruned
+    return entries, applied, superseded, pruned, conflicts, taken_over
+
+
+def conflict_message(conflicts, owner, store_path):
+    lines = ["%s: service %s in environment %s belongs to owner '%s' (registered by %s), and this run's owner is "
+             "'%s' (deployment_owner)" % (c["name"], c["service"], c["environment"], c["owner"],
+                                           c.get("registered_by") or "unknown", owner) for c in conflicts]
+    return ("Not applied, nothing written: %s, in the record store %s. A run may not repoint or remove another "
+            "owner's service. To move it to this owner, list it in deployment_takeover (for example "
+            "-e '{\"deployment_takeover\": [\"%s\"]}'), or run as its owner."
+            % ("; ".join(lines), store_path, conflicts[0]["name"][: -len(".json")]))
+
+
+def superseded_message(superseded, store_path):
+    lines = ["%s: the record of service %s in environment %s deployed_at %s is older than the store's, "
+             "deployed_at %s (owner %s)" % (one["name"], one["service"], one["environment"], one["given"],
+                                            one["stored"], one["owner"]) for one in superseded]
+    return ("Not applied, nothing written: %s, in the record store %s. The latest record by deployed_at "
+            "counts; to roll back, write a new record (the old version, a later deployed_at)."
+            % ("; ".join(lines), store_path))
 
 
 def plan_dir(directory, pattern, wanted, known, adopt, compare=True):
@@ -384,8 +503,9 @@ def plan_dir(directory, pattern, wanted, known, adopt, compare=True):
     for name, content in sorted(wanted.items()) if compare else ():
         current = None
         if name in present:
-            with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as handle:
-                current = handle.read()
+            # never through a link, never from a FIFO: anything but a regular file differs
+            data = read_current(os.path.join(directory, name))[0]
+            current = data.decode("utf-8", errors="replace") if data is not None else None
         if current != content:
             write[name] = content
     for name in sorted(present - set(wanted)):
@@ -413,10 +533,21 @@ def write_files(params, plans, wanted, applied, check_mode, diff):
     return apply_sets(sets, dirs, check_mode=check_mode, diff=diff)
 
 
+def check_dirs(params):
+    """The store's and the files' directories: no one but root (or this user) may redirect them."""
+    for option, private in (("path", True), ("file_sd_dir", False), ("health_dir", False), ("textfile_dir", False)):
+        if params.get(option):
+            problem = untrusted_path(params[option], private=private)
+            if problem:
+                raise StoreError("%s %s: %s; refusing to read or write there as %s" % (
+                    option, params[option], problem, "root" if os.geteuid() == 0 else "uid %d" % os.geteuid()))
+
+
 def update(params, check_mode, diff=False):
     directory = params["path"]
     if not os.path.isdir(params["file_sd_dir"]):
         raise StoreError("file_sd_dir %s: not a directory (is Prometheus installed here?)" % params["file_sd_dir"])
+    check_dirs(params)
     lock = None
     if not check_mode:
         os.makedirs(directory, mode=0o750, exist_ok=True)
@@ -426,8 +557,13 @@ def update(params, check_mode, diff=False):
     store = read_json(store_path, {"format": FORMAT, "entries": {}})
     if not isinstance(store, dict) or store.get("format") != FORMAT or not isinstance(store.get("entries"), dict):
         raise StoreError("%s: not a deployment record store of format %d" % (store_path, FORMAT))
-    entries, applied, superseded, pruned = merge(store["entries"], params["entries"], params["owner"],
-                                                 params["prune"], params["lock_holder"])
+    entries, applied, superseded, pruned, conflicts, taken_over = merge(
+        store["entries"], params["entries"], params["owner"], params["prune"], params["lock_holder"],
+        params.get("takeover") or ())
+    if conflicts:
+        raise StoreError(conflict_message(conflicts, params["owner"], store_path))
+    if superseded and params.get("on_superseded", "fail") == "fail":
+        raise Superseded(superseded_message(superseded, store_path), superseded)
     changed = entries != store["entries"]
     if changed and not check_mode:
         save_json(store_path, {"format": FORMAT, "entries": entries})
@@ -437,6 +573,7 @@ def update(params, check_mode, diff=False):
               "textfile": {textfile_name(name): e["textfile"] for name, e in deployed.items()}}
     result = {
         "changed": changed, "applied": applied, "superseded": superseded, "pruned": pruned,
+        "taken_over": taken_over,
         "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt,
                             compare=not params.get("write")),
         "textfile": None,
@@ -466,6 +603,12 @@ def update(params, check_mode, diff=False):
             if result[name] is not None:
                 result[name]["write"] = sorted(os.path.basename(path) for path in files["sets"][name]["written"])
     return result
+
+
+def check_owner(owner):
+    if not isinstance(owner, str) or not OWNER_RE.match(owner):
+        raise StoreError("owner (deployment_owner) %r: expected a name of letters, digits and . _ : / @ + - "
+                         "(at most 128, for example a CI project path)" % (owner,))
 
 
 def check_entries(entries):
@@ -500,6 +643,8 @@ def main():
             lock_holder=dict(type="str", default="unknown"),
             lock_timeout=dict(type="int", default=300),
             lock_lease=dict(type="int", default=900),
+            takeover=dict(type="list", elements="str", default=[]),
+            on_superseded=dict(type="str", choices=["fail", "report"], default="fail"),
         ),
         required_if=[("state", "present", ["file_sd_dir"])],
         supports_check_mode=True,
@@ -509,19 +654,33 @@ def main():
         if params["state"] == "released":
             released = False if module.check_mode else release(params["path"], params["lock_token"])
             module.exit_json(changed=False, released=released)
+        check_owner(params["owner"])
+        takeover_names(params["takeover"])
+        check_lease(params["lock_timeout"], params["lock_lease"])
         check_entries(params["entries"])
-        result = {}
+        result, failed = {}, True
         try:
             result = update(params, module.check_mode, diff=module._diff)
+            failed = False
         finally:
-            keep = params["release"] == "never" or (params["release"] == "when_nothing_written"
+            # after a failure nothing waits for a gate: give the lock back unless asked to keep it
+            keep = params["release"] == "never" or (params["release"] == "when_nothing_written" and not failed
                                                     and result.get("written", True))
             result["released"] = False
             if not keep and not module.check_mode:
                 result["released"] = release(params["path"], params["lock_token"])
         if not module._diff:
             result.pop("diff", None)
+        took = (result.get("lock") or {}).get("took_over")
+        if took:
+            module.warn("took over the deployment lock of %s, whose lease ended at %s (the run is gone)"
+                        % (took.get("holder", "unknown"), iso(took.get("expires", 0))))
+        for one in result.get("taken_over", []):
+            module.warn("%s: taken over from owner '%s' by owner '%s' (takeover)" % (one["name"], one["from"],
+                                                                                   params["owner"]))
         module.exit_json(**result)
+    except Superseded as exc:
+        module.fail_json(msg=str(exc), superseded=exc.superseded)
     except (StoreError, FileSetError, OSError) as exc:
         module.fail_json(msg=explain(exc, params["path"]))
 

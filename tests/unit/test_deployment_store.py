@@ -12,10 +12,12 @@ import grp
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,44 +49,73 @@ def entries(*records: dict) -> dict:
 # --------------------------------------------------------------------------
 # merging (pure)
 
-def test_later_record_wins_whatever_the_order_and_owner_moves_with_it():
+def test_later_record_wins_whatever_the_order_and_an_older_one_is_superseded():
     v1, v2 = entries(record("api")), entries(record("api", "2.0.0", "2026-11-21T10:00:00Z"))
-    store, applied, superseded, _ = ds.merge({}, v2, "single-record", False, "ci 1")
+    store, applied, superseded, _, conflicts, _ = ds.merge({}, v2, "single-record", False, "ci 1")
     assert applied == ["production--api.json"] and store["production--api.json"]["version"] == "2.0.0"
-    # an older record later (a slow pipeline): not applied, reported
-    again, applied, superseded, _ = ds.merge(store, v1, "directory", True, "ci 2")
+    assert conflicts == []
+    # an older record later (a slow pipeline): not applied, reported (the module then fails)
+    again, applied, superseded, _, _, _ = ds.merge(store, v1, "single-record", True, "ci 2")
     assert applied == [] and again["production--api.json"]["version"] == "2.0.0"
-    assert superseded == [{"name": "production--api.json", "given": "2026-11-20T10:15:00Z",
-                           "stored": "2026-11-21T10:00:00Z", "owner": "single-record"}]
-    # an identical record keeps its owner; a changed one belongs to its writer
-    same, applied, _, _ = ds.merge(store, v2, "directory", False, "ci 3")
-    assert applied == ["production--api.json"] and same == store
+    assert superseded == [{"name": "production--api.json", "service": "api", "environment": "production",
+                           "given": "2026-11-20T10:15:00Z", "stored": "2026-11-21T10:00:00Z",
+                           "owner": "single-record"}]
+    # an identical record is fine whoever gives it, and keeps its owner
+    same, applied, _, _, conflicts, _ = ds.merge(store, v2, "directory", False, "ci 3")
+    assert applied == ["production--api.json"] and same == store and conflicts == []
+    # a later one of the same owner replaces it
     v3 = entries(record("api", "3.0.0", "2026-11-22T10:00:00Z"))
-    moved, _, _, _ = ds.merge(store, v3, "directory", False, "ci 4")
-    assert moved["production--api.json"]["owner"] == "directory"
+    moved, _, _, _, _, _ = ds.merge(store, v3, "single-record", False, "ci 4")
+    assert moved["production--api.json"]["version"] == "3.0.0"
     assert moved["production--api.json"]["registered_by"] == "ci 4"
 
 
+def test_another_owner_may_not_repoint_or_remove_a_service_without_takeover():
+    store, _, _, _, _, _ = ds.merge({}, entries(record("api"), record("web")), "team-a", True, "a")
+    later = entries(record("api", "2.0.0", "2026-11-21T10:00:00Z"),
+                    record("web", at="2026-11-21T10:00:00Z", status="removed"))
+    after, applied, _, _, conflicts, taken = ds.merge(store, later, "team-b", False, "b")
+    assert applied == [] and after == store and taken == []
+    assert [(c["name"], c["owner"], c["registered_by"]) for c in conflicts] == [
+        ("production--api.json", "team-a", "a"), ("production--web.json", "team-a", "a")]
+    message = ds.conflict_message(conflicts, "team-b", "/s/store.json")
+    assert "production--api.json: service api in environment production belongs to owner 'team-a'" in message
+    assert "this run's owner is 'team-b' (deployment_owner)" in message and "deployment_takeover" in message
+    # takeover names the services (with or without .json) that may move
+    moved, applied, _, _, conflicts, taken = ds.merge(store, later, "team-b", False, "b",
+                                                      takeover=["production--api", "production--web.json"])
+    assert conflicts == [] and applied == ["production--api.json", "production--web.json"]
+    assert taken == [{"name": "production--api.json", "from": "team-a"},
+                     {"name": "production--web.json", "from": "team-a"}]
+    assert moved["production--api.json"]["owner"] == "team-b" and moved["production--web.json"]["status"] == "removed"
+    # a tombstone belongs to no one: a later record of any owner brings the service back
+    back, applied, _, _, conflicts, _ = ds.merge(moved, entries(record("web", at="2026-11-22T00:00:00Z")),
+                                                 "team-c", False, "c")
+    assert conflicts == [] and back["production--web.json"]["owner"] == "team-c"
+    with pytest.raises(ds.StoreError, match="takeover .*'../x'"):
+        ds.takeover_names(["../x"])
+
+
 def test_prune_removes_only_the_runs_own_entries():
-    store, _, _, _ = ds.merge({}, entries(record("a"), record("b")), "directory", True, "dir")
-    store, _, _, _ = ds.merge(store, entries(record("single")), "single-record", False, "one")
-    store, _, _, _ = ds.merge(store, entries(record("other")), "team-b", True, "b")
-    after, applied, _, pruned = ds.merge(store, entries(record("a")), "directory", True, "dir")
+    store, _, _, _, *_ = ds.merge({}, entries(record("a"), record("b")), "directory", True, "dir")
+    store, _, _, _, *_ = ds.merge(store, entries(record("single")), "single-record", False, "one")
+    store, _, _, _, *_ = ds.merge(store, entries(record("other")), "team-b", True, "b")
+    after, applied, _, pruned, *_ = ds.merge(store, entries(record("a")), "directory", True, "dir")
     assert pruned == ["production--b.json"] and applied == ["production--a.json"]
     assert {name: e["status"] for name, e in after.items()} == {
         "production--a.json": "deployed", "production--b.json": "removed",
         "production--single.json": "deployed", "production--other.json": "deployed"}
     # a pruned entry is a tombstone without precedence: an older record may come back
-    back, applied, _, _ = ds.merge(after, entries(record("b", at="2020-01-01T00:00:00Z")), "x", False, "x")
+    back, applied, _, _, *_ = ds.merge(after, entries(record("b", at="2020-01-01T00:00:00Z")), "x", False, "x")
     assert applied == ["production--b.json"] and back["production--b.json"]["status"] == "deployed"
 
 
 def test_removal_record_leaves_a_tombstone_that_older_records_cannot_pass():
-    store, _, _, _ = ds.merge({}, entries(record("api")), "single-record", False, "one")
+    store, _, _, _, *_ = ds.merge({}, entries(record("api")), "single-record", False, "one")
     removal = entries(record("api", at="2026-11-21T00:00:00Z", status="removed"))
-    gone, applied, _, _ = ds.merge(store, removal, "directory", False, "dir")
+    gone, applied, _, _, *_ = ds.merge(store, removal, "single-record", False, "dir")
     assert gone["production--api.json"]["status"] == "removed" and "file_sd" not in gone["production--api.json"]
-    _, applied, superseded, _ = ds.merge(gone, entries(record("api")), "single-record", False, "late")
+    _, applied, superseded, _, *_ = ds.merge(gone, entries(record("api")), "single-record", False, "late")
     assert applied == [] and superseded[0]["stored"] == "2026-11-21T00:00:00Z"
 
 
@@ -210,7 +241,7 @@ def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
     return made
 
 
-def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def playbook(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.json"
     if not inventory.exists():
         inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {"localhost": {
@@ -220,7 +251,7 @@ def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
                            "-e", "deployment_gate=false", *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
 
 
 def test_concurrent_runs_add_up_and_a_directory_run_keeps_single_registrations(tmp_path):
@@ -342,3 +373,279 @@ def test_write_in_check_mode_reports_and_touches_nothing(tmp_path):
     assert sorted(result["files"]["changed_sets"]) == ["file_sd", "health", "textfile"]
     assert list((tmp_path / "sd").iterdir()) == [] and not (tmp_path / "health").exists()
     assert not (tmp_path / "state").exists()
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 3: a superseded record fails the run; an owner per service
+
+def store_entries(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "state" / "store.json").read_text())["entries"]
+
+
+def single(tmp_path: Path, body: dict) -> list[str]:
+    """The arguments that give the playbook one record, in the form it takes (a record file once
+    records are read from files only, else the record as one value)."""
+    if "deployment_record_file" in (REPO / "playbooks" / "deployments.yml").read_text():
+        path = tmp_path / "singles" / f"record-{uuid.uuid4().hex}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body))
+        return ["-e", f"deployment_record_file={path}"]
+    return ["-e", json.dumps({"deployment_record": body})]
+
+
+def test_superseded_record_fails_the_run_naming_file_service_environment_and_later_time(tmp_path):
+    sd, _tf, records = layout(tmp_path)
+    (records / "api-2.json").write_text(json.dumps(record("api", "2.0.0", "2026-11-21T10:00:00Z")))
+    first = playbook(tmp_path, "-e", f"deployment_records_dir={records}")
+    assert first.returncode == 0, first.stdout[-3000:]
+    before = (sd / "production--api.json").read_text()
+    # the directory now holds only an older record of api (its later one was lost): the store keeps the later
+    (records / "api-2.json").unlink()
+    (records / "api-1.json").write_text(json.dumps(record("api", "1.0.0", "2026-11-20T10:15:00Z")))
+    (records / "web.json").write_text(json.dumps(record("web")))
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}")
+    assert run.returncode != 0, run.stdout[-3000:]
+    out = " ".join(run.stdout.split())
+    assert ("Superseded, nothing written: production--api.json: the record of service api in environment production "
+            "deployed_at 2026-11-20T10:15:00Z (record file " + str(records / "api-1.json") + ")") in out, out[-3000:]
+    assert "deployed_at 2026-11-21T10:00:00Z (owner directory)" in out
+    # nothing of the run was written (web neither), and the lock is given back
+    assert (sd / "production--api.json").read_text() == before and not (sd / "production--web.json").exists()
+    assert set(store_entries(tmp_path)) == {"production--api.json"}
+    assert not (tmp_path / "state" / "lock.json").exists()
+    # a single record older than the store's fails the same way, naming its source
+    one = playbook(tmp_path, *single(tmp_path, record("api", "0.9.0")), "-e", "deployment_owner=directory")
+    assert one.returncode != 0, one.stdout[-3000:]
+    assert re.search(r"production--api.json: the record of service api in environment production deployed_at "
+                     r"2026-11-20T10:15:00Z \(record file (command line|\S+\.json)\)", " ".join(one.stdout.split())), \
+        one.stdout[-3000:]
+
+
+def test_another_owner_is_refused_and_takeover_moves_the_service(tmp_path):
+    sd, _tf, records = layout(tmp_path)
+    team_a = playbook(tmp_path, *single(tmp_path, record("api")), "-e", "deployment_owner=team-a")
+    assert team_a.returncode == 0, team_a.stdout[-3000:]
+    assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-a"
+    before = (sd / "production--api.json").read_text()
+    moved = record("api", "2.0.0", "2026-11-21T10:00:00Z", targets=["evil.example.com:8000"])
+    # another owner, in either mode, may neither repoint nor remove it
+    for args in ([*single(tmp_path, moved), "-e", "deployment_owner=team-b"],
+                 single(tmp_path, record("api", at="2026-11-21T10:00:00Z", status="removed"))):
+        run = playbook(tmp_path, *args)
+        assert run.returncode != 0, run.stdout[-3000:]
+        out = " ".join(run.stdout.split())
+        assert "production--api.json: service api in environment production belongs to owner 'team-a'" in out, out[-3000:]
+        assert "deployment_takeover" in out and "(deployment_owner)" in out
+        assert (sd / "production--api.json").read_text() == before
+        assert not (tmp_path / "state" / "lock.json").exists()
+    (records / "api.json").write_text(json.dumps(moved))
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_owner=team-b")
+    assert run.returncode != 0 and "belongs to owner 'team-a'" in run.stdout, run.stdout[-3000:]
+    # with the takeover, team-b's directory takes it, and says so
+    run = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_owner=team-b",
+                   "-e", json.dumps({"deployment_takeover": ["production--api"]}))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "production--api.json: taken over from owner 'team-a' by owner 'team-b'" in run.stdout + run.stderr
+    assert json.loads((sd / "production--api.json").read_text())[0]["targets"] == ["evil.example.com:8000"]
+    assert store_entries(tmp_path)["production--api.json"]["owner"] == "team-b"
+    # a bad owner name is refused
+    bad = playbook(tmp_path, *single(tmp_path, record("x")), "-e", json.dumps({"deployment_owner": "a b"}))
+    assert bad.returncode != 0 and "owner (deployment_owner) 'a b'" in bad.stdout, bad.stdout[-3000:]
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 8: a link or FIFO in node_exporter's (group-writable) textfile directory,
+# and directories a less-privileged user could redirect
+
+SECRET = "root-only secret 7f3a"
+
+
+@pytest.mark.parametrize("what", ["symlink", "fifo"])
+@pytest.mark.parametrize("flags", [("--diff",), ("--check", "--diff"), ()])
+def test_a_link_or_fifo_in_the_textfile_directory_fails_the_run_without_reading_it(tmp_path, what, flags):
+    sd, tf, _records = layout(tmp_path)
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    path = tf / "deployment--production--api.prom"
+    if what == "symlink":
+        path.symlink_to(secret)
+    else:
+        os.mkfifo(path)
+    run = playbook(tmp_path, *single(tmp_path, record("api")), *flags,
+                   timeout=120)  # a hang on the FIFO fails the test
+    assert run.returncode != 0, run.stdout[-3000:]
+    out = " ".join(run.stdout.split())
+    assert f"{path}: is a {'symbolic link' if what == 'symlink' else 'FIFO'}" in out, out[-3000:]
+    assert SECRET not in run.stdout + run.stderr and secret.read_text() == SECRET
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "state" / "lock.json").exists()  # given back
+    # removed by hand, the next run writes everything
+    path.unlink()
+    again = playbook(tmp_path, *single(tmp_path, record("api")))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert (sd / "production--api.json").exists() and path.is_file() and not path.is_symlink()
+
+
+def test_directories_a_less_privileged_user_could_redirect_are_refused(tmp_path):
+    given = entries(record("a"))
+    base = params(tmp_path, given)
+    # a textfile directory that is a symbolic link owned by another user
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "tf-link"
+    link.symlink_to(tmp_path / "elsewhere")
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(ds.StoreError, match=r"textfile_dir .*tf-link is a symbolic link owned by uid 65534 \(not followed\)"):
+        ds.update(dict(base, textfile_dir=str(link)), check_mode=True)
+    # a file_sd directory below a directory everyone may write to (no sticky bit)
+    (tmp_path / "open" / "sd").mkdir(parents=True)
+    (tmp_path / "open").chmod(0o777)
+    with pytest.raises(ds.StoreError, match=r"file_sd_dir .*open may be written by everyone, so .*open/sd could be replaced"):
+        ds.update(dict(base, file_sd_dir=str(tmp_path / "open" / "sd")), check_mode=True)
+    # the store's own directory may not be writable by another group
+    (tmp_path / "state").mkdir()
+    os.chown(tmp_path / "state", 0, 65534)
+    (tmp_path / "state").chmod(0o770)
+    with pytest.raises(ds.StoreError, match=r"path .*state may be written by group 65534"):
+        ds.update(base, check_mode=True)
+    (tmp_path / "state").chmod(0o750)
+    # a store file that is a link is not read
+    (tmp_path / "state" / "store.json").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ds.StoreError, match=r"store.json: is a symbolic link"):
+        ds.update(base, check_mode=True)
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 9: locks in one order across hosts, a lease longer than the wait
+
+def test_lease_must_be_longer_than_the_wait(tmp_path):
+    with pytest.raises(ds.StoreError, match=r"lock_lease 600 s is not longer than lock_timeout 600 s"):
+        ds.acquire(str(tmp_path), "t", "h", 600, 600)
+    with pytest.raises(ds.StoreError, match=r"lock_timeout \(deployment_lock_timeout\) -1"):
+        ds.check_lease(-1, 10)
+    assert not (tmp_path / "lock.json").exists()
+
+
+def test_runs_taking_locks_in_one_order_never_wait_on_each_other(tmp_path):
+    """Two runs, two hosts, each run takes both locks in sorted order and holds them a while: both
+    finish; neither waits out its timeout nor takes over a live lock."""
+    hosts = [tmp_path / "p1", tmp_path / "p2"]
+    for host in hosts:
+        host.mkdir()
+    taken = []
+
+    def run(token):
+        locks = [ds.acquire(str(host), token, token, 20, 20 * len(hosts) + 30) for host in sorted(hosts)]
+        time.sleep(0.5)  # the gate
+        for host in hosts:
+            ds.release(str(host), token)
+        taken.extend(locks)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(run, ["run-a", "run-b"]))
+    assert len(taken) == 4 and not any("took_over" in lock for lock in taken)
+    assert max(lock["waited"] for lock in taken) < 10
+
+
+class FakePrometheus:
+    """/api/v1/targets of a Prometheus that scrapes every target of the given file_sd directories
+    up, one second after its file was written (so the gate holds the locks a while)."""
+
+    def __init__(self, sd_dirs):
+        import http.server
+        from datetime import datetime, timezone
+        dirs = sd_dirs
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                active = []
+                now = time.time()
+                for sd in dirs:
+                    for path in sorted(sd.glob("*.json")):
+                        if now - path.stat().st_mtime < 1.0:
+                            continue
+                        for group in json.loads(path.read_text()):
+                            for target in group["targets"]:
+                                active.append({
+                                    "scrapePool": "deployments", "health": "up", "lastError": "",
+                                    "discoveredLabels": {"__address__": target, **group.get("labels", {})},
+                                    "lastScrape": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+                body = json.dumps({"status": "success", "data": {"activeTargets": active}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_two_runs_against_an_ha_pair_take_the_locks_in_one_order(tmp_path):
+    """Two concurrent runs, two Prometheus hosts (p1, p2, each its own store): both pass their gate;
+    no run takes over the other's live lock, and the lease outlasts every wait."""
+    hosts = {}
+    for name in ("p2", "p1"):  # inventory order is not the lock order: the play's is sorted
+        base = tmp_path / name
+        for sub in ("etc/file_sd/deployments", "tf", "state"):
+            (base / sub).mkdir(parents=True)
+        hosts[name] = base
+    prometheus = FakePrometheus([base / "etc" / "file_sd" / "deployments" for base in hosts.values()])
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"prometheus": {"hosts": {name: {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "prometheus_config_dir": str(base / "etc"), "node_exporter_textfile_dir": str(base / "tf"),
+        "prometheus_user": MY_GROUP, "prometheus_listen_address": "127.0.0.1", "prometheus_port": prometheus.port,
+        "deployment_store_dir": str(base / "state")} for name, base in hosts.items()}}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+    def run(service):
+        return subprocess.run(
+            [ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "deployments.yml"),
+             *single(tmp_path, record(service)), "-e", f"deployment_owner=team-{service}",
+             "-e", "deployment_gate_interval=1", "-e", "deployment_gate_timeout=30", "-e", "deployment_lock_timeout=60"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+    seen, stop = {}, threading.Event()
+
+    def watch():  # every lock as it is held: (host, holder) -> (first seen, lease)
+        while not stop.is_set():
+            for name, base in hosts.items():
+                try:
+                    lock = json.loads((base / "state" / "lock.json").read_text())
+                except (FileNotFoundError, ValueError):
+                    continue
+                seen.setdefault((name, lock["holder"]), (time.monotonic(), lock["expires"] - lock["since"]))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(run, ["a", "b"]))
+    finally:
+        stop.set()
+        watcher.join()
+        prometheus.stop()
+    for result in results:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "took over the deployment lock" not in result.stdout + result.stderr
+    for base in hosts.values():
+        assert sorted(p.name for p in (base / "etc" / "file_sd" / "deployments").iterdir()) == [
+            "production--a.json", "production--b.json"]
+        assert not (base / "state" / "lock.json").exists()
+    # lease = wait x hosts + gate looks x (interval + 10 s) + 300 s, longer than the 60 s wait
+    assert seen and {round(lease) for _, lease in seen.values()} == {60 * 2 + 30 * (1 + 10) + 300}
+    # each run took p1 before p2
+    for holder in {holder for _, holder in seen}:
+        if ("p1", holder) in seen and ("p2", holder) in seen:
+            assert seen[("p1", holder)][0] <= seen[("p2", holder)][0], seen

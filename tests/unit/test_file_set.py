@@ -260,10 +260,10 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     # nothing to change
     proc = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_gate=false")
     assert proc.returncode == 0 and "changed=0" in proc.stdout, proc.stdout
-    # one record removed on the command line: only its two files go
+    # one record removed on the command line by the directory's owner: only its two files go
     proc = playbook(tmp_path, *record_file_args(tmp_path / "singles", record("svc3", status="removed",
                                                                              deployed_at="2026-11-21T10:15:00Z")),
-                    "-e", "deployment_gate=false")
+                    "-e", "deployment_gate=false", "-e", "deployment_owner=directory")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "production--svc3.json" not in names(sd) and len(names(sd)) == 29
     assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30
@@ -325,3 +325,62 @@ def test_links_are_made_and_repointed_in_the_same_step(tmp_path):
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["prog", "tool"]  # no temporary left
     with pytest.raises(fs.FileSetError, match="is a directory, not replaced"):
         fs.apply_sets([], {}, links={str(tmp_path / "v1"): "/nowhere"})
+
+
+# --------------------------------------------------------------------------
+# issue 24 row 8: never through a symbolic link, never waiting on a FIFO (as root, in a group-writable directory)
+
+SECRET = "root-only secret 7f3a\n"
+
+
+def planted(tmp_path: Path, name: str, what: str) -> Path:
+    """A symbolic link to a root-only file, a FIFO or a hard link, at ``name`` in ``tmp_path / 'tf'``."""
+    tf = tmp_path / "tf"
+    tf.mkdir(exist_ok=True)
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    path = tf / name
+    if what == "symlink":
+        path.symlink_to(secret)
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        os.link(secret, path)
+    return path
+
+
+@pytest.mark.parametrize("what", ["symlink", "fifo", "hardlink"])
+@pytest.mark.parametrize("flags", [("--diff",), ("--check", "--diff"), ()])
+def test_a_planted_link_or_fifo_is_refused_never_read(tmp_path, what, flags):
+    path = planted(tmp_path, "deployment--a.prom", what)
+    rc, out = adhoc({"path": str(path.parent), "files": {"deployment--a.prom": "new\n", "b.prom": "b\n"},
+                     "owner": ME, "mode": "0644"}, *flags)  # a hang fails the test (adhoc's timeout)
+    assert rc != 0
+    kind = {"symlink": "a symbolic link to", "fifo": "a FIFO (named pipe)", "hardlink": "a regular file with 2 hard"}
+    assert f"{path}: is {kind[what]}" in out["msg"] and "not read, followed or replaced" in out["msg"], out
+    assert SECRET.strip() not in json.dumps(out)
+    assert (tmp_path / "shadow").read_text() == SECRET and not (path.parent / "b.prom").exists()  # nothing written
+    mode = os.lstat(path).st_mode  # left as it was
+    assert {"symlink": stat.S_ISLNK, "fifo": stat.S_ISFIFO, "hardlink": stat.S_ISREG}[what](mode)
+
+
+@pytest.mark.parametrize("what", ["symlink", "fifo"])
+def test_a_stale_link_or_fifo_is_removed_itself_and_not_read_in_diff_mode(tmp_path, what):
+    path = planted(tmp_path, "deployment--old.prom", what)
+    rc, out = adhoc({"path": str(path.parent), "files": {}, "prune_patterns": ["deployment--*.prom"]}, "--diff")
+    assert rc == 0 and out["removed"] == ["deployment--old.prom"], out
+    assert SECRET.strip() not in json.dumps(out)
+    assert not os.path.lexists(path) and (tmp_path / "shadow").read_text() == SECRET
+
+
+def test_owner_and_mode_are_set_on_the_open_file_not_through_a_name(tmp_path):
+    """Only the mode differs: the file is fixed through its descriptor; a link there is refused, not chmod'ed."""
+    (tmp_path / "a").write_text("x")
+    (tmp_path / "a").chmod(0o600)
+    assert fs.file_set(str(tmp_path), {"a": "x"}, mode="0644")["written"] == ["a"]
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o644
+    secret = planted(tmp_path, "b", "symlink")
+    with pytest.raises(fs.FileSetError, match="is a symbolic link"):
+        fs.file_set(str(secret.parent), {"b": SECRET}, mode="0644")
+    assert stat.S_IMODE((tmp_path / "shadow").stat().st_mode) == 0o600
