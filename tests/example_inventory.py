@@ -8,6 +8,9 @@ and nothing else, as text edits on the shipped files (comments and layout stay):
      for an offline controller the mirror URL, the versions the mirror holds and its
      cAdvisor sums file (the commented "Where the releases come from" block);
   3. the vault password (the example's own, "monstack-example-only", is used as is).
+The preflight refuses the example vault's values (public) unless
+monstack_allow_example_secrets is true: as a test of the example itself, this
+copy sets it (group_vars/all/zz-example-test.yml), which no real copy does.
 """
 from __future__ import annotations
 
@@ -23,9 +26,16 @@ EXAMPLE_HOSTS = ["mon1.example.com", "mon2.example.com", "app1.example.com"]
 
 def copy_example(dest: Path, hosts: list[tuple[str, str, int | None]], ansible_user: str,
                  smtp_smarthost: str, mirror_url: str | None = None,
-                 mirror_versions: dict[str, str] | None = None, grafana: bool = False) -> Path:
-    """cp -r inventories/example <dest>, then the README's edits. Returns the vault password file."""
+                 mirror_versions: dict[str, str] | None = None, grafana: bool = False,
+                 allow_example_secrets: bool = True) -> Path:
+    """cp -r inventories/example <dest>, then the README's edits. Returns the vault password file.
+    allow_example_secrets: let the preflight accept the example vault's values (this test's
+    own, documented switch; False shows what a user's copy gets)."""
     shutil.copytree(EXAMPLE, dest)
+    if allow_example_secrets:
+        (dest / "group_vars" / "all" / "zz-example-test.yml").write_text(
+            "---\n# A test of the example inventory itself: accept its public vault values.\n"
+            "monstack_allow_example_secrets: true\n")
     assert len(hosts) == len(EXAMPLE_HOSTS), "the example has three hosts: give three"
 
     inv = dest / "hosts.yml"

@@ -7,6 +7,7 @@ Documented for ansible-doc in one <filter name>.yml file each, beside this file.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -100,6 +101,38 @@ def monstack_spec_problems(result, spec=None):
     return []
 
 
+# SHA-256 of each value in the example inventory's vault
+# (inventories/example/group_vars/all/vault.yml), whose password is public
+# (README): a copy of the example that kept one must not pass as configured.
+# tests/unit/test_preflight.py keeps this list in step with the vault.
+EXAMPLE_SECRETS = {
+    "cd7817850af15c0753fcd76a75ce5b0ec1c195561d7ee0bf429932e6f35ecc69": "vault_ansible_become_password",
+    "0dd0e2a00cf4c38f68397449247b1d575a2bc6b835a572359a8175b027dc580c": "vault_grafana_admin_password",
+    "44bc91b2ab07b57c3828a245087a5bcbb0b2cf2448b1de090fcb4d02383f3af4": "vault_alertmanager_smtp_auth_password",
+    "5ee528a3886318ec3b74fc85768e538b56991439016ca44b9064214a86dd67cc": "vault_grafana_secret_key",
+}
+
+
+def monstack_example_secrets(values):
+    """Messages for the variables (name -> value) that hold a value of the example
+    vault, naming the variable and how to set your own."""
+    if not isinstance(values, Mapping):
+        raise TypeError("expected a mapping of variable name to value")
+    problems = []
+    for name in sorted(values):
+        value = values[name]
+        if not isinstance(value, str):
+            continue
+        example = EXAMPLE_SECRETS.get(hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest())
+        if example:
+            problems.append(
+                f"{name}: still holds the example inventory's value ({example} of inventories/example, whose vault "
+                "password is public). Fix: `ansible-vault edit group_vars/all/vault.yml` and set your own "
+                f"{example}, then `ansible-vault rekey group_vars/all/vault.yml` with your own vault password. "
+                "(Only a test of the example itself sets monstack_allow_example_secrets: true.)")
+    return problems
+
+
 def monstack_loopback(address):
     """True when an address (IP or name) only reaches the host itself."""
     value = str(address).strip().strip("[]").lower()
@@ -118,6 +151,7 @@ class FilterModule:
         return {
             "monstack_unknown_vars": _guard(monstack_unknown_vars),
             "monstack_bad_checksums": _guard(monstack_bad_checksums),
+            "monstack_example_secrets": _guard(monstack_example_secrets),
             "monstack_loopback": monstack_loopback,
             "monstack_spec_problems": monstack_spec_problems,
         }

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 
 from ansible.errors import AnsibleFilterError
 
@@ -11,11 +13,42 @@ PROBE_KEYS = ("path", "owner", "group", "mode", "prune_patterns", "remove")
 SET_KEYS = PROBE_KEYS + ("files", "validate", "on_change", "secret")
 ON_CHANGE = ("restart", "reload", "none")
 
+# The key of the content digests: random, one per controller process (a new
+# one every run), never written anywhere. A digest in the probe's arguments
+# (shown at -vvv, kept by ARA, logged by the module on the host) is an
+# HMAC-SHA256 under it, so it cannot be checked against guessed secrets; the
+# key itself goes to the host in the module's no_log argument ``key``. The
+# probe's arguments are templated in the one process that runs the task, so
+# monstack_probe_sets and monstack_probe_key see the same key there; the key
+# id in each digest lets the module refuse a mismatch instead of reporting
+# drift.
+_RUN_KEY = secrets.token_hex(32)
+HMAC_PREFIX = "hmac-sha256:"
 
-def monstack_probe_sets(sets, component="component"):
+
+def key_id(key):
+    """A short public name of a key (not enough to learn anything about it)."""
+    return hashlib.sha256(b"monstack-probe-key-id:" + key.encode("ascii")).hexdigest()[:12]
+
+
+def content_digest(content, key):
+    """``hmac-sha256:<key id>:<hex>`` of text ``content`` under hex ``key``."""
+    mac = hmac.new(bytes.fromhex(key), content.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+    return "%s%s:%s" % (HMAC_PREFIX, key_id(key), mac)
+
+
+def monstack_probe_key(_value=None):
+    """The key of this run's digests (hex), for the probe's no_log ``key`` argument.
+    The input is ignored (a filter needs one)."""
+    return _RUN_KEY
+
+
+def monstack_probe_sets(sets, component="component", key=None):
     """File sets (name -> {path, files: {name: content}, ...}) -> the same sets
-    with each content replaced by ``sha1:<hex>`` and only the keys the probe
-    reads. Raises AnsibleFilterError naming the set and key that are wrong."""
+    with each content replaced by ``hmac-sha256:<key id>:<hex>`` under ``key``
+    (this run's key, monstack_probe_key, when not given) and only the keys the
+    probe reads. Raises AnsibleFilterError naming the set and key that are wrong."""
+    key = key or _RUN_KEY
     if not isinstance(sets, dict):
         raise AnsibleFilterError("%s file sets: expected a mapping of set name to set, got %s"
                                  % (component, type(sets).__name__))
@@ -41,7 +74,7 @@ def monstack_probe_sets(sets, component="component"):
             if not isinstance(content, str):
                 raise AnsibleFilterError("%s: content of %s must be text, got %s (render it with to_nice_yaml or to_json)"
                                          % (where, file_name, type(content).__name__))
-            digests[file_name] = "sha1:" + hashlib.sha1(content.encode("utf-8", "surrogateescape")).hexdigest()
+            digests[file_name] = content_digest(content, key)
         probed[name] = {key: spec[key] for key in PROBE_KEYS if key in spec}
         probed[name]["files"] = digests
     return probed
@@ -49,4 +82,4 @@ def monstack_probe_sets(sets, component="component"):
 
 class FilterModule:
     def filters(self):
-        return {"monstack_probe_sets": monstack_probe_sets}
+        return {"monstack_probe_sets": monstack_probe_sets, "monstack_probe_key": monstack_probe_key}

@@ -28,8 +28,26 @@ options:
     type: path
     default: /var/log/journal/remote
   host:
-    description: Only entries of this host (the journal field C(_HOSTNAME)).
+    description:
+      - Only entries this host sent. systemd-journal-remote writes the uploads of each sender
+        into its own journal files, named after the sender as the log host saw it
+        (C(remote-<address>.journal) and its archived C(remote-<address>@....journal); a
+        journal-remote that checks client certificates names them after the certificate,
+        C(remote-CN=<name>....journal)). The search reads only the files of this host, those
+        of the addresses it resolves to on the log host, of its O(senders) entry, or of a
+        certificate whose C(CN) is this name.
+      - Not the journal field C(_HOSTNAME), which the sending host writes itself; any host
+        that can upload can claim another's name there. C(_HOSTNAME) is returned as
+        C(hostname), untrusted.
     type: str
+  senders:
+    description:
+      - Names and addresses of the hosts that upload, a mapping of inventory name to a list of addresses or names,
+        resolved on the log host. They name the sender of each entry in the result (C(host)) and
+        add to the addresses of O(host). playbooks/logs.yml gives every inventory host with its
+        C(monstack_scrape_address) and C(ansible_host).
+    type: dict
+    default: {}
   unit:
     description:
       - Only entries of this systemd unit (C(journalctl -u)); C(.service) is added to a
@@ -83,9 +101,11 @@ options:
     type: int
     default: 100
 notes:
-  - The journal's own matches (O(host), O(unit), O(identifier), O(priority), time range,
-    O(fields)) are applied by journalctl on its indexes; O(grep) and O(match) by this
+  - The journal's own matches (O(unit), O(identifier), O(priority), time range, O(fields)) and
+    the choice of files (O(host)) are applied by journalctl; O(grep) and O(match) by this
     module on the entries left, so narrow a search with those first.
+  - Hosts behind one NAT address upload as one sender and cannot be told apart.
+  - O(fields) and O(match) may still use C(_HOSTNAME); it is what the sender claims.
 attributes:
   diff_mode:
     description: Returns no diff (it changes nothing).
@@ -104,9 +124,10 @@ EXAMPLES = r"""
     match: ["status>=500"]
   register: errors
 
-- name: Errors of one host's Prometheus containing "scrape"
+- name: Errors of one host's Prometheus containing "scrape" (the files mon1 sent, not _HOSTNAME)
   monstack_journal_query:
     host: mon1
+    senders: {mon1: [10.0.0.11]}
     unit: prometheus
     priority: err
     grep: scrape
@@ -120,7 +141,9 @@ entries:
   elements: dict
   contains:
     time: {description: 'Time of the entry (UTC, ISO 8601)', type: str}
-    host: {description: _HOSTNAME, type: str}
+    host: {description: 'The sender: O(host) when given, else the inventory name of the sender (O(senders)), else its address or certificate name', type: str}
+    sender: {description: 'Whom systemd-journal-remote received the entry from (the name of its journal file: an address or a certificate name)', type: str}
+    hostname: {description: '_HOSTNAME, the host name the sender claims (untrusted)', type: str}
     unit: {description: _SYSTEMD_UNIT (or the syslog identifier), type: str}
     priority: {description: Priority 0-7, type: int}
     message: {description: MESSAGE, type: str}
@@ -128,12 +151,15 @@ entries:
   sample:
     - time: "2026-11-30T15:04:05.123456Z"
       host: app1
+      sender: 10.0.0.21
+      hostname: app1
       unit: inference-app.service
       priority: 6
       message: '{"event":"request","method":"POST","path":"/predict","status":500}'
       fields: {event: request, method: POST, path: /predict, status: 500}
 lines:
-  description: "The entries as text lines, C(time host unit: message)."
+  description: "The entries as text lines, C(time host unit: message); C([_HOSTNAME=x]) after the host when the
+    sender claims another name."
   returned: always
   type: list
   elements: str
@@ -154,11 +180,19 @@ command:
   returned: always
   type: list
   elements: str
+files:
+  description: With O(host), the journal files searched (none when the host sent nothing).
+  returned: always
+  type: list
+  elements: str
 """
 
 import datetime
+import ipaddress
 import json
+import os
 import re
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -263,6 +297,131 @@ def entry_matches(entry, fields, pattern, conditions):
     return True
 
 
+# The journal files systemd-journal-remote writes with SplitMode=host:
+# remote-<sender>.journal, archived as remote-<sender>@<seqnum id>-<seqnum>-<time>.journal,
+# and remote-<sender>@<time>-<random>.journal~ when it was found corrupt.
+REMOTE_FILE_RE = re.compile(
+    r"^remote-(?P<sender>.+?)(?:@[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{16}|@[0-9a-f]{16}-[0-9a-f]{16})?\.journal~?$")
+JOURNAL_SIGNATURE = b"LPKSHHRH"
+
+
+def sender_files(directory):
+    """{sender: [file paths]} of the journal files of `directory`, from their names."""
+    senders = {}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as error:
+        raise QueryError("directory %s: %s" % (directory, error.strerror))
+    for name in names:
+        found = REMOTE_FILE_RE.match(name)
+        if found:
+            senders.setdefault(found.group("sender"), []).append(os.path.join(directory, name))
+    return senders
+
+
+def seqnum_id(path):
+    """The sequence number id of a journal file (its header, bytes 72-88), as in cursors (s=...)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(88)
+    except OSError:
+        return None
+    if len(header) < 88 or header[:8] != JOURNAL_SIGNATURE:
+        return None
+    return header[72:88].hex()
+
+
+def normal_address(value):
+    """An address in one spelling (IPv4-mapped IPv6 as IPv4, no brackets), or None."""
+    try:
+        address = ipaddress.ip_address(str(value).strip().strip("[]"))
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def addresses_of(names, resolve):
+    """The addresses of names or addresses, names resolved on this host."""
+    found = set()
+    for name in names:
+        literal = normal_address(name)
+        if literal:
+            found.add(literal)
+            continue
+        for address in resolve(str(name)):
+            normal = normal_address(address)
+            if normal:
+                found.add(normal)
+    return found
+
+
+def resolve_name(name):
+    try:
+        return [info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)]
+    except (OSError, UnicodeError):
+        return []
+
+
+def certificate_names(sender):
+    """The CN values of a sender that is a certificate's distinguished name (CN=app1,O=x)."""
+    return [part.strip()[3:] for part in re.split(r"(?<!\\),", sender) if part.strip().upper().startswith("CN=")]
+
+
+def is_sender_of(sender, host, addresses):
+    """Whether a file's sender (an address or a certificate name) is this host."""
+    address = normal_address(sender)
+    if address is not None:
+        return address in addresses
+    return host in certificate_names(sender)
+
+
+def host_files(directory, host, names, resolve):
+    """The journal files `host` sent (see is_sender_of) and the senders found in the directory."""
+    senders = sender_files(directory)
+    addresses = addresses_of([host] + list(names), resolve)
+    files = [path for sender, paths in sorted(senders.items()) if is_sender_of(sender, host, addresses)
+             for path in paths]
+    return files, sorted(senders)
+
+
+class SenderNames:
+    """Sender of an entry (from the file its cursor's seqnum id belongs to) -> a name to show:
+    the inventory name of `senders` whose addresses include it, else the sender itself."""
+
+    def __init__(self, directory, senders, resolve):
+        self.directory, self.senders, self.resolve = directory, senders or {}, resolve
+        self._by_seqnum = None
+        self._names = {}
+
+    def sender_of(self, entry):
+        if self._by_seqnum is None:
+            self._by_seqnum = {}
+            try:
+                files = sender_files(self.directory)
+            except QueryError:
+                files = {}
+            for sender, paths in files.items():
+                for path in paths:
+                    found = seqnum_id(path)
+                    if found:
+                        self._by_seqnum[found] = sender
+        cursor = str(entry.get("__CURSOR") or "")
+        found = re.match(r"^s=([0-9a-f]{32});", cursor)
+        return self._by_seqnum.get(found.group(1), "") if found else ""
+
+    def name_of(self, sender):
+        if sender not in self._names:
+            name = sender
+            for host, names in sorted(self.senders.items()):
+                if is_sender_of(sender, host, addresses_of([host] + list(names or []), self.resolve)):
+                    name = host
+                    break
+            self._names[sender] = name
+        return self._names[sender]
+
+
 def summary(entry, fields):
     try:
         stamp = datetime.datetime.fromtimestamp(int(entry.get("__REALTIME_TIMESTAMP", 0)) / 1e6,
@@ -276,7 +435,9 @@ def summary(entry, fields):
         priority = 6
     return {
         "time": when,
-        "host": message_text(entry.get("_HOSTNAME")),
+        "host": "",
+        "sender": "",
+        "hostname": message_text(entry.get("_HOSTNAME")),
         "unit": message_text(entry.get("_SYSTEMD_UNIT") or entry.get("SYSLOG_IDENTIFIER")),
         "priority": priority,
         "message": message_text(entry.get("MESSAGE")),
@@ -285,11 +446,25 @@ def summary(entry, fields):
 
 
 def line_of(item):
-    return "%s %s %s: %s" % (item["time"], item["host"], item["unit"], item["message"])
+    host = item["host"] or item["sender"] or "?"
+    if item.get("hostname") and item["hostname"] not in (host, item["sender"]):
+        host += " [_HOSTNAME=%s]" % item["hostname"]
+    return "%s %s %s: %s" % (item["time"], host, item["unit"], item["message"])
 
 
-def build_command(params):
-    command = ["journalctl", "--no-pager", "--directory", params["directory"], "-o", "json"]
+def glob_escape(path):
+    """A path as a journalctl --file glob that matches only itself."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
+def build_command(params, files=None):
+    """journalctl reading the directory, or only `files` (a host's journal files) when given."""
+    command = ["journalctl", "--no-pager"]
+    if files is None:
+        command += ["--directory", params["directory"]]
+    else:
+        command += ["--file=" + glob_escape(path) for path in files]
+    command += ["-o", "json"]
     unit = params.get("unit")
     if unit:
         command += ["-u", unit if "." in unit else unit + ".service"]
@@ -298,8 +473,6 @@ def build_command(params):
     if params.get("priority"):
         command += ["-p", params["priority"]]
     matches = dict(params.get("fields") or {})
-    if params.get("host"):
-        matches["_HOSTNAME"] = params["host"]
     for field in sorted(matches):
         if not re.match(r"^[A-Z0-9_]+$", field):
             raise QueryError("fields: %r is not a journal field name (capitals, digits and _ only, "
@@ -308,10 +481,11 @@ def build_command(params):
     return command
 
 
-def search(entries, pattern, conditions, limit, since_usec=None):
+def search(entries, pattern, conditions, limit, since_usec=None, who=None):
     """(kept entries oldest first, matched, scanned, complete) of journal entries given newest first.
 
     Stops once `limit` entries matched (0: no limit) or at the first entry older than `since_usec`.
+    `who(entry)` -> (host, sender) names the sender of a kept entry.
     """
     kept = []
     matched = scanned = 0
@@ -324,7 +498,10 @@ def search(entries, pattern, conditions, limit, since_usec=None):
         fields = message_fields(message_text(entry.get("MESSAGE")))
         if entry_matches(entry, fields, pattern, conditions):
             matched += 1
-            kept.append(summary(entry, fields))
+            item = summary(entry, fields)
+            if who is not None:
+                item["host"], item["sender"] = who(entry)
+            kept.append(item)
     return kept[::-1], matched, scanned, True
 
 
@@ -363,11 +540,49 @@ def resolve_time(run, value):
     return int(found.group(1)) * 1000000 + int((found.group(2) or "0").ljust(6, "0"))
 
 
+def query(params, run, resolve=resolve_name, warn=None):
+    """The module's result for `params`; QueryError names what is wrong."""
+    if params["page"] < 1:
+        raise QueryError("page must be 1 or more, got %s" % params["page"])
+    conditions = [parse_match(expression) for expression in params["match"] or []]
+    pattern = None
+    if params.get("grep"):
+        try:
+            pattern = re.compile(params["grep"], re.IGNORECASE if params.get("ignore_case") else 0)
+        except re.error as error:
+            raise QueryError("grep %r: not a valid regular expression (%s)" % (params["grep"], error))
+    senders = params.get("senders") or {}
+    names = SenderNames(params["directory"], senders, resolve)
+    host, files = params.get("host"), None
+    if host:
+        files, known = host_files(params["directory"], host, senders.get(host) or [], resolve)
+        if not files:
+            if warn:
+                warn("host %s: no journal files of it in %s (senders there: %s); the search by host reads the "
+                     "files of the host's addresses or certificate name, not _HOSTNAME"
+                     % (host, params["directory"], ", ".join(known) or "none"))
+            return dict(changed=False, entries=[], lines=[], matched=0, scanned=0, complete=True, command=[],
+                        files=[])
+    command = build_command(params, files)
+    since_usec = resolve_time(run, params["since"]) if params.get("since") else None
+
+    def who(entry):
+        sender = names.sender_of(entry)
+        return (host or names.name_of(sender)), sender
+
+    entries, matched, scanned, complete = search(
+        journal_entries(run, command, params.get("until"), params["page"]),
+        pattern, conditions, params["limit"], since_usec, who)
+    return dict(changed=False, entries=entries, lines=[line_of(item) for item in entries], matched=matched,
+                scanned=scanned, complete=complete, command=command, files=files or [])
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             directory=dict(type="path", default="/var/log/journal/remote"),
             host=dict(type="str"),
+            senders=dict(type="dict", default={}),
             unit=dict(type="str"),
             identifier=dict(type="str"),
             priority=dict(type="str"),
@@ -382,31 +597,15 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
 
     def run(command):
         return module.run_command(command, environ_update={"LC_ALL": "C"})
 
-    command = []
     try:
-        if params["page"] < 1:
-            raise QueryError("page must be 1 or more, got %s" % params["page"])
-        conditions = [parse_match(expression) for expression in params["match"]]
-        pattern = None
-        if params["grep"]:
-            try:
-                pattern = re.compile(params["grep"], re.IGNORECASE if params["ignore_case"] else 0)
-            except re.error as error:
-                raise QueryError("grep %r: not a valid regular expression (%s)" % (params["grep"], error))
-        command = build_command(params)
-        since_usec = resolve_time(run, params["since"]) if params["since"] else None
-        entries, matched, scanned, complete = search(
-            journal_entries(run, command, params["until"], params["page"]),
-            pattern, conditions, params["limit"], since_usec)
+        result = query(module.params, run, warn=module.warn)
     except QueryError as error:
-        module.fail_json(msg=str(error), command=command)
-    module.exit_json(changed=False, entries=entries, lines=[line_of(item) for item in entries],
-                     matched=matched, scanned=scanned, complete=complete, command=command)
+        module.fail_json(msg=str(error))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

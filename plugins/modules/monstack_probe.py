@@ -15,8 +15,12 @@ description:
     differ (RV(drift)). The role then runs only the steps of those parts, so a rerun
     that has nothing to do costs one module call per component instead of one per
     file, link, directory and service.
-  - File contents are compared by SHA-1 (C(sha1:<hex>), computed on the controller),
-    so no file content or secret travels in the arguments.
+  - File contents are compared by digest, computed on the controller, so no file content
+    or secret travels in the arguments. The monstack_probe_sets filter makes them
+    HMAC-SHA256 under a random key of the run (C(hmac-sha256:<key id>:<hex>)), given in
+    O(key), which is never logged; so the digests shown at C(-vvv), kept by ARA or logged on
+    the host cannot be checked against guessed secrets. A plain C(sha1:<hex>) is also
+    taken, for contents that are not secret.
 version_added: "1.0.0"
 author: monstack (!UNKNOWN)
 options:
@@ -43,12 +47,18 @@ options:
     description:
       - Mapping of a name of your choice to a file set, each reported under its own name
         as drift when it differs.
-      - A set has C(path) (its directory), C(files) (file name to C(sha1:<hex>) of the wanted
-        content), C(owner), C(group), C(mode), and optionally C(prune_patterns) (globs of the
+      - A set has C(path) (its directory), C(files) (file name to the digest of the wanted
+        content, C(hmac-sha256:<key id>:<hex>) under O(key), or C(sha1:<hex>)), C(owner), C(group), C(mode), and optionally C(prune_patterns) (globs of the
         names the set owns; a matching file not in C(files) is stale) and C(remove) (names
         that must not exist).
     type: dict
     default: {}
+  key:
+    description:
+      - The key (hex) of the C(hmac-sha256) digests in O(sets), the monstack_probe_key filter's value
+        in the run that made them. Never logged. Required when a set has such a digest; the key id in
+        each digest must match it.
+    type: str
   service:
     description:
       - A systemd unit name (without C(.service)) that must be enabled and running.
@@ -68,10 +78,28 @@ options:
         earlier failed run). C(url) of the service's own metrics, C(metric) the gauge of its
         last successful configuration load (Unix seconds), C(sets) the names of the file sets
         it loads. When a file of those sets is newer than that time, drift C(reload).
-      - C(username)/C(password) for basic auth; certificates are not verified (the
-        service's own address on loopback).
+      - C(username)/C(password) for basic auth (the password is never logged); certificates are
+        not verified (the service's own address on loopback).
     type: dict
     default: {}
+    suboptions:
+      url:
+        description: The service's metrics URL.
+        type: str
+      metric:
+        description: The gauge of its last successful configuration load.
+        type: str
+      sets:
+        description: The names of the file sets it loads.
+        type: list
+        elements: str
+        default: []
+      username:
+        description: Basic auth user.
+        type: str
+      password:
+        description: Basic auth password.
+        type: str
 notes:
   - Supports check mode (it only reads).
 attributes:
@@ -88,13 +116,11 @@ EXAMPLES = r"""
       links: {/usr/local/bin/node_exporter: /opt/monstack/node_exporter/1.11.1/node_exporter}
     user: {name: node_exporter, groups: [node_exporter]}
     dirs: {/etc/node_exporter: {owner: root, group: node_exporter, mode: "0750"}}
-    sets:
-      unit:
-        path: /etc/systemd/system
-        files: {node_exporter.service: "sha1:{{ unit_text | hash('sha1') }}"}
-        owner: root
-        group: root
-        mode: "0644"
+    sets: >-
+      {{ {'unit': {'path': '/etc/systemd/system', 'owner': 'root', 'group': 'root', 'mode': '0644',
+                   'files': {'node_exporter.service': unit_text}}}
+         | monstack.stack.monstack_probe_sets('node_exporter') }}
+    key: "{{ 'node_exporter' | monstack.stack.monstack_probe_key }}"
     service: node_exporter
   register: probe
 
@@ -126,6 +152,8 @@ user_group_exists:
 """
 
 import grp
+import hashlib
+import hmac
 import os
 import pwd
 import re
@@ -198,7 +226,47 @@ def probe_dirs(dirs):
     return problems
 
 
-def probe_set(spec):
+HMAC_PREFIX = "hmac-sha256:"
+
+
+def key_id(key):
+    """The key id the monstack_probe_sets filter puts in its digests."""
+    return hashlib.sha256(b"monstack-probe-key-id:" + key.encode("ascii")).hexdigest()[:12]
+
+
+def check_key(sets, key):
+    """Refuse HMAC digests without their key or made with another one (the
+    probe would report every file as different)."""
+    if key:
+        try:
+            bytes.fromhex(key)
+        except ValueError:
+            raise FileSetError("key: expected hex digits (the monstack_probe_key filter's value)")
+    wanted_id = key_id(key) if key else None
+    for set_name, spec in sorted((sets or {}).items()):
+        for name, digest in sorted(((spec or {}).get("files") or {}).items()):
+            if not (isinstance(digest, str) and digest.startswith(HMAC_PREFIX)):
+                continue
+            if not key:
+                raise FileSetError("set %s, file %s: an %s digest needs the key argument" % (set_name, name, HMAC_PREFIX))
+            if digest[len(HMAC_PREFIX):].split(":", 1)[0] != wanted_id:
+                raise FileSetError("set %s, file %s: the digest was made with another key than the key argument "
+                                   "(give the monstack_probe_key filter's value of the same run)" % (set_name, name))
+
+
+def wanted_data(before, digest, key):
+    """What same_file compares the file's content ``before`` with: ``before``
+    itself when it has the HMAC ``digest``, None (different) when not; any
+    other digest as it is."""
+    if not (isinstance(digest, str) and digest.startswith(HMAC_PREFIX)):
+        return digest
+    if before is None:
+        return None
+    mac = hmac.new(bytes.fromhex(key), before, hashlib.sha256).hexdigest()
+    return before if hmac.compare_digest(mac, digest.rsplit(":", 1)[1]) else None
+
+
+def probe_set(spec, key=None):
     """-> (problems, newest mtime of its files)."""
     path = spec.get("path")
     if not path:
@@ -212,7 +280,7 @@ def probe_set(spec):
         before, st = read_current(os.path.join(path, name))
         if st is not None:
             newest = max(newest, st.st_mtime)
-        if not same_file(before, st, files[name], uid, gid, mode):
+        if not same_file(before, st, wanted_data(before, files[name], key), uid, gid, mode):
             problems.append(os.path.join(path, name))
     for name in spec.get("remove") or []:
         if os.path.lexists(os.path.join(path, check_name(name))):
@@ -285,8 +353,9 @@ def probe(params, run):
         result["user_group_exists"] = group_exists(params["user"]["name"])
     note("dirs", probe_dirs(params["dirs"] or {}))
     newest = {}
+    check_key(params["sets"], params.get("key"))
     for name, spec in sorted((params["sets"] or {}).items()):
-        problems, newest[name] = probe_set(spec or {})
+        problems, newest[name] = probe_set(spec or {}, params.get("key"))
         note(name, problems)
     if params["service"]:
         problems, result["unit"] = probe_service(params["service"], run)
@@ -309,14 +378,17 @@ def main():
             user=dict(type="dict", default={}),
             dirs=dict(type="dict", default={}),
             sets=dict(type="dict", default={}),
+            key=dict(type="str", no_log=True),
             service=dict(type="str"),
             restart_files=dict(type="list", elements="path", default=[]),
-            reload=dict(type="dict", default={}, no_log=False),
+            # password no_log: left out of the invocation, of the module's own log
+            # on the host and of every output
+            reload=dict(type="dict", default={}, options=dict(
+                url=dict(type="str"), metric=dict(type="str"), sets=dict(type="list", elements="str", default=[]),
+                username=dict(type="str"), password=dict(type="str", no_log=True))),
         ),
         supports_check_mode=True,
     )
-    if (module.params["reload"] or {}).get("password"):
-        module.no_log_values.add(module.params["reload"]["password"])
     try:
         result = probe(module.params, module.run_command)
     except FileSetError as exc:

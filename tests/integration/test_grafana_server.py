@@ -64,6 +64,7 @@ import dashboard_queries as dq  # noqa: E402
 from helpers import ansible_playbook  # noqa: E402  (tests/conftest.py puts tests/ on the path)
 
 PASSWORD = "first-Passw0rd#1"
+SECRET_KEY = "integration-test-secret-key-0123456789abcdef"
 NEW_PASSWORD = "second;Passw0rd"
 BUNDLED = {  # uid -> folder
     "monstack-hosts": "Infrastructure", "monstack-containers": "Infrastructure", "monstack-stack": "Monitoring",
@@ -229,7 +230,8 @@ def grafana(tmp_path_factory):
 
         port = free_port()
         etc = tmp / "etc"
-        extra = {"grafana_admin_password": PASSWORD, "grafana_http_addr": "127.0.0.1", "grafana_http_port": port,
+        extra = {"grafana_admin_password": PASSWORD, "grafana_secret_key": SECRET_KEY,
+                 "grafana_http_addr": "127.0.0.1", "grafana_http_port": port,
                  "grafana_config_dir": str(etc), "grafana_data_dir": str(tmp / "data"),
                  "grafana_logs_dir": str(tmp / "log"), "grafana_dashboards_dir": str(tmp / "dashboards"),
                  "grafana_install_method": "archive"}
@@ -403,7 +405,8 @@ def installed(tmp_path_factory):
         (tmp / "extra.json").write_text(json.dumps({
             "grafana_install_method": "local", "grafana_local_package": str(artifact),
             "grafana_version": os.environ.get("GRAFANA_VERSION", "12.4.6"),
-            "grafana_admin_password": password, "grafana_http_addr": "127.0.0.1", "grafana_http_port": port}))
+            "grafana_admin_password": password, "grafana_secret_key": SECRET_KEY,
+            "grafana_http_addr": "127.0.0.1", "grafana_http_port": port}))
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
         return subprocess.run([ansible_playbook(), "-i", str(tmp / "inventory.yml"),
                                str(ROOT / "playbooks" / "grafana.yml"), "-e", f"@{tmp / 'extra.json'}"],

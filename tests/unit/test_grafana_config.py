@@ -28,6 +28,8 @@ DASHBOARDS = ROLE / "files" / "dashboards"
 
 PASSWORD = 'Adm1n "#;pw'
 SMTP_PASSWORD = "smtp;pass#1"
+SECRET_KEY = "0123456789abcdef-test-secret-key"
+GRAFANA_BUILTIN_KEY = "SW2YcwTIb9zpOOhoPsMm"  # Grafana's defaults.ini: public
 
 # Keys of a data source in Grafana's provisioning format (administration/provisioning).
 DATASOURCE_KEYS = {"name", "type", "access", "orgId", "uid", "url", "user", "database", "basicAuth",
@@ -96,7 +98,7 @@ def full(tmp_path_factory):
     extra = {
         "grafana_admin_password": PASSWORD,
         "grafana_admin_user": "root-admin",
-        "grafana_secret_key": "k#1",
+        "grafana_secret_key": "k#1-0123456789abcdef",
         "grafana_http_addr": "127.0.0.1",
         "grafana_root_url": "https://grafana.example.com/",
         "grafana_cookie_secure": True,
@@ -119,7 +121,8 @@ def full(tmp_path_factory):
 @pytest.fixture(scope="module")
 def minimal(tmp_path_factory):
     """Only the required password; no Prometheus or Alertmanager hosts."""
-    return render(tmp_path_factory.mktemp("grafana-minimal"), {}, {"grafana_admin_password": "changeme"})
+    return render(tmp_path_factory.mktemp("grafana-minimal"), {},
+                  {"grafana_admin_password": "changeme", "grafana_secret_key": SECRET_KEY})
 
 
 def parse_ini(text: str) -> configparser.ConfigParser:
@@ -147,7 +150,7 @@ INI_EXPECTED = [  # (section, key, value) of the full example's grafana.ini
     ("server", "enable_gzip", "true"),
     ("security", "admin_user", "root-admin"),
     ("security", "admin_password", PASSWORD),
-    ("security", "secret_key", "k#1"),
+    ("security", "secret_key", "k#1-0123456789abcdef"),
     ("security", "cookie_secure", "true"),
     ("security", "cookie_samesite", "lax"),
     ("security", "disable_gravatar", "true"),
@@ -181,7 +184,7 @@ def test_ini_quotes_values_grafana_would_cut(full):
     lines = full["grafana.ini"].splitlines()
     assert f'admin_password = """{PASSWORD}"""' in lines
     assert f'password = """{SMTP_PASSWORD}"""' in lines
-    assert 'secret_key = """k#1"""' in lines
+    assert 'secret_key = """k#1-0123456789abcdef"""' in lines
     assert "admin_user = root-admin" in lines
 
 
@@ -190,7 +193,7 @@ def test_ini_defaults(minimal):
     assert ini.get("server", "http_port") == "3000"
     assert ini.get("server", "http_addr") == ""
     assert not ini.has_option("server", "root_url")
-    assert not ini.has_option("security", "secret_key")
+    assert ini.get("security", "secret_key") == SECRET_KEY
     assert ini.get("security", "admin_user") == "admin"
     assert ini.get("security", "admin_password") == "changeme"
     assert ini.get("security", "cookie_secure") == "false"
@@ -213,10 +216,13 @@ def test_secrets_only_in_grafana_ini(scenario, request):
     files = request.getfixturevalue(scenario)
     password = PASSWORD if scenario == "full" else "changeme"
     assert password in files["grafana.ini"]
+    key = "k#1-0123456789abcdef" if scenario == "full" else SECRET_KEY
+    assert key in files["grafana.ini"]
     for name, text in files.items():
         if name != "grafana.ini":
             assert password not in text, f"admin password in {name}"
             assert SMTP_PASSWORD not in text, f"SMTP password in {name}"
+            assert key not in text, f"secret key in {name}"
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -274,7 +280,8 @@ def sharded(tmp_path_factory):
         "victoriametrics": {"hosts": {"vm-old": {"victoriametrics_state": "absent"},
                                       "vm1": {"monstack_scrape_address": "10.0.0.9", "victoriametrics_port": 8429}}},
     }
-    return render(tmp_path_factory.mktemp("grafana-sharded"), groups, {"grafana_admin_password": "changeme"})
+    return render(tmp_path_factory.mktemp("grafana-sharded"), groups,
+                  {"grafana_admin_password": "changeme", "grafana_secret_key": SECRET_KEY})
 
 
 def test_the_global_store_is_the_default_datasource_of_the_dashboards(sharded):
@@ -359,26 +366,46 @@ def run_preflight(tmp: Path, extra: dict):
 
 
 def test_preflight_requires_the_admin_password(tmp_path):
-    proc = run_preflight(tmp_path, {})
+    proc = run_preflight(tmp_path, {"grafana_secret_key": SECRET_KEY})
     assert proc.returncode != 0
     assert "grafana_admin_password: not set (it has no default)" in proc.stdout
 
 
+def test_preflight_requires_a_secret_key_from_the_vault(tmp_path):
+    """Issue 24 row 13: without grafana_secret_key Grafana would encrypt the secrets in
+    grafana.db (and its backups) with its public built-in key."""
+    proc = run_preflight(tmp_path, {"grafana_admin_password": PASSWORD})
+    assert proc.returncode != 0
+    flat = " ".join(proc.stdout.split())
+    assert "grafana_secret_key: not set (it has no default" in flat
+    assert "openssl rand -hex 32 | ansible-vault encrypt_string --stdin-name grafana_secret_key" in flat
+
+
+@pytest.mark.parametrize("key", [GRAFANA_BUILTIN_KEY, "short-key", 'sixteen chars """ or more', "line\nbreak-0123456789"])
+def test_preflight_refuses_the_builtin_or_a_weak_secret_key(tmp_path, key):
+    proc = run_preflight(tmp_path, {"grafana_admin_password": PASSWORD, "grafana_secret_key": key})
+    assert proc.returncode != 0
+    flat = " ".join(proc.stdout.split())
+    assert "grafana_secret_key: must be at least 16 characters, not the public built-in key of Grafana" in flat, proc.stdout[-3000:]
+    assert key not in proc.stdout
+
+
 def test_preflight_refuses_legacy_alerting(tmp_path):
-    proc = run_preflight(tmp_path, {"grafana_admin_password": "long enough",
+    proc = run_preflight(tmp_path, {"grafana_admin_password": "long enough", "grafana_secret_key": SECRET_KEY,
                                     "grafana_ini_extra": {"alerting": {"enabled": True}}})
     assert proc.returncode != 0
     assert "legacy [alerting] enabled" in proc.stdout
 
 
 def test_preflight_refuses_a_short_password(tmp_path):
-    proc = run_preflight(tmp_path, {"grafana_admin_password": "abc"})
+    proc = run_preflight(tmp_path, {"grafana_admin_password": "abc", "grafana_secret_key": SECRET_KEY})
     assert proc.returncode != 0
     assert "at least 4 characters" in proc.stdout
 
 
 def test_preflight_accepts_valid_settings(tmp_path):
-    proc = run_preflight(tmp_path, {"grafana_admin_password": PASSWORD, "grafana_install_method": "archive"})
+    proc = run_preflight(tmp_path, {"grafana_admin_password": PASSWORD, "grafana_secret_key": SECRET_KEY,
+                                    "grafana_install_method": "archive"})
     assert proc.returncode == 0, proc.stdout
 
 

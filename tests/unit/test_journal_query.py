@@ -43,7 +43,7 @@ def test_json_field_match_finds_the_500s():
     kept, matched, scanned = run(["status>=500", "path=/predict"])
     assert (matched, scanned) == (1, 5)
     assert kept[0]["fields"]["status"] == 500
-    assert kept[0]["host"] == "app1" and kept[0]["unit"] == "inference-app.service"
+    assert kept[0]["hostname"] == "app1" and kept[0]["unit"] == "inference-app.service"
     assert kept[0]["time"] == "2025-11-30T15:00:00.000000Z"
 
 
@@ -130,7 +130,8 @@ def test_command_uses_the_journal_indexes():
                                 "fields": {"SYSLOG_IDENTIFIER": "x"}})
     assert command[:6] == ["journalctl", "--no-pager", "--directory", "/var/log/journal/remote", "-o", "json"]
     assert ["-u", "inference-app.service"] == command[6:8]
-    assert "_HOSTNAME=app1" in command and "SYSLOG_IDENTIFIER=x" in command
+    assert "SYSLOG_IDENTIFIER=x" in command
+    assert not [arg for arg in command if "_HOSTNAME" in arg], "the host is never searched by _HOSTNAME"
     assert command[command.index("-p") + 1] == "err" and "--since" not in command  # since: search() stops there
     with pytest.raises(jq.QueryError, match="journal field"):
         jq.build_command({"directory": "/d", "fields": {"status": "500"}})
@@ -141,3 +142,117 @@ def test_documentation_parses():
     result = subprocess.run(["ansible-doc", "-M", str(REPO / "library"), "monstack_journal_query"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------- issue 24 row 15: the sender, not _HOSTNAME
+APP1, MON2 = "10.0.0.21", "10.0.0.22"
+SEQNUM = {APP1: "a1" * 16, MON2: "b2" * 16, "10.0.0.210": "c3" * 16, "CN=app1": "d4" * 16}
+DNS = {"app1": [APP1, "::ffff:" + APP1], "mon2": [MON2]}
+
+
+def resolve(name):
+    return DNS.get(name, [])
+
+
+def journal_dir(tmp_path):
+    """Files named as systemd-journal-remote names them (SplitMode=host), each with a journal
+    header holding its sequence number id (what the entries' cursors carry)."""
+    names = {f"remote-{APP1}.journal": APP1,
+             f"remote-{APP1}@{'a1' * 16}-0000000000000001-0005f0f0f0f0f0f0.journal": APP1,
+             f"remote-{MON2}.journal": MON2,
+             "remote-10.0.0.210.journal": "10.0.0.210",
+             "remote-CN=app1.journal": "CN=app1",
+             "system.journal": None}
+    for name, sender in names.items():
+        header = b"LPKSHHRH" + bytes(64) + bytes.fromhex(SEQNUM[sender]) if sender else b"LPKSHHRH" + bytes(80)
+        (tmp_path / name).write_bytes(header + bytes(64))
+    return tmp_path
+
+
+def remote_entry(sender, n, hostname, message):
+    return {"__CURSOR": f"s={SEQNUM[sender]};i={n:x};b=0;m=0;t=0;x=0", "__REALTIME_TIMESTAMP": str(1764514800000000 + n),
+            "_HOSTNAME": hostname, "_SYSTEMD_UNIT": "app.service", "PRIORITY": "6", "MESSAGE": message}
+
+
+# What each sender uploaded: mon2 (10.0.0.22) also logs under app1's name.
+UPLOADS = {APP1: [remote_entry(APP1, 1, "app1", "app1 says hello")],
+           MON2: [remote_entry(MON2, 2, "mon2", "mon2 says hello"),
+                  remote_entry(MON2, 3, "app1", "FORGED: app1 deleted the database")],
+           "10.0.0.210": [remote_entry("10.0.0.210", 4, "app10", "app10 says hello")],
+           "CN=app1": [remote_entry("CN=app1", 5, "app1", "app1 via a checked certificate")]}
+
+
+def fake_journalctl(directory):
+    """journalctl over UPLOADS: --directory reads every sender, --file=... only those files."""
+    def run(command):
+        files = [arg[len("--file="):] for arg in command if arg.startswith("--file=")]
+        senders = set()
+        for path in files or [str(p) for p in Path(directory).iterdir()]:
+            found = jq.REMOTE_FILE_RE.match(Path(path.replace("[", "").replace("]", "")).name)
+            if found:
+                senders.add(found.group("sender"))
+        entries = sorted((e for s in senders for e in UPLOADS.get(s, [])),
+                         key=lambda e: e["__REALTIME_TIMESTAMP"], reverse=True)
+        return 0, "\n".join(json.dumps(e) for e in entries), ""
+    return run
+
+
+def query(directory, **params):
+    base = {"directory": str(directory), "host": None, "senders": {}, "unit": None, "identifier": None,
+            "priority": None, "since": None, "until": None, "grep": None, "ignore_case": False, "match": [],
+            "fields": {}, "limit": 100, "page": 2000}
+    warnings = []
+    result = jq.query(base | params, fake_journalctl(directory), resolve, warn=warnings.append)
+    return result, warnings
+
+
+def test_host_files_are_the_senders_files_not_hostname(tmp_path):
+    directory = journal_dir(tmp_path)
+    files, known = jq.host_files(str(directory), "app1", [], resolve)
+    assert sorted(Path(f).name for f in files) == sorted([
+        f"remote-{APP1}.journal", f"remote-{APP1}@{'a1' * 16}-0000000000000001-0005f0f0f0f0f0f0.journal",
+        "remote-CN=app1.journal"])
+    assert known == ["10.0.0.21", "10.0.0.210", "10.0.0.22", "CN=app1"]
+    # an address from the inventory counts too; a longer address with the same prefix never does
+    files, _ = jq.host_files(str(directory), "app1-new-name", ["10.0.0.22"], resolve)
+    assert [Path(f).name for f in files] == [f"remote-{MON2}.journal"]
+    assert jq.certificate_names("O=Example\\, Inc,CN=app1") == ["app1"]
+    assert jq.normal_address("[::ffff:10.0.0.21]") == APP1
+
+
+def test_a_host_logging_with_a_forged_hostname_is_not_returned_for_the_other_host(tmp_path):
+    """Issue 24 row 15: mon2 uploads an entry with _HOSTNAME=app1; the search for app1 reads
+    only app1's files, so it is not there; the search of all shows it as mon2's, with the claim."""
+    directory = journal_dir(tmp_path)
+    senders = {"app1": [], "mon2": ["mon2"]}
+    result, warnings = query(directory, host="app1", senders=senders)
+    assert [e["message"] for e in result["entries"]] == ["app1 says hello", "app1 via a checked certificate"]
+    assert all(e["host"] == "app1" for e in result["entries"]) and not warnings
+    assert "--directory" not in result["command"] and not [a for a in result["command"] if "_HOSTNAME" in a]
+    assert f"--file={directory}/remote-{MON2}.journal" not in result["command"]
+    assert "FORGED" not in json.dumps(result)
+
+    result, _ = query(directory, senders=senders)
+    forged = [e for e in result["entries"] if e["message"].startswith("FORGED")]
+    assert len(forged) == 1
+    assert (forged[0]["host"], forged[0]["sender"], forged[0]["hostname"]) == ("mon2", MON2, "app1")
+    line = [x for x in result["lines"] if "FORGED" in x][0]
+    assert " mon2 [_HOSTNAME=app1] app.service: FORGED" in line
+    honest = [x for x in result["lines"] if "app1 says hello" in x][0]
+    assert " app1 app.service: app1 says hello" in honest and "_HOSTNAME" not in honest
+    unknown = [e for e in result["entries"] if e["message"] == "app10 says hello"][0]
+    assert (unknown["host"], unknown["sender"]) == ("10.0.0.210", "10.0.0.210")  # not in senders: its address
+
+
+def test_a_host_without_files_returns_nothing_and_says_why(tmp_path):
+    directory = journal_dir(tmp_path)
+    result, warnings = query(directory, host="app9")
+    assert result["entries"] == [] and result["command"] == [] and result["files"] == []
+    assert "host app9: no journal files of it" in warnings[0] and "not _HOSTNAME" in warnings[0]
+    assert "10.0.0.21, 10.0.0.210, 10.0.0.22, CN=app1" in warnings[0]
+
+
+def test_file_names_with_glob_characters_are_matched_literally():
+    command = jq.build_command({"directory": "/d", "fields": {}}, ["/d/remote-CN=a*b?[c].journal"])
+    assert command[:3] == ["journalctl", "--no-pager", "--file=/d/remote-CN=a[*]b[?][[]c].journal"]
+    assert "--directory" not in command

@@ -7,9 +7,11 @@ host proves that nothing was contacted, let alone changed.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,16 +19,18 @@ from example_inventory import copy_example
 from helpers import ansible_playbook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT_PATH = Path(ROOT)
 HOSTS = [("mon1.corp.test", "127.0.0.1", 1), ("mon2.corp.test", "127.0.0.1", 1), ("app1.corp.test", "127.0.0.1", 1)]
 MIRROR = {"prometheus": "3.5.3", "alertmanager": "0.33.1", "node_exporter": "1.11.1", "cadvisor": "0.38.7"}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def _inventory(tmp_path, mirror=True, grafana=True):
+def _inventory(tmp_path, mirror=True, grafana=True, allow_example_secrets=True):
     dest = tmp_path / "production"
     vault_pass = copy_example(dest, HOSTS, "ops", "127.0.0.1:25",
                               mirror_url="file:///var/cache/monstack/mirror" if mirror else None,
-                              mirror_versions=MIRROR if mirror else None, grafana=grafana)
+                              mirror_versions=MIRROR if mirror else None, grafana=grafana,
+                              allow_example_secrets=allow_example_secrets)
     return dest, vault_pass
 
 
@@ -149,7 +153,8 @@ def test_apt_method_is_announced(tmp_path):
 
 
 PREFLIGHT_FILTERS = ["monstack_release", "monstack_release_problems", "monstack_unknown_vars",
-                     "monstack_bad_checksums", "monstack_loopback", "monstack_spec_problems"]
+                     "monstack_bad_checksums", "monstack_loopback", "monstack_spec_problems",
+                     "monstack_example_secrets"]
 
 
 def test_ansible_doc_documents_each_filter_on_its_own(tmp_path):
@@ -195,3 +200,66 @@ def test_spec_check_on_values_of_subclassed_types():
     assert type(plain) is dict and type(plain["x_rules"][0]["alert"]) is str and plain["x_on"] is True
     assert monstack_spec_problems(values, spec) == ["x_method: 'zip' is not allowed. Fix: use one of archive, local"]
     assert monstack_spec_problems(Lazy(x_port=Tagged("nine")), spec)[0].startswith("x_port: is a str, expected int")
+
+
+# ------------------------------------------------- issue 24 row 14: example vault
+EXAMPLE_VALUES = ["example-sudo-password", "example-grafana-admin-password", "example-smtp-password",
+                  "example-grafana-secret-key-replace-me"]
+
+
+def _example_vault(vault_pass):
+    """The example vault, decrypted: variable -> value."""
+    import yaml
+    from ansible.parsing.vault import VaultLib, VaultSecret
+    secret = VaultSecret(vault_pass.read_text().strip().encode())
+    text = VaultLib([("default", secret)]).decrypt((ROOT_PATH / "inventories/example/group_vars/all/vault.yml").read_bytes())
+    return yaml.safe_load(text)
+
+
+def test_example_vault_values_are_refused_naming_each_variable(tmp_path):
+    """A copy of the example that kept the vault's public values stops in the preflight, with
+    each variable that still holds one on each host that uses it, before any host is contacted."""
+    dest, vault_pass = _inventory(tmp_path, allow_example_secrets=False)
+    assert not (dest / "group_vars" / "all" / "zz-example-test.yml").exists()
+    rc, out, flat = _run(dest, vault_pass, playbook="playbooks/preflight.yml")
+    assert rc != 0, out[-3000:]
+    expected = {"mon1.corp.test": ["ansible_become_password", "alertmanager_smtp_auth_password",
+                                   "grafana_admin_password", "grafana_secret_key"],
+                "mon2.corp.test": ["ansible_become_password", "alertmanager_smtp_auth_password"],
+                "app1.corp.test": ["ansible_become_password"]}
+    for host, names in expected.items():
+        for name in names:
+            assert f"[{host}] {name}: still holds the example inventory's value (vault_{name} of" in flat, \
+                (host, name, out[-4000:])
+        for name in {"alertmanager_smtp_auth_password", "grafana_admin_password", "grafana_secret_key"} - set(names):
+            assert f"[{host}] {name}: still holds" not in flat
+    assert "ansible-vault edit group_vars/all/vault.yml" in flat and "ansible-vault rekey" in flat
+    assert "nothing has been changed on any host" in flat
+    for value in EXAMPLE_VALUES:
+        assert value not in out
+
+
+def test_own_vault_values_pass_without_the_test_switch(tmp_path):
+    dest, vault_pass = _inventory(tmp_path, allow_example_secrets=False)
+    from ansible.parsing.vault import VaultLib, VaultSecret
+    own = {name: f"my-own-{name}-0123456789" for name in _example_vault(vault_pass)}
+    import yaml
+    secret = VaultSecret(vault_pass.read_text().strip().encode())
+    (dest / "group_vars" / "all" / "vault.yml").write_bytes(
+        VaultLib([("default", secret)]).encrypt(yaml.safe_dump(own), secret))
+    rc, out, _ = _run(dest, vault_pass, playbook="playbooks/preflight.yml")
+    assert rc == 0, out[-3000:]
+
+
+def test_example_secret_hashes_match_the_example_vault(tmp_path):
+    """The preflight's hash list (plugins/filter/monstack_preflight.py) knows every value of the
+    example vault, under its variable's name."""
+    from monstack_preflight import EXAMPLE_SECRETS, monstack_example_secrets
+    _dest, vault_pass = _inventory(tmp_path)
+    vault = _example_vault(vault_pass)
+    assert sorted(vault.values()) == sorted(EXAMPLE_VALUES)
+    assert {hashlib.sha256(value.encode()).hexdigest(): name for name, value in vault.items()} == EXAMPLE_SECRETS
+    messages = monstack_example_secrets({"grafana_admin_password": vault["vault_grafana_admin_password"],
+                                         "grafana_secret_key": "my own", "x": 1})
+    assert len(messages) == 1 and messages[0].startswith(
+        "grafana_admin_password: still holds the example inventory's value (vault_grafana_admin_password")

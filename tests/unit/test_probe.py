@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import hmac
 import importlib.util
 import json
 import os
 import pwd
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from helpers import ansible_tool
+import monstack_probe as probe_filter
+from helpers import ansible_tool, check_filter_sidecar
 from monstack_probe import monstack_probe_sets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +39,8 @@ def sha1(text: str) -> str:
 
 
 def params(**kwargs):
-    base = {"install": {}, "user": {}, "dirs": {}, "sets": {}, "service": None, "restart_files": [], "reload": {}}
+    base = {"install": {}, "user": {}, "dirs": {}, "sets": {}, "key": None, "service": None, "restart_files": [],
+            "reload": {}}
     base.update(kwargs)
     return base
 
@@ -131,13 +135,82 @@ def test_bad_names_are_refused(tmp_path):
         probe_mod.probe(params(sets={"x": {"files": {}}}), no_run)
 
 
+KEY = "ab" * 32
+
+
+def hmac_digest(text: str, key: str = KEY) -> str:
+    return probe_filter.content_digest(text, key)
+
+
 def test_probe_sets_filter_hashes_contents_and_drops_write_only_keys():
     sets = {"config": {"path": "/etc/x", "files": {"x.yml": "a: 1\n", "empty": None}, "owner": "root",
                        "group": "x", "mode": "0640", "validate": "check %s", "on_change": "reload", "secret": True,
                        "prune_patterns": ["*.yml"]}}
-    assert monstack_probe_sets(sets, "x") == {"config": {
+    assert monstack_probe_sets(sets, "x", KEY) == {"config": {
         "path": "/etc/x", "owner": "root", "group": "x", "mode": "0640", "prune_patterns": ["*.yml"],
-        "files": {"x.yml": sha1("a: 1\n"), "empty": sha1("")}}}
+        "files": {"x.yml": hmac_digest("a: 1\n"), "empty": hmac_digest("")}}}
+
+
+def plain_digests(secret: str) -> set[str]:
+    """Every unkeyed digest of secret a reader of the logs could compute from a guess."""
+    data = secret.encode()
+    return {getattr(hashlib, name)(data).hexdigest() for name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")}
+
+
+def test_probe_sets_filter_digest_is_keyed_by_a_random_key_of_the_run():
+    """Issue 24 row 10: the probe's arguments hold no unkeyed digest of a secret; the
+    digest is an HMAC under a random key of the controller process."""
+    secret = "smtp-Passw0rd"
+    digest = monstack_probe_sets({"s": {"path": "/x", "files": {"pw": secret}}})["s"]["files"]["pw"]
+    run_key = probe_filter.monstack_probe_key("any input")
+    assert run_key == probe_filter.monstack_probe_key() and len(bytes.fromhex(run_key)) == 32
+    prefix, key_id, mac = digest.split(":")
+    assert prefix == "hmac-sha256" and key_id == probe_filter.key_id(run_key) and run_key not in digest
+    assert mac == hmac.new(bytes.fromhex(run_key), secret.encode(), hashlib.sha256).hexdigest()
+    assert not plain_digests(secret) & {mac}
+    assert secret not in digest
+    # another run (another key) gives another digest of the same content
+    assert hmac_digest(secret, "cd" * 32) != hmac_digest(secret, KEY)
+    check_filter_sidecar(probe_filter, "monstack_probe_sets")
+    check_filter_sidecar(probe_filter, "monstack_probe_key")
+
+
+def test_hmac_digests_detect_changes_with_their_key(tmp_path):
+    (tmp_path / "pw").write_text("secret")
+    os.chmod(tmp_path / "pw", 0o640)
+
+    def run(content, key=KEY, digest_key=KEY):
+        return probe_mod.probe(params(key=key, sets={"s": {
+            "path": str(tmp_path), "files": {"pw": hmac_digest(content, digest_key)}, "mode": "0640"}}), no_run)
+    assert run("secret")["drift"] == []
+    assert run("other")["drift"] == ["s"]
+    (tmp_path / "pw").unlink()
+    assert run("secret")["drift"] == ["s"]
+    with pytest.raises(probe_mod.FileSetError, match="set s, file pw: an hmac-sha256: digest needs the key argument"):
+        run("secret", key=None)
+    with pytest.raises(probe_mod.FileSetError, match="made with another key than the key argument"):
+        run("secret", digest_key="cd" * 32)
+    with pytest.raises(probe_mod.FileSetError, match="key: expected hex digits"):
+        run("secret", key="not hex")
+
+
+def test_module_logs_neither_key_nor_reload_password_on_the_host(tmp_path, monkeypatch, capsys):
+    """The module's own log line on the host ("Invoked with ...", syslog or the journal,
+    which the journal role ships to the log host) leaves out the key and the reload password."""
+    from ansible.module_utils import basic
+    logged = []
+    monkeypatch.setattr(basic.AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
+    args = {"sets": {"s": {"path": str(tmp_path), "files": {"pw": hmac_digest("x")}}}, "key": KEY,
+            "reload": {"url": "http://127.0.0.1:1/metrics", "metric": "m", "username": "u", "password": "pw-Secret-9"}}
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
+    with pytest.raises(SystemExit):
+        probe_mod.main()
+    out = capsys.readouterr().out
+    assert logged and "Invoked with" in logged[0]
+    for text in (logged[0], out):
+        assert KEY not in text and "pw-Secret-9" not in text
+    assert '"drift": ["s"]' in out
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -170,9 +243,67 @@ def test_ansible_doc_documents_module_and_filter():
                           env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["monstack_probe"]
-    assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "service", "restart_files", "reload"}
+    assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "key", "service", "restart_files", "reload"}
     assert {"drift", "details", "unit"} <= set(doc["return"])
     proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack_probe_sets"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "monstack_probe_sets" in json.loads(proc.stdout)
+
+
+VVV_PLAYBOOK = """\
+- name: The common role's probe of a set that holds a secret, as the component roles run it
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Probe
+      ansible.builtin.include_role:
+        name: monstack.stack.common
+        tasks_from: probe
+      vars:
+        common_name: secretdemo
+        common_service: ""
+        common_install_method: package
+        common_manage_unit: false
+        common_file_sets:
+          secrets: {{path: "{path}", files: {{pw: "{secret}"}}, owner: "{owner}", group: "{group}", mode: "0640",
+                    secret: true, on_change: reload}}
+        common_metrics_url: http://127.0.0.1:9/metrics
+        common_reload_metric_prefix: secretdemo
+        common_check_user: monitor
+        common_check_password: "{password}"
+    - name: Drift as expected
+      ansible.builtin.assert:
+        that: common_probe.drift == {drift}
+"""
+
+
+def test_no_digest_of_a_secret_at_vvv(tmp_path):
+    """Issue 24 row 10: `ansible-playbook -vvv` (the module's invocation, which ARA keeps
+    too) shows no unkeyed digest of a secret in a file set, nor the secret, the reload
+    password or the HMAC key; the probe still sees whether the secret file is up to date."""
+    secret, password = "smtp-Passw0rd-row10", "check-Passw0rd-row10"
+    target = tmp_path / "secrets"
+    target.mkdir()
+    (target / "pw").write_text(secret)
+    os.chmod(target / "pw", 0o640)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    for content, drift in ((secret, []), ("a new " + secret, ["secrets"])):
+        playbook = tmp_path / "probe.yml"
+        playbook.write_text(VVV_PLAYBOOK.format(path=target, secret=content, owner=ME, group=MY_GROUP,
+                                                password=password, drift=json.dumps(drift)))
+        proc = subprocess.run([ansible_tool("ansible-playbook"), "-vvv", str(playbook)], capture_output=True,
+                              text=True, cwd=REPO, timeout=300, env=env)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-5000:]
+        assert "key: VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output, output[-5000:]
+        assert "hmac-sha256:" in output  # the digests are shown, keyed
+        for text in (secret, content, password):
+            assert text not in output
+            for digest in plain_digests(text):
+                assert digest not in output, f"a digest of {text!r} is in the -vvv output"
+        # no 64-hex-digit string but the keyed digests (the key is 64 hex digits)
+        hexes = re.findall(r"(?<![0-9a-f:])[0-9a-f]{64}(?![0-9a-f])", output)
+        assert hexes == [], hexes

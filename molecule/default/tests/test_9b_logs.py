@@ -5,7 +5,8 @@ was away. ARA records a site.yml run with its changed tasks.
 Host names come from the environment, with the scenario's names as defaults, so the
 checks run against any set of hosts converged the same way:
   MONSTACK_LOG_HOST (monstack-monitor, in the `logs` group), MONSTACK_APP_HOST
-  (monstack-app1, runs the sample inference API).
+  (monstack-app1, runs the sample inference API), MONSTACK_OTHER_HOST (monstack-app2, uploads
+  under APP_HOST's name).
 Runs last (file name): the outage check stops and starts the log host.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from conftest import ROOT, playbook, recap_changed, sh
 
 LOG_HOST = os.environ.get("MONSTACK_LOG_HOST", "monstack-monitor")
 APP_HOST = os.environ.get("MONSTACK_APP_HOST", "monstack-app1")
+OTHER_HOST = os.environ.get("MONSTACK_OTHER_HOST", "monstack-app2")
 REMOTE = "/var/log/journal/remote"
 OUTAGE_SECONDS = 60
 
@@ -101,6 +103,31 @@ def test_json_field_query_finds_the_sample_api_500s():
                         "-e", '{"logs_match": ["status>=500", "path=/predict", "model_version=9.9.9"]}')
     assert "5 matching entries" in out, out[-3000:]
     assert out.count('"status":500') == 5, out[-3000:]
+
+
+def test_a_host_logging_under_another_hosts_name_is_not_returned_for_that_host():
+    """Issue 24 row 15: OTHER_HOST uploads an entry claiming _HOSTNAME=APP_HOST (with its own
+    certificate, as any host of the inventory could). The search by APP_HOST reads APP_HOST's
+    journal files only (named after its address by journal-remote), so the entry is not there;
+    a search of every host shows it as OTHER_HOST's, with the claimed name beside it."""
+    marker = f"monstack-forged-{uuid.uuid4().hex[:12]}"
+    sh(OTHER_HOST, "printf '__REALTIME_TIMESTAMP=%s\\n_HOSTNAME=%s\\n_SYSTEMD_UNIT=forged.service\\nMESSAGE=%s\\n\\n' "
+                   f"{int(time.time() * 1e6)} {APP_HOST} {marker} > /tmp/forged.export")
+    code = sh(OTHER_HOST, "cert=; [ -r /etc/monstack-journal/host.pem ] && "
+                          "cert='--cert /etc/monstack-journal/host.pem --key /etc/monstack-journal/host.key'; "
+                          "curl -sS -k $cert -o /dev/null -w '%{http_code}' -H 'Content-Type: application/vnd.fdo.journal' "
+                          f"--data-binary @/tmp/forged.export https://{LOG_HOST}:19532/upload").stdout
+    assert code == "202", code
+    time.sleep(2)
+    assert any(marker in line for line in remote_messages(f"_HOSTNAME={APP_HOST}")), "the upload did not arrive"
+    search = ["-e", f"logs_grep={marker}", "-e", "logs_since=-15min"]
+    as_app = " ".join(logs_playbook("-e", f"logs_host={APP_HOST}", *search).split())
+    assert "0 matching entries" in as_app and marker not in as_app.replace(f"logs_grep={marker}", ""), as_app[-2000:]
+    everyone = " ".join(logs_playbook(*search).split())
+    assert "1 matching entries" in everyone, everyone[-2000:]
+    assert f"{OTHER_HOST} [_HOSTNAME={APP_HOST}] forged.service: {marker}" in everyone, everyone[-2000:]
+    as_other = " ".join(logs_playbook("-e", f"logs_host={OTHER_HOST}", *search).split())
+    assert "1 matching entries" in as_other, as_other[-2000:]
 
 
 def test_retention_settings_in_effect():

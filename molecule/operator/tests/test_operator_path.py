@@ -34,6 +34,11 @@ def test_01_the_inventory_is_the_example_with_only_the_readme_edits(operator):
     unexpected = [line for line in edits if not ALLOWED_EDITS.match(line)]
     assert not unexpected, unexpected
     assert "ansible_user: ops" in (operator.inventory / "group_vars/all/main.yml").read_text()
+    # the one switch of a test of the example itself: the preflight refuses the example vault's
+    # public values in any other copy (issue 24 row 14, tests/unit/test_preflight.py)
+    assert sorted(p.name for p in (operator.inventory / "group_vars/all").iterdir()) == \
+        ["main.yml", "vault.yml", "zz-example-test.yml"]
+    assert "monstack_allow_example_secrets: true" in (operator.inventory / "group_vars/all/zz-example-test.yml").read_text()
 
 
 def test_02_check_on_fresh_hosts_reports_changes_and_changes_nothing(operator):
