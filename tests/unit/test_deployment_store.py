@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -383,14 +382,8 @@ def store_entries(tmp_path: Path) -> dict:
 
 
 def single(tmp_path: Path, body: dict) -> list[str]:
-    """The arguments that give the playbook one record, in the form it takes (a record file once
-    records are read from files only, else the record as one value)."""
-    if "deployment_record_file" in (REPO / "playbooks" / "deployments.yml").read_text():
-        path = tmp_path / "singles" / f"record-{uuid.uuid4().hex}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(body))
-        return ["-e", f"deployment_record_file={path}"]
-    return ["-e", json.dumps({"deployment_record": body})]
+    """The arguments that give the playbook one record (a record file of its own)."""
+    return record_file_args(tmp_path / "singles", body)
 
 
 def test_superseded_record_fails_the_run_naming_file_service_environment_and_later_time(tmp_path):
