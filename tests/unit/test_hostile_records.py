@@ -347,7 +347,7 @@ def test_records_given_as_variables_are_refused_unread(tmp_path, run, canary, fo
     if form == "@file":
         path = tmp_path / "record.json"
         path.write_text(json.dumps(hostile))
-        args, names = ["-e", f"@{path}"], "service, environment, version, deployed_at, targets"
+        args, names = ["-e", f"@{path}"], "service, deployed_at, targets"
     elif form == "deployment_record":
         args, names = ["-e", json.dumps({"deployment_record": hostile})], "deployment_record"
     else:
