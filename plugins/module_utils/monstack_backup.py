@@ -1341,7 +1341,11 @@ def remove_path(path: str) -> None:
 
 def own_staging(component: str, source: dict) -> str:
     staging = staging_path(component, source)
-    info = os.lstat(staging)
+    try:
+        info = os.lstat(staging)
+    except FileNotFoundError:
+        raise BackupError(f"{staging}: no staged backup (the stage step did not run or refused the backup); "
+                          "nothing was moved") from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
         raise BackupError(f"{staging} is not the staging directory of this restore (a link, another owner, or "
                           "open to others): refusing it; nothing was moved")
