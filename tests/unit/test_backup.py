@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -800,7 +801,6 @@ def hostile_archive(tmp_path: Path, members: list[tuple], listed: list[str] | No
     a forger who writes both would), sizes and SHA-256 sums right."""
     import hashlib
     import io
-    import tarfile
     out = tmp_path / "hostile"
     out.mkdir(exist_ok=True)
     archive = out / "data.tar.gz"
@@ -856,8 +856,6 @@ def tree(path: Path) -> dict:
                                              entry.read_bytes() if entry.is_file() else None)
     return out
 
-
-import tarfile  # noqa: E402  (the kinds of tar members below)
 
 HOSTILE = {
     # name: (members, restore_config, what the refusal says)
