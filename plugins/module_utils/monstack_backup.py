@@ -22,6 +22,7 @@ import contextlib
 import grp
 import gzip
 import hashlib
+import hmac
 import json
 import lzma
 import os
@@ -62,6 +63,14 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 PAUSE = {"seconds": 0.0}
 # Run-time files among configuration (the deployment record store's lock).
 CONFIG_SKIP = {"lock.json", ".lock.guard"}
+# Permission bits a backup records and a restore sets: never setuid, setgid or sticky.
+MODE_MASK = 0o777
+# Opening a file of a directory that a service user can write: never through a symbolic
+# link (O_NOFOLLOW), and never blocking on a FIFO planted there (O_NONBLOCK).
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+HMAC_ALGORITHM = "HMAC-SHA256"
+HMAC_MIN_LENGTH = 16
 
 
 class BackupError(Exception):
@@ -123,14 +132,14 @@ def sha256_file(path: str) -> tuple[str, int]:
 
 def write_json_atomic(path: str, data, mode: int = 0o600) -> None:
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # O_EXCL | O_NOFOLLOW
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.write("\n")
             handle.flush()
+            os.fchmod(handle.fileno(), mode)  # on the file opened, not on whatever the name points at now
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -160,14 +169,177 @@ def ids_of(user: str | None, group: str | None) -> tuple[int, int]:
     return uid, gid
 
 
-def chown_tree(path: str, uid: int, gid: int) -> None:
-    if uid == -1 and gid == -1:
+def race_point(step: str, **where) -> None:
+    """Nothing. The unit tests replace it to act as a hostile service user between two steps
+    (plant a symbolic link where the backup or the restore is about to look)."""
+    del step, where
+
+
+def kind_of(mode: int) -> str:
+    """What a file is, in words, from its st_mode."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a file of an unknown type"
+
+
+def open_dir_at(name: str, dir_fd: int | None = None) -> int:
+    """A directory's fd, never through a symbolic link (OSError ELOOP/ENOTDIR otherwise)."""
+    return os.open(name, O_DIR, dir_fd=dir_fd)
+
+
+def open_regular_at(name: str, dir_fd: int | None = None, ino: tuple | None = None) -> int:
+    """A regular file's fd, opened without following a symbolic link or blocking on a FIFO;
+    with `ino` (st_dev, st_ino), it must be that file. OSError otherwise."""
+    fd = os.open(name, O_READ, dir_fd=dir_fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (ino is not None and (info.st_dev, info.st_ino) != tuple(ino)):
+        os.close(fd)
+        raise OSError(f"{name} is {kind_of(info.st_mode)}, or another file than the one listed")
+    return fd
+
+
+def open_beneath(root_fd: int, rel: str, ino: tuple | None = None) -> int:
+    """The regular file `rel` under the directory `root_fd`, every component opened without
+    following a symbolic link."""
+    parts = rel.split("/")
+    opened = []
+    fd = root_fd
+    try:
+        for part in parts[:-1]:
+            fd = open_dir_at(part, fd)
+            opened.append(fd)
+        return open_regular_at(parts[-1], fd, ino)
+    finally:
+        for handle in opened:
+            os.close(handle)
+
+
+def makedirs_at(base_fd: int, rel: str, mode: int = 0o700) -> int:
+    """fd of the directory `rel` under `base_fd`, made where missing; never through a symbolic link."""
+    fd = os.dup(base_fd)
+    try:
+        for part in [p for p in rel.split("/") if p]:
+            try:
+                child = open_dir_at(part, fd)
+            except FileNotFoundError:
+                os.mkdir(part, mode, dir_fd=fd)
+                child = open_dir_at(part, fd)
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def rmtree_at(dir_fd: int, name: str) -> None:
+    """Remove `name` of the directory `dir_fd` and all below it, following no symbolic link."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
         return
-    os.lchown(path, uid, gid)
-    if os.path.isdir(path) and not os.path.islink(path):
-        for root, dirs, files in os.walk(path):
-            for name in dirs + files:
-                os.lchown(os.path.join(root, name), uid, gid)
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = open_dir_at(name, dir_fd)
+    try:
+        for entry in os.listdir(fd):
+            rmtree_at(fd, entry)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def check_private_dir(path: str, what: str, create_mode: int | None = None) -> bool:
+    """Refuse a directory that someone other than root could change: a symbolic link, owned by
+    another user, or group- or world-writable. Made (mode `create_mode`) when missing and
+    `create_mode` is given; True when it was made."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        if create_mode is None:
+            raise BackupError(f"{what} {path} does not exist") from None
+        parent = os.path.dirname(os.path.normpath(path))
+        if parent and not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        os.mkdir(path, create_mode)
+        os.chmod(path, create_mode)  # whatever the umask
+        return True
+    if stat.S_ISLNK(info.st_mode):
+        raise BackupError(f"{what} {path} is a symbolic link: refusing to use it (whoever made it chooses where "
+                          "the files go). Remove it; it is made again, owned by root")
+    if not stat.S_ISDIR(info.st_mode):
+        raise BackupError(f"{what} {path} is {kind_of(info.st_mode)}, not a directory: refusing to use it")
+    if info.st_uid not in (0, os.geteuid()):
+        raise BackupError(f"{what} {path} exists and is owned by {owner_name(info.st_uid)} (uid {info.st_uid}), not "
+                          "root: refusing to use it (its owner could swap what is in it). Remove it, or make it "
+                          "root's (chown root:root, chmod 0700), then run again")
+    if info.st_mode & 0o022:
+        raise BackupError(f"{what} {path} is group- or world-writable (mode {stat.S_IMODE(info.st_mode):04o}): "
+                          "refusing to use it (chmod go-w, or remove it), then run again")
+    return False
+
+
+# --------------------------------------------------------------------------
+# the manifest's HMAC (backup_hmac_secret)
+
+def hmac_key_check(key: str | None) -> str:
+    key = key or ""
+    if key and len(key) < HMAC_MIN_LENGTH:
+        raise BackupError(f"backup_hmac_secret: shorter than {HMAC_MIN_LENGTH} characters; use a long random value "
+                          "(e.g. openssl rand -hex 32) from the vault")
+    return key
+
+
+def manifest_digest(manifest: dict, key: str) -> str:
+    """HMAC-SHA256 of the manifest (all but its `hmac` field) in canonical JSON."""
+    body = {k: v for k, v in manifest.items() if k != "hmac"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_manifest(manifest: dict, key: str) -> dict:
+    if hmac_key_check(key):
+        manifest["hmac"] = {"algorithm": HMAC_ALGORITHM, "value": manifest_digest(manifest, key)}
+    return manifest
+
+
+def signature_problem(manifest: dict, key: str | None, where: str = "the manifest") -> str | None:
+    """Why the manifest is not signed with `key` (None when it is, or when no key is set)."""
+    key = hmac_key_check(key)
+    if not key:
+        return None
+    signature = manifest.get("hmac") if isinstance(manifest, dict) else None
+    if not isinstance(signature, dict) or not isinstance(signature.get("value"), str):
+        return (f"{where} has no HMAC, and backup_hmac_secret is set: refusing it (a backup taken before the "
+                "secret was set, or a forged one); nothing was touched")
+    if signature.get("algorithm") != HMAC_ALGORITHM or \
+            not hmac.compare_digest(signature["value"], manifest_digest(manifest, key)):
+        return (f"{where}: its HMAC does not match backup_hmac_secret (the manifest was changed, or signed with "
+                "another secret): refusing it; nothing was touched")
+    return None
+
+
+# --------------------------------------------------------------------------
+# what a restore accepts of an archive and its manifest
+
+def member_problem(name) -> str | None:
+    """Why `name` is not the name of a member a backup writes (None when it is)."""
+    if not isinstance(name, str) or not name:
+        return "an empty name"
+    if name.startswith("/"):
+        return "an absolute path"
+    parts = name.split("/")
+    if ".." in parts:
+        return "a '..' component"
+    if any(part in ("", ".") for part in parts) or "\\" in name or "\0" in name:
+        return "not a plain relative path"
+    if parts[0] not in ("data", "config", "export") or len(parts) < 2:
+        return "outside data/, config/ and export/"
+    return None
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -342,43 +514,92 @@ def paused(system: System, pid: int, timeout: int):
         PAUSE["seconds"] = round(time.monotonic() - started, 3)
 
 
-def link_tree(data_dir: str, image: str, component: str) -> list[dict]:
-    """Hard-link the data directory's files into `image`; each file's size now.
+def link_tree(data_fd: int, image_fd: int, component: str, skipped: list | None = None) -> list[dict]:
+    """Hard-link the data directory's files into the image directory; each file's size now.
 
     Prometheus only appends to the files it changes in place (WAL segments, head chunk
     files) and replaces the others by rename: the first `size` bytes of a linked file stay
     what they were at this moment, so reading that many bytes later gives this moment's image.
+
+    The data directory belongs to the service user: it is walked through directory fds,
+    nothing is opened through a symbolic link (links, FIFOs, sockets and devices are not
+    backed up; `skipped` lists them), a hard link to another user's file is left out, and
+    the image is root's (0700), read later through its own fd.
     """
-    entries = []
+    entries: list[dict] = []
+    skipped = [] if skipped is None else skipped
     skip = SKIP_ENTRIES[component]
-    for name in sorted(os.listdir(data_dir)):
-        if name.startswith(OWN_PREFIX) or name in skip or TMP_DIR_RE.search(name):
-            continue
-        top = os.path.join(data_dir, name)
-        for root, dirs, files in os.walk(top) if os.path.isdir(top) else [(data_dir, [], [name])]:
-            dirs[:] = sorted(d for d in dirs if not TMP_DIR_RE.search(d))
-            rel_root = os.path.relpath(root, data_dir)
-            target_root = os.path.join(image, rel_root) if rel_root != "." else image
-            os.makedirs(target_root, exist_ok=True)
-            if rel_root != ".":
-                entries.append({"type": "dir", "rel": rel_root, "mode": stat.S_IMODE(os.stat(root).st_mode)})
-            for file_name in sorted(files):
-                src = os.path.join(root, file_name)
-                info = os.lstat(src)
-                if not stat.S_ISREG(info.st_mode):
+    owner = os.fstat(data_fd).st_uid
+
+    def walk(src_fd: int, dst_fd: int, rel: str) -> None:
+        for name in sorted(os.listdir(src_fd)):
+            if not rel and (name.startswith(OWN_PREFIX) or name in skip or TMP_DIR_RE.search(name)):
+                continue
+            path_rel = f"{rel}/{name}" if rel else name
+            try:
+                info = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                if TMP_DIR_RE.search(name):
                     continue
-                dst = os.path.join(target_root, file_name)
-                os.link(src, dst)
-                rel = os.path.normpath(os.path.join(rel_root, file_name))
-                entries.append({"type": "file", "rel": rel, "path": dst, "size": info.st_size,
-                                "mode": stat.S_IMODE(info.st_mode), "mtime": int(info.st_mtime)})
+                try:
+                    sub = open_dir_at(name, src_fd)
+                except OSError:
+                    skipped.append(f"data/{path_rel}: replaced while it was read, not followed")
+                    continue
+                try:
+                    now = os.fstat(sub)
+                    if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                        skipped.append(f"data/{path_rel}: replaced while it was read, not followed")
+                        continue
+                    os.mkdir(name, 0o700, dir_fd=dst_fd)
+                    dst = open_dir_at(name, dst_fd)
+                    try:
+                        entries.append({"type": "dir", "rel": path_rel, "mode": stat.S_IMODE(info.st_mode) & MODE_MASK})
+                        walk(sub, dst, path_rel)
+                    finally:
+                        os.close(dst)
+                finally:
+                    os.close(sub)
+            elif stat.S_ISREG(info.st_mode):
+                if info.st_nlink > 1 and info.st_uid != owner:
+                    skipped.append(f"data/{path_rel}: a hard link to a file of {owner_name(info.st_uid)}, not backed up")
+                    continue
+                race_point("link", dir_fd=src_fd, name=name, rel=path_rel)
+                try:
+                    os.link(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since it was listed
+                linked = os.stat(name, dir_fd=dst_fd, follow_symlinks=False)
+                if not stat.S_ISREG(linked.st_mode) or (linked.st_nlink > 2 and linked.st_uid != owner):
+                    os.unlink(name, dir_fd=dst_fd)
+                    skipped.append(f"data/{path_rel}: became {kind_of(linked.st_mode)} while it was read, not followed")
+                    continue
+                entries.append({"type": "file", "rel": path_rel, "root_fd": image_fd,
+                                "ino": (linked.st_dev, linked.st_ino), "size": linked.st_size,
+                                "mode": stat.S_IMODE(linked.st_mode) & MODE_MASK, "mtime": int(linked.st_mtime)})
+            else:
+                skipped.append(f"data/{path_rel}: {kind_of(info.st_mode)}, not backed up (never followed)")
+
+    walk(data_fd, image_fd, "")
     return entries
 
 
-def collect_prometheus(system: System, source: dict, freeze_timeout: int) -> tuple[list[dict], dict]:
+def remove_own_dir(dir_fd: int, name: str, ino: tuple) -> None:
+    """Remove the directory `name` this run made, if it is still that one (not a swapped-in one)."""
+    with contextlib.suppress(OSError):
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (info.st_dev, info.st_ino) == tuple(ino):
+            rmtree_at(dir_fd, name)
+
+
+def collect_prometheus(system: System, source: dict, freeze_timeout: int, cleanups: list | None = None
+                       ) -> tuple[list[dict], dict]:
     data_dir = source["data_dir"]
     if not os.path.isdir(data_dir):
         raise BackupError(f"prometheus: the data directory {data_dir} does not exist: nothing to back up")
+    cleanups = [] if cleanups is None else cleanups
     url, user, password = source.get("url", ""), source.get("url_user", ""), source.get("url_password", "")
     pid = int(source.get("pid") or service_state(system, source.get("service")).get("MainPID") or 0)
     checks: dict = {"method": "pause-and-hardlink" if pid else "stopped-copy"}
@@ -388,19 +609,31 @@ def collect_prometheus(system: System, source: dict, freeze_timeout: int) -> tup
             before = metric_values(http(system, url + "/metrics", user, password),
                                    {"prometheus_tsdb_lowest_timestamp_seconds",
                                     "prometheus_tsdb_head_max_time_seconds"})
-    image = os.path.join(data_dir, f"{OWN_PREFIX}image-{os.getpid()}")
-    for stale in os.listdir(data_dir):
+    data_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    cleanups.append(lambda: os.close(data_fd))
+    for stale in os.listdir(data_fd):
         if stale.startswith(OWN_PREFIX + "image-"):
-            shutil.rmtree(os.path.join(data_dir, stale), ignore_errors=True)
-    os.mkdir(image, 0o700)
+            with contextlib.suppress(OSError):
+                rmtree_at(data_fd, stale)
+    image = f"{OWN_PREFIX}image-{os.getpid()}"
+    os.mkdir(image, 0o700, dir_fd=data_fd)
+    image_fd = open_dir_at(image, data_fd)
+    cleanups.append(lambda: os.close(image_fd))
+    info = os.fstat(image_fd)
+    cleanups.append(lambda: remove_own_dir(data_fd, image, (info.st_dev, info.st_ino)))
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise BackupError(f"prometheus: {data_dir}/{image} is not the directory this backup made: refusing to use it")
+    skipped: list[str] = []
     taken = time.time()
     if pid:
         with paused(system, pid, freeze_timeout):
-            entries = link_tree(data_dir, image, "prometheus")
+            entries = link_tree(data_fd, image_fd, "prometheus", skipped)
         checks["pause_seconds"] = PAUSE["seconds"]
     else:
-        entries = link_tree(data_dir, image, "prometheus")
+        entries = link_tree(data_fd, image_fd, "prometheus", skipped)
     checks["taken_at"] = round(taken, 3)
+    if skipped:
+        checks["skipped"] = skipped[:100]
     if before:
         checks["lowest_timestamp_seconds"] = before.get("prometheus_tsdb_lowest_timestamp_seconds")
         checks["head_max_time_seconds"] = before.get("prometheus_tsdb_head_max_time_seconds")
@@ -430,19 +663,48 @@ def collect_alertmanager(system: System, source: dict, work: str) -> tuple[list[
     if not os.path.isdir(data_dir):
         raise BackupError(f"alertmanager: the data directory {data_dir} does not exist: nothing to back up")
     entries: list[dict] = []
+    skipped: list[str] = []
     copy_dir = os.path.join(work, "data")
     os.makedirs(copy_dir, exist_ok=True)
-    for name in sorted(os.listdir(data_dir)):
-        path = os.path.join(data_dir, name)
-        if name.startswith(OWN_PREFIX) or name in SKIP_ENTRIES["alertmanager"] or not os.path.isfile(path):
-            continue
-        # Alertmanager replaces these files by rename: the open file is one complete version.
-        dst = os.path.join(copy_dir, name)
-        shutil.copy2(path, dst)
-        info = os.stat(dst)
-        entries.append({"type": "file", "rel": name, "path": dst, "arcname": "data/" + name,
-                        "size": info.st_size, "mode": stat.S_IMODE(info.st_mode), "mtime": int(info.st_mtime)})
+    data_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        owner = os.fstat(data_fd).st_uid
+        for name in sorted(os.listdir(data_fd)):
+            if name.startswith(OWN_PREFIX) or name in SKIP_ENTRIES["alertmanager"]:
+                continue
+            try:
+                info = os.stat(name, dir_fd=data_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                skipped.append(f"data/{name}: {kind_of(info.st_mode)}, not backed up (never followed)")
+                continue
+            if info.st_nlink > 1 and info.st_uid != owner:
+                skipped.append(f"data/{name}: a hard link to a file of {owner_name(info.st_uid)}, not backed up")
+                continue
+            race_point("copy", dir_fd=data_fd, name=name)
+            # Alertmanager replaces these files by rename: the open file is one complete version.
+            try:
+                fd = open_regular_at(name, data_fd, (info.st_dev, info.st_ino))
+            except OSError:
+                skipped.append(f"data/{name}: replaced while it was read, not followed")
+                continue
+            dst = os.path.join(copy_dir, name)
+            with os.fdopen(fd, "rb") as src, open(dst, "wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+            os.chmod(dst, stat.S_IMODE(info.st_mode) & MODE_MASK)
+            os.utime(dst, (info.st_atime, info.st_mtime))
+            copied = os.stat(dst)
+            entries.append({"type": "file", "rel": name, "path": dst, "arcname": "data/" + name,
+                            "size": copied.st_size, "mode": stat.S_IMODE(copied.st_mode),
+                            "mtime": int(copied.st_mtime)})
+    finally:
+        os.close(data_fd)
     checks: dict = {"method": "files-and-api"}
+    if skipped:
+        checks["skipped"] = skipped[:100]
     url = source.get("url", "")
     running = service_state(system, source.get("service")).get("ActiveState") == "active" or source.get("pid")
     if url and running:
@@ -482,8 +744,18 @@ def sqlite_facts(path: str, immutable: bool = False) -> dict:
 
 def collect_grafana(source: dict, work: str) -> tuple[list[dict], dict]:
     db_path = source["db_path"]
-    if not os.path.isfile(db_path):
-        raise BackupError(f"grafana: the database {db_path} does not exist: nothing to back up")
+    try:
+        before = os.lstat(db_path)
+    except FileNotFoundError:
+        raise BackupError(f"grafana: the database {db_path} does not exist: nothing to back up") from None
+    # SQLite opens the database (and its -wal, -shm and -journal files) by name: none may be
+    # a link or anything but a regular file (Grafana's directory belongs to its user).
+    for path in [db_path] + [db_path + suffix for suffix in SQLITE_SIDE_FILES]:
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise BackupError(f"grafana: {path} is {kind_of(info.st_mode)}, not a regular file: refusing to follow "
+                                  "it; no backup was taken")
     copy_dir = os.path.join(work, "data")
     os.makedirs(copy_dir, exist_ok=True)
     name = os.path.basename(db_path)
@@ -497,39 +769,64 @@ def collect_grafana(source: dict, work: str) -> tuple[list[dict], dict]:
     finally:
         target.close()
         src.close()
+    after = os.lstat(db_path)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(after.st_mode):
+        raise BackupError(f"grafana: {db_path} was replaced while it was copied: no backup was taken (run it again)")
     facts = sqlite_facts(dst, immutable=True)
     if facts["integrity"] != "ok":
         raise BackupError(f"grafana: the copy of {db_path} fails SQLite's integrity check: {facts['integrity']}")
-    info = os.stat(db_path)
-    os.chmod(dst, stat.S_IMODE(info.st_mode))
+    mode = stat.S_IMODE(before.st_mode) & MODE_MASK
+    os.chmod(dst, mode)
     size = os.path.getsize(dst)
     entries = [{"type": "file", "rel": name, "path": dst, "arcname": "data/" + name, "size": size,
-                "mode": stat.S_IMODE(info.st_mode), "mtime": int(info.st_mtime)}]
+                "mode": mode, "mtime": int(before.st_mtime)}]
     return entries, {"method": "sqlite-online-backup", "sqlite": facts}
 
 
 def collect_config(paths: list[str]) -> list[dict]:
-    """Configuration files (and directories), by absolute path, as config/<path>."""
+    """Configuration files (and directories), by absolute path, as config/<path>. Symbolic
+    links and anything but regular files and directories are left out, never followed."""
     entries = []
     for top in paths:
-        if not os.path.exists(top):
+        try:
+            top_info = os.lstat(top)
+        except FileNotFoundError:
             continue
-        walk = os.walk(top) if os.path.isdir(top) else [(os.path.dirname(top), [], [os.path.basename(top)])]
+        if not (stat.S_ISDIR(top_info.st_mode) or stat.S_ISREG(top_info.st_mode)):
+            continue
+        is_dir = stat.S_ISDIR(top_info.st_mode)
+        walk = os.walk(top) if is_dir else [(os.path.dirname(top), [], [os.path.basename(top)])]
         for root, dirs, files in walk:
             dirs.sort()
-            if os.path.isdir(top):
-                info = os.stat(root)
-                entries.append({"type": "dir", "arcname": "config" + root, "mode": stat.S_IMODE(info.st_mode),
+            if is_dir:
+                info = os.lstat(root)
+                if not stat.S_ISDIR(info.st_mode):
+                    continue
+                entries.append({"type": "dir", "arcname": "config" + root, "mode": stat.S_IMODE(info.st_mode) & MODE_MASK,
                                 "uname": owner_name(info.st_uid), "gname": group_name(info.st_gid)})
             for name in sorted(files):
                 path = os.path.join(root, name)
                 info = os.lstat(path)
                 if not stat.S_ISREG(info.st_mode) or name in CONFIG_SKIP or name.startswith(".tmp-"):
                     continue
-                entries.append({"type": "file", "path": path, "arcname": "config" + path, "size": info.st_size,
-                                "mode": stat.S_IMODE(info.st_mode), "mtime": int(info.st_mtime),
+                entries.append({"type": "file", "path": path, "ino": (info.st_dev, info.st_ino),
+                                "arcname": "config" + path, "size": info.st_size,
+                                "mode": stat.S_IMODE(info.st_mode) & MODE_MASK, "mtime": int(info.st_mtime),
                                 "uname": owner_name(info.st_uid), "gname": group_name(info.st_gid)})
     return entries
+
+
+def open_entry(entry: dict):
+    """The file of an entry, opened without following a symbolic link; it must be the file listed."""
+    try:
+        if "root_fd" in entry:
+            fd = open_beneath(entry["root_fd"], entry["rel"], entry.get("ino"))
+        else:
+            fd = open_regular_at(entry["path"], None, entry.get("ino"))
+    except OSError as exc:
+        raise BackupError(f"{entry['arcname']}: replaced while the backup read it ({exc}); refusing to follow it: "
+                          "no backup was taken") from exc
+    return os.fdopen(fd, "rb")
 
 
 def owner_name(uid: int) -> str:
@@ -616,7 +913,7 @@ def write_archive(entries: list[dict], out_path: str, compression: str, level: i
                 tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for entry in entries:
                 info = tarfile.TarInfo(entry["arcname"])
-                info.mode = entry.get("mode", 0o640)
+                info.mode = entry.get("mode", 0o640) & MODE_MASK
                 info.mtime = entry.get("mtime", int(time.time()))
                 info.uname, info.gname = entry.get("uname", ""), entry.get("gname", "")
                 if entry["type"] == "dir":
@@ -625,7 +922,7 @@ def write_archive(entries: list[dict], out_path: str, compression: str, level: i
                     dirs.append(entry["arcname"])
                     continue
                 info.size = entry["size"]
-                with open(entry["path"], "rb") as handle:
+                with open_entry(entry) as handle:
                     reader = HashingReader(handle, entry["size"])
                     tar.addfile(info, reader)
                 record = {"path": entry["arcname"], "size": entry["size"], "sha256": reader.digest.hexdigest(),
@@ -642,29 +939,114 @@ def write_archive(entries: list[dict], out_path: str, compression: str, level: i
 
 
 def safe_member(name: str) -> bool:
-    parts = name.split("/")
-    return (not name.startswith("/") and ".." not in parts and "" not in parts[:-1]
-            and parts[0] in ("data", "config", "export"))
+    return member_problem(name) is None
 
 
-def extract_member(tar, member, target: str, want: dict, name: str) -> str | None:
-    """Write one file of the archive to `target`; why it is not the manifest's file, if it is not."""
+def config_roots(source: dict) -> tuple[list[str], list[str]]:
+    """The component's own configuration paths on this host, and why any cannot take a restore."""
+    roots, problems = [], []
+    for path in source.get("config_paths") or []:
+        normal = os.path.normpath(path)
+        if not os.path.isabs(normal) or normal == "/":
+            problems.append(f"config path {path!r} is not an absolute path below /")
+            continue
+        if os.path.realpath(normal) != normal:
+            problems.append(f"config path {path} resolves to {os.path.realpath(normal)} (a symbolic link on the way): "
+                            "refusing to restore configuration through it")
+            continue
+        roots.append(normal)
+    return roots, problems
+
+
+def config_root_of(target: str, roots: list[str]) -> str | None:
+    return next((r for r in roots if target == r or target.startswith(r.rstrip("/") + "/")), None)
+
+
+def manifest_problems(manifest, component: str, source: dict, restore_config: bool, key: str | None) -> list[str]:
+    """Why a restore refuses this manifest, before it reads the archive or touches anything."""
+    if not isinstance(manifest, dict):
+        return ["the manifest is not a JSON object; refusing it"]
+    problem = signature_problem(manifest, key)
+    if problem:
+        return [problem]
+    try:
+        files, dirs, archive = manifest["content"]["files"], manifest["content"].get("dirs", []), manifest["archive"]
+        names = [f["path"] for f in files] + list(dirs)
+        sizes_ok = all(isinstance(f["size"], int) and f["size"] >= 0 and isinstance(f["sha256"], str) for f in files)
+        archive_name = archive["name"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        return [f"the manifest lacks {exc} (not a backup manifest): refusing it"]
+    problems = []
+    if archive_name not in ARCHIVE_NAMES.values():
+        problems.append(f"the manifest names the archive {archive_name!r}, not one of {', '.join(ARCHIVE_NAMES.values())}")
+    if not sizes_ok:
+        problems.append("the manifest lists a file without a size or SHA-256: refusing it")
+    roots, root_problems = config_roots(source) if restore_config else ([], [])
+    problems += root_problems
+    seen = set()
+    for name in names:
+        why = member_problem(name)
+        if why:
+            problems.append(f"the manifest lists {name!r}: {why}; refusing the backup")
+            continue
+        if name in seen:
+            problems.append(f"the manifest lists {name} twice; refusing the backup")
+        seen.add(name)
+        top, rest = name.split("/", 1)
+        if top == "data" and component == "grafana" and "/" in rest:
+            problems.append(f"the manifest lists {name}: a Grafana backup holds one database file, data/<name>")
+        elif top == "export" and (component != "alertmanager" or rest != "silences.json"):
+            problems.append(f"the manifest lists {name}: not an export this component's backup holds")
+        elif top == "config" and restore_config and not root_problems and config_root_of("/" + rest, roots) is None:
+            problems.append(f"the manifest lists {name}: /{rest} is outside the configuration paths of {component} "
+                            f"on this host ({', '.join(roots) or 'none'}); refusing to restore it")
+    return problems
+
+
+def tar_kind(member) -> str:
+    if member.issym():
+        return "a symbolic link"
+    if member.islnk():
+        return "a hard link"
+    if member.ischr() or member.isblk():
+        return "a device"
+    if member.isfifo():
+        return "a FIFO"
+    return f"of tar type {member.type!r}"
+
+
+def extract_member(tar, member, target: str, want: dict, name: str, owner: tuple = (-1, -1)) -> str | None:
+    """Write one file of the archive to `target` (a new file in a private directory): its mode
+    without setuid, setgid or sticky bits, its owner `owner`; why it is not the manifest's file,
+    if it is not."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with open(target, "wb") as out:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "wb") as out:
         digest, size = copy_hashed(tar.extractfile(member), out)
-    os.chmod(target, member.mode & 0o7777)
-    os.utime(target, (member.mtime, member.mtime))
+        out.flush()
+        if owner != (-1, -1):
+            os.fchown(out.fileno(), *owner)
+        os.fchmod(out.fileno(), member.mode & MODE_MASK)
+        os.utime(out.fileno(), (member.mtime, member.mtime))
     if size != want["size"] or digest != want["sha256"]:
         return (f"{name}: file {member.name} in the archive does not match the manifest (size {size}, SHA-256 "
                 f"{digest[:16]}...; manifest: size {want['size']}, SHA-256 {want['sha256'][:16]}...)")
     return None
 
 
-def extract_verified(archive: str, manifest: dict, dest: str) -> list[str]:
-    """Unpack `archive` into `dest`, checking it and every file against the manifest.
+def extract_verified(archive: str, manifest: dict, dest: str, data_owner: tuple = (-1, -1), config: bool = True,
+                     roots: list[str] | None = None) -> list[str]:
+    """Unpack `archive` into `dest` (a new private directory), checking it and every file
+    against the manifest.
 
     One pass over the archive: its SHA-256 is computed while it feeds the decompressor.
-    Returns the problems (empty: the staging directory holds exactly the backup).
+    Only regular files and directories of the manifest, under data/, config/ and export/,
+    are written; the first member that is anything else (a link, a device, a FIFO, an
+    absolute or `..` name, a configuration file outside `roots`) stops the unpacking before
+    it is written. Modes lose setuid, setgid and sticky bits; files under data/ belong to
+    `data_owner`, configuration files to the owner the manifest names (root when unknown).
+    `config` false: configuration files are checked against the archive's checksum but not
+    written. Returns the problems (empty: `dest` holds exactly the backup).
     """
     info = manifest["archive"]
     name = info["name"]
@@ -673,33 +1055,62 @@ def extract_verified(archive: str, manifest: dict, dest: str) -> list[str]:
         return [f"{name}: compressed with {compression}, which this version of monstack_backup cannot read "
                 f"(it reads {', '.join(ARCHIVE_NAMES)})"]
     expected = {f["path"]: f for f in manifest["content"]["files"]}
+    expected_dirs = set(manifest["content"].get("dirs", []))
     problems, seen = [], set()
+    refused = False
     with open(archive, "rb") as handle:
         raw = HashingFile(handle)
         try:
             with open_compressed(raw, compression, "r") as stream:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
                     for member in tar:
-                        if not safe_member(member.name) or not (member.isfile() or member.isdir()):
-                            problems.append(f"{name}: unexpected member {member.name!r}")
+                        why = member_problem(member.name)
+                        if why is None and not (member.isfile() or member.isdir()):
+                            why = f"it is {tar_kind(member)}; a backup holds only regular files and directories"
+                        top = member.name.split("/", 1)[0]
+                        if why is None and top == "config" and config and roots is not None and \
+                                config_root_of(member.name[len("config"):], roots) is None:
+                            why = (f"{member.name[len('config'):]} is outside the component's configuration paths "
+                                   f"({', '.join(roots) or 'none'})")
+                        if why is None and member.isdir() and member.name not in expected_dirs:
+                            why = "a directory the manifest does not list"
+                        if why is None and member.isfile() and member.name not in expected:
+                            why = "a file the manifest does not list"
+                        if why:
+                            problems.append(f"{name}: member {member.name!r} refused: {why}; nothing of it was written")
+                            refused = True
+                            break
+                        if top == "config" and not config:
+                            seen.add(member.name)
                             continue
                         target = os.path.join(dest, member.name)
+                        owner = data_owner if top == "data" else (-1, -1)
                         if member.isdir():
-                            os.makedirs(target, exist_ok=True)
-                            os.chmod(target, member.mode & 0o7777 or 0o750)
+                            os.makedirs(target, mode=0o700, exist_ok=True)
+                            if owner != (-1, -1):
+                                os.lchown(target, *owner)
+                            os.chmod(target, member.mode & MODE_MASK or 0o750)
                             continue
-                        want = expected.get(member.name)
-                        if want is None:
-                            problems.append(f"{name}: member {member.name} is not in the manifest")
-                            continue
-                        problem = extract_member(tar, member, target, want, name)
+                        want = expected[member.name]
+                        if top == "config":
+                            owner = ids_of(want.get("owner"), want.get("group"))
+                        try:
+                            problem = extract_member(tar, member, target, want, name, owner)
+                        except FileExistsError:
+                            problem = f"{name}: member {member.name} appears twice in the archive; refused"
+                            refused = True
                         if problem:
                             problems.append(problem)
+                        if refused:
+                            break
                         seen.add(member.name)
-                # The rest of the compressed stream: its own checksum is checked at its end.
-                copy_hashed(stream)
+                if not refused:
+                    # The rest of the compressed stream: its own checksum is checked at its end.
+                    copy_hashed(stream)
         except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
             problems.append(f"{name}: the archive cannot be read ({exc}): it is damaged")
+        if refused:
+            return problems
         # Read to the end so the archive is hashed whole, whatever the readers left.
         copy_hashed(raw)
     got = raw.digest.hexdigest()
@@ -718,20 +1129,20 @@ def extract_verified(archive: str, manifest: dict, dest: str) -> list[str]:
 def create(system: System, params: dict) -> dict:
     component, source = params["component"], params["source"]
     name = params["name"] or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    key = hmac_key_check(params.get("hmac_key"))
     spool = params["spool_dir"]
-    os.makedirs(spool, mode=0o700, exist_ok=True)
+    check_private_dir(spool, "the host's spool directory (backup_host_spool_dir)", create_mode=0o700)
     for stale in os.listdir(spool):  # what an interrupted backup of this component left
         if stale.startswith(component + "-"):
             shutil.rmtree(os.path.join(spool, stale), ignore_errors=True)
     owner = params.get("fetch_owner") or os.environ.get("SUDO_USER") or ""
     work = tempfile.mkdtemp(prefix=f"{component}-{name}-", dir=spool)
     started = time.monotonic()
-    image_dir = None
+    cleanups: list = []
     try:
         version = program_version(system, source.get("binary"))
         if component == "prometheus":
-            image_dir = os.path.join(source["data_dir"], f"{OWN_PREFIX}image-{os.getpid()}")
-            entries, checks = collect_prometheus(system, source, params.get("freeze_timeout") or 30)
+            entries, checks = collect_prometheus(system, source, params.get("freeze_timeout") or 30, cleanups)
         elif component == "alertmanager":
             entries, checks = collect_alertmanager(system, source, work)
         else:
@@ -744,9 +1155,10 @@ def create(system: System, params: dict) -> dict:
         archive = os.path.join(out_dir, archive_name)
         content = write_archive(entries, archive, params["compression"], params["compression_level"])
     finally:
+        for step in reversed(cleanups):
+            with contextlib.suppress(OSError):
+                step()
         shutil.rmtree(work, ignore_errors=True)
-        if image_dir:
-            shutil.rmtree(image_dir, ignore_errors=True)
     manifest = {
         "format": FORMAT,
         "name": name,
@@ -761,12 +1173,21 @@ def create(system: System, params: dict) -> dict:
                    if source.get(k) is not None},
         "checks": checks,
     }
+    sign_manifest(manifest, key)
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     if owner:  # Ansible's fetch reads the archive as the login user (become would slurp it into memory)
         uid, gid = ids_of(owner, None)
-        for path in (spool, out_dir, archive, os.path.join(out_dir, "manifest.json")):
+        os.chmod(spool, 0o711)  # root's; the login user passes through to its own directory only
+        for path in (out_dir, archive, os.path.join(out_dir, "manifest.json")):
             os.chown(path, uid, gid)
     return {"changed": True, "manifest": manifest, "archive": archive, "archive_dir": out_dir}
+
+
+def spool(_system: System, params: dict) -> dict:
+    """The host's spool directory: made root's (0700) when missing; refused when it is a link,
+    another user's, or group- or world-writable."""
+    made = check_private_dir(params["spool_dir"], "the host's spool directory (backup_host_spool_dir)", 0o700)
+    return {"changed": made, "path": params["spool_dir"]}
 
 
 # --------------------------------------------------------------------------
@@ -787,7 +1208,31 @@ def marker_path(component: str, source: dict) -> str:
 
 
 def staging_path(component: str, source: dict) -> str:
-    return os.path.join(layout(component, source)["dir"], f"{OWN_PREFIX}restore-{component}")
+    """The restore's staging directory: root's (0700), beside the data directory in its parent
+    (which the service user cannot write), on the same file system for the final renames."""
+    data_dir = os.path.normpath(layout(component, source)["dir"])
+    return os.path.join(os.path.dirname(data_dir), f"{OWN_PREFIX}restore-{component}-{os.path.basename(data_dir)}")
+
+
+def check_staging(component: str, source: dict) -> str:
+    """Refuse to stage where the service user could reach: the parent of the data directory
+    must be root's and not group- or world-writable, the data directory no symbolic link and
+    on the same file system. The data directory."""
+    data_dir = os.path.normpath(layout(component, source)["dir"])
+    parent = os.path.dirname(data_dir)
+    check_private_dir(parent, f"the directory above {component}'s data directory (where a restore stages),")
+    try:
+        info = os.lstat(data_dir)
+    except FileNotFoundError:
+        return data_dir
+    if not stat.S_ISDIR(info.st_mode):
+        raise BackupError(f"{component}: the data directory {data_dir} is {kind_of(info.st_mode)}, not a directory: "
+                          "refusing to restore into it (give its real path)")
+    if info.st_dev != os.lstat(parent).st_dev:
+        raise BackupError(f"{component}: the data directory {data_dir} is a mount point: a restore stages in {parent} "
+                          "and renames into place, which needs one file system. Mount the volume one level up "
+                          f"(e.g. on {parent}) and keep {data_dir} a directory on it")
+    return data_dir
 
 
 def free_bytes(path: str) -> int:
@@ -799,11 +1244,19 @@ def free_bytes(path: str) -> int:
 
 def inspect(system: System, params: dict) -> dict:
     component, source, manifest = params["component"], params["source"], params["manifest"]
-    problems = []
+    problems = manifest_problems(manifest, component, source, bool(params.get("restore_config")),
+                                 params.get("hmac_key"))
+    if problems:
+        return {"changed": False, "problems": problems, "restored_already": False, "version": None,
+                "service_installed": False, "service_active": False, "data_dir": layout(component, source)["dir"]}
     if manifest.get("format") != FORMAT:
         problems.append(f"manifest format {manifest.get('format')!r} is not {FORMAT} (written by another version of monstack?)")
     if manifest.get("component") != component:
         problems.append(f"the backup is of {manifest.get('component')}, not {component}")
+    try:
+        check_staging(component, source)
+    except BackupError as exc:
+        problems.append(str(exc))
     version = program_version(system, source.get("binary"))
     state = service_state(system, source.get("service"))
     installed = state.get("LoadState") == "loaded"
@@ -817,9 +1270,9 @@ def inspect(system: System, params: dict) -> dict:
     where = layout(component, source)
     marker = marker_path(component, source)
     restored_already = False
-    if os.path.exists(marker) and not params["force"]:
+    if not params["force"]:
         with contextlib.suppress(OSError, ValueError):
-            with open(marker) as handle:
+            with os.fdopen(open_regular_at(marker), "r") as handle:  # never through a link
                 previous = json.load(handle)
             live = (os.path.exists(os.path.join(where["dir"], where["names"][0])) if where["names"]
                     else True)
@@ -835,19 +1288,36 @@ def inspect(system: System, params: dict) -> dict:
 
 
 def stage(_system: System, params: dict) -> dict:
+    """Unpack and verify the backup in a staging directory of root's, outside every directory
+    the service user can write; nothing live is touched. Refuses, before it writes anything,
+    a manifest that is not signed with backup_hmac_secret (when set) or lists anything but
+    data, exports and configuration under the component's own configuration paths."""
     component, source, manifest = params["component"], params["source"], params["manifest"]
-    staging = staging_path(component, source)
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging, mode=0o700)
-    problems = extract_verified(params["archive"], manifest, staging)
+    restore_config = bool(params.get("restore_config"))
+    problems = manifest_problems(manifest, component, source, restore_config, params.get("hmac_key"))
+    if not problems:
+        try:
+            check_staging(component, source)
+        except BackupError as exc:
+            problems.append(str(exc))
     if problems:
-        shutil.rmtree(staging, ignore_errors=True)
+        return {"changed": False, "problems": problems}
+    staging = staging_path(component, source)
+    remove_path(staging)
+    os.mkdir(staging, 0o700)
+    os.chmod(staging, 0o700)
+    race_point("staged-dir", staging=staging, data_dir=layout(component, source)["dir"])
+    owner = ids_of(source.get("user"), source.get("group"))
+    problems = extract_verified(params["archive"], manifest, staging, data_owner=owner, config=restore_config,
+                                roots=config_roots(source)[0] if restore_config else None)
+    if problems:
+        remove_path(staging)
         return {"changed": False, "problems": problems}
     if component == "grafana":
         names = [f["path"][len("data/"):] for f in manifest["content"]["files"] if f["path"].startswith("data/")]
         db = os.path.join(staging, "data", names[0]) if len(names) == 1 else ""
         if not db:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_path(staging)
             return {"changed": False, "problems": [f"the backup holds {len(names)} database files, not one"]}
         facts = sqlite_facts(db, immutable=True)
         want = manifest.get("checks", {}).get("sqlite", {})
@@ -856,77 +1326,208 @@ def stage(_system: System, params: dict) -> dict:
         elif want and facts["tables"] != want.get("tables"):
             problems.append("the database of the backup does not hold the row counts of its manifest")
         if problems:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_path(staging)
     return {"changed": True, "problems": problems, "staging": staging}
 
 
-def swap(_system: System, params: dict) -> dict:
-    """Move the current data aside and the staged backup into place (the service is stopped)."""
-    component, source = params["component"], params["source"]
-    where = layout(component, source)
+def remove_path(path: str) -> None:
+    """Remove a file, link or directory tree by path, following no symbolic link."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)  # fd-based on Linux: follows no link
+        else:
+            os.unlink(path)
+
+
+def own_staging(component: str, source: dict) -> str:
     staging = staging_path(component, source)
-    data_dir = where["dir"]
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = os.path.join(data_dir, f"{OWN_PREFIX}aside-{component}-{stamp}")
-    journal = {"aside": aside, "moved_aside": [], "moved_in": [], "config_aside": [], "config_in": [],
-               "reset": []}
-    os.makedirs(aside, mode=0o700)
+    try:
+        info = os.lstat(staging)
+    except FileNotFoundError:
+        raise BackupError(f"{staging}: no staged backup (the stage step did not run or refused the backup); "
+                          "nothing was moved") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise BackupError(f"{staging} is not the staging directory of this restore (a link, another owner, or "
+                          "open to others): refusing it; nothing was moved")
+    return staging
+
+
+def open_own_dir(name: str, dir_fd: int) -> int:
+    """fd of a directory this run made (root's, 0700) in a directory of the service user."""
+    fd = open_dir_at(name, dir_fd)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        os.close(fd)
+        raise BackupError(f"{name} is not the directory this restore made (owner uid {info.st_uid}, mode "
+                          f"{stat.S_IMODE(info.st_mode):04o}): refusing it")
+    return fd
+
+
+def config_parent(target: str, roots: list[str], create: bool = True) -> tuple[int, str]:
+    """fd of the directory of the configuration file `target` and its name. `target` must be
+    under one of `roots`; below it every directory is opened without following a symbolic link
+    (made, root's, when missing and `create`)."""
+    root = config_root_of(target, roots)
+    if root is None:
+        raise BackupError(f"{target} is outside the configuration paths ({', '.join(roots) or 'none'}); refusing it")
+    if target == root:
+        parent, name = os.path.split(root)
+        return os.open(parent, O_DIR), name
+    try:
+        fd = os.open(root, O_DIR)
+    except OSError as exc:
+        raise BackupError(f"{target}: the configuration path {root} is not a directory or is a symbolic link "
+                          f"({exc.strerror}); refusing to write through it") from exc
+    rel = os.path.relpath(os.path.dirname(target), root)
+    for part in [] if rel == "." else rel.split("/"):
+        try:
+            try:
+                child = open_dir_at(part, fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = open_dir_at(part, fd)
+        except OSError as exc:
+            os.close(fd)
+            raise BackupError(f"{target}: {part} on the way is a symbolic link or not a directory ({exc.strerror}); "
+                              "refusing to write through it") from exc
+        os.close(fd)
+        fd = child
+    return fd, os.path.basename(target)
+
+
+def write_file_at(source, dir_fd: int, name: str, mode: int, uid: int, gid: int) -> None:
+    """Replace `name` in `dir_fd` atomically with the bytes of `source` (a file object): a new
+    file (O_EXCL, O_NOFOLLOW), its owner and mode (no setuid, setgid or sticky) set, renamed
+    over the old one."""
+    tmp = f".tmp-monstack-restore-{name}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                 dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as out:
+        copy_hashed(source, out)
+        out.flush()
+        if (uid, gid) != (-1, -1):
+            os.fchown(out.fileno(), uid, gid)
+        os.fchmod(out.fileno(), mode & MODE_MASK)
+        os.fsync(out.fileno())
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def swap(_system: System, params: dict) -> dict:
+    """Move the current data aside and the staged backup into place (the service is stopped).
+
+    Every step in the data directory (the service user's) goes through directory fds opened
+    without following a symbolic link: a link planted there is renamed over, never followed.
+    """
+    component, source, manifest = params["component"], params["source"], params["manifest"]
+    restore_config = bool(params.get("restore_config"))
+    problems = manifest_problems(manifest, component, source, restore_config, params.get("hmac_key"))
+    if problems:
+        raise BackupError("; ".join(problems) + "; nothing was moved")
+    where = layout(component, source)
+    data_dir = check_staging(component, source)
+    staging = own_staging(component, source)
+    journal_file = os.path.join(staging, "journal.json")
     uid, gid = ids_of(source.get("user"), source.get("group"))
-    write_json_atomic(os.path.join(staging, "journal.json"), journal)
+    if not os.path.lexists(data_dir):
+        os.mkdir(data_dir, 0o750)
+        os.lchown(data_dir, uid, gid)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside_name = f"{OWN_PREFIX}aside-{component}-{stamp}"
+    journal = {"aside": os.path.join(data_dir, aside_name), "moved_aside": [], "moved_in": [], "config_aside": [],
+               "config_in": [], "reset": []}
     staged = os.path.join(staging, "data")
     staged_names = sorted(os.listdir(staged)) if os.path.isdir(staged) else []
     if not where["whole_dir"] and len(staged_names) != 1:
         raise BackupError(f"the staged backup holds {staged_names}, not one database file; nothing was moved")
-    if where["whole_dir"]:
-        skip = SKIP_ENTRIES[component]
-        current = [n for n in os.listdir(data_dir) if not n.startswith(OWN_PREFIX) and n not in skip]
-        current += [n for n in ("lock", "queries.active") if component == "prometheus" and
-                    os.path.exists(os.path.join(data_dir, n))]
-    else:
-        current = [n for n in where["names"] if os.path.lexists(os.path.join(data_dir, n))]
-    for name in sorted(set(current)):
-        os.rename(os.path.join(data_dir, name), os.path.join(aside, name))
-        journal["moved_aside"].append(name)
-        write_json_atomic(os.path.join(staging, "journal.json"), journal)
-    for name in staged_names:
-        # Grafana: the database of the backup becomes this host's database file, whatever its name.
-        target = os.path.join(data_dir, name) if where["whole_dir"] else source["db_path"]
-        os.rename(os.path.join(staged, name), target)
-        chown_tree(target, uid, gid)
-        journal["moved_in"].append(os.path.basename(target))
-        write_json_atomic(os.path.join(staging, "journal.json"), journal)
-    # State that describes the data being replaced (Grafana: which admin password was applied
-    # to the database): moved aside too, so the next site.yml applies the inventory's again.
-    for path in source.get("reset_files") or []:
-        if os.path.lexists(path):
-            os.makedirs(os.path.join(aside, "reset"), exist_ok=True)
-            os.rename(path, os.path.join(aside, "reset", os.path.basename(path)))
-            journal["reset"].append(path)
-            write_json_atomic(os.path.join(staging, "journal.json"), journal)
-    if params["restore_config"]:
-        config_root = os.path.join(staging, "config")
-        for root, _dirs, files in os.walk(config_root):
-            for file_name in files:
-                staged_file = os.path.join(root, file_name)
-                target = "/" + os.path.relpath(staged_file, config_root)
-                want = next((f for f in params["manifest"]["content"]["files"]
-                             if f["path"] == "config" + target), {})
-                if os.path.exists(target):
-                    keep = os.path.join(aside, "config" + target)
-                    os.makedirs(os.path.dirname(keep), exist_ok=True)
-                    shutil.copy2(target, keep)
+    data_fd = os.open(data_dir, O_DIR)
+    try:
+        os.mkdir(aside_name, 0o700, dir_fd=data_fd)
+        write_json_atomic(journal_file, journal)
+        aside_fd = open_own_dir(aside_name, data_fd)
+        try:
+            race_point("aside-made", data_dir=data_dir, aside=journal["aside"])
+            if where["whole_dir"]:
+                skip = SKIP_ENTRIES[component]
+                current = [n for n in os.listdir(data_fd) if not n.startswith(OWN_PREFIX) and n not in skip]
+                current += [n for n in ("lock", "queries.active") if component == "prometheus" and
+                            n in os.listdir(data_fd)]
+            else:
+                current = [n for n in where["names"] if n in os.listdir(data_fd)]
+            for name in sorted(set(current)):
+                os.rename(name, name, src_dir_fd=data_fd, dst_dir_fd=aside_fd)
+                journal["moved_aside"].append(name)
+                write_json_atomic(journal_file, journal)
+            race_point("moved-aside", data_dir=data_dir, names=staged_names)
+            if staged_names:
+                staged_fd = open_dir_at(staged)
+                try:
+                    for name in staged_names:
+                        # Grafana: the database of the backup becomes this host's database file, whatever its name.
+                        target = name if where["whole_dir"] else os.path.basename(source["db_path"])
+                        os.rename(name, target, src_dir_fd=staged_fd, dst_dir_fd=data_fd)
+                        journal["moved_in"].append(target)
+                        write_json_atomic(journal_file, journal)
+                finally:
+                    os.close(staged_fd)
+            # State that describes the data being replaced (Grafana: which admin password was applied
+            # to the database): moved aside too, so the next site.yml applies the inventory's again.
+            for path in source.get("reset_files") or []:
+                if os.path.lexists(path):
+                    reset_fd = makedirs_at(aside_fd, "reset")
+                    try:
+                        os.rename(path, os.path.basename(path), dst_dir_fd=reset_fd)
+                    finally:
+                        os.close(reset_fd)
+                    journal["reset"].append(path)
+                    write_json_atomic(journal_file, journal)
+            if restore_config:
+                restore_config_files(staging, config_roots(source)[0], aside_fd, journal, journal_file)
+        finally:
+            os.close(aside_fd)
+        os.fsync(data_fd)
+    finally:
+        os.close(data_fd)
+    return {"changed": True, "aside": journal["aside"], "moved_aside": journal["moved_aside"],
+            "moved_in": journal["moved_in"], "config_restored": journal["config_aside"] + journal["config_in"]}
+
+
+def restore_config_files(staging: str, roots: list[str], aside_fd: int, journal: dict, journal_file: str) -> None:
+    """The staged configuration files into place, each under the component's own configuration
+    paths; the files they replace are kept in the aside directory."""
+    config_root = os.path.join(staging, "config")
+    for root, _dirs, files in os.walk(config_root):
+        for file_name in sorted(files):
+            staged_file = os.path.join(root, file_name)
+            target = "/" + os.path.relpath(staged_file, config_root)
+            parent_fd, name = config_parent(target, roots)
+            try:
+                try:
+                    current = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    current = None
+                if current is not None and not stat.S_ISREG(current.st_mode):
+                    raise BackupError(f"{target} is {kind_of(current.st_mode)}: refusing to replace it with the "
+                                      "backup's file")
+                if current is not None:
+                    keep_fd = makedirs_at(aside_fd, "config" + os.path.dirname(target))
+                    try:
+                        with os.fdopen(open_regular_at(name, parent_fd), "rb") as old:
+                            write_file_at(old, keep_fd, name, current.st_mode, current.st_uid, current.st_gid)
+                    finally:
+                        os.close(keep_fd)
                     journal["config_aside"].append(target)
                 else:
                     journal["config_in"].append(target)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                tmp = target + ".monstack-restore"
-                shutil.copy2(staged_file, tmp)
-                os.chown(tmp, *ids_of(want.get("owner"), want.get("group")))
-                os.rename(tmp, target)
-                write_json_atomic(os.path.join(staging, "journal.json"), journal)
-    fsync_dir(data_dir)
-    return {"changed": True, "aside": aside, "moved_aside": journal["moved_aside"], "moved_in": journal["moved_in"],
-            "config_restored": journal["config_aside"] + journal["config_in"]}
+                write_json_atomic(journal_file, journal)
+                info = os.lstat(staged_file)
+                with open(staged_file, "rb") as new:
+                    write_file_at(new, parent_fd, name, info.st_mode, info.st_uid, info.st_gid)
+            finally:
+                os.close(parent_fd)
 
 
 def rollback(_system: System, params: dict) -> dict:
@@ -937,34 +1538,60 @@ def rollback(_system: System, params: dict) -> dict:
     journal_file = os.path.join(staging, "journal.json")
     if not os.path.exists(journal_file):
         return {"changed": False, "msg": "nothing to roll back"}
+    own_staging(component, source)
     with open(journal_file) as handle:
         journal = json.load(handle)
-    data_dir, aside = where["dir"], journal["aside"]
+    data_dir = os.path.normpath(where["dir"])
+    aside_name = os.path.basename(journal["aside"])
     failed = os.path.join(staging, "failed")
     os.makedirs(failed, exist_ok=True)
-    for name in journal["moved_in"]:
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(os.path.join(data_dir, name), os.path.join(failed, name))
-    # What the program wrote since (a lock, a WAL of its own) goes too; then the old data back.
-    if where["whole_dir"]:
-        kept = SKIP_ENTRIES[component] - {"lock", "queries.active"}
-        for name in os.listdir(data_dir):
-            if not name.startswith(OWN_PREFIX) and name not in kept:
-                os.rename(os.path.join(data_dir, name), os.path.join(failed, name))
-    for name in journal["moved_aside"]:
-        os.rename(os.path.join(aside, name), os.path.join(data_dir, name))
-    for path in journal.get("reset", []):
-        os.rename(os.path.join(aside, "reset", os.path.basename(path)), path)
-    for target in journal["config_aside"]:
-        kept = os.path.join(aside, "config" + target)
-        shutil.copy2(kept, target + ".monstack-restore")
-        os.rename(target + ".monstack-restore", target)
-    for target in journal["config_in"]:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
-    shutil.rmtree(aside, ignore_errors=True)
+    data_fd = os.open(data_dir, O_DIR)
+    failed_fd = open_dir_at(failed)
+    try:
+        aside_fd = open_own_dir(aside_name, data_fd)
+        try:
+            for name in journal["moved_in"]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(name, name, src_dir_fd=data_fd, dst_dir_fd=failed_fd)
+            # What the program wrote since (a lock, a WAL of its own) goes too; then the old data back.
+            if where["whole_dir"]:
+                kept = SKIP_ENTRIES[component] - {"lock", "queries.active"}
+                for name in os.listdir(data_fd):
+                    if not name.startswith(OWN_PREFIX) and name not in kept:
+                        os.rename(name, name, src_dir_fd=data_fd, dst_dir_fd=failed_fd)
+            for name in journal["moved_aside"]:
+                os.rename(name, name, src_dir_fd=aside_fd, dst_dir_fd=data_fd)
+            for path in journal.get("reset", []):
+                reset_fd = open_dir_at("reset", aside_fd)
+                try:
+                    os.rename(os.path.basename(path), path, src_dir_fd=reset_fd)
+                finally:
+                    os.close(reset_fd)
+            roots = config_roots(source)[0]
+            for target in journal["config_aside"]:
+                parent_fd, name = config_parent(target, roots, create=False)
+                try:
+                    keep = open_beneath(aside_fd, "config" + target)
+                    info = os.fstat(keep)
+                    with os.fdopen(keep, "rb") as old:
+                        write_file_at(old, parent_fd, name, info.st_mode, info.st_uid, info.st_gid)
+                finally:
+                    os.close(parent_fd)
+            for target in journal["config_in"]:
+                with contextlib.suppress(FileNotFoundError, BackupError):
+                    parent_fd, name = config_parent(target, roots, create=False)
+                    try:
+                        os.unlink(name, dir_fd=parent_fd)
+                    finally:
+                        os.close(parent_fd)
+        finally:
+            os.close(aside_fd)
+        rmtree_at(data_fd, aside_name)
+        os.fsync(data_fd)
+    finally:
+        os.close(failed_fd)
+        os.close(data_fd)
     shutil.rmtree(staging, ignore_errors=True)
-    fsync_dir(data_dir)
     return {"changed": True, "restored_previous": journal["moved_aside"]}
 
 
@@ -1108,9 +1735,21 @@ def commit(_system: System, params: dict) -> dict:
         "aside": journal.get("aside") if params["keep_aside"] else None})
     shutil.rmtree(staging, ignore_errors=True)
     aside = journal.get("aside")
-    if aside and (not params["keep_aside"] or not os.listdir(aside)):
-        shutil.rmtree(aside, ignore_errors=True)
-        aside = None
+    if aside:
+        data_fd = os.open(os.path.normpath(layout(component, source)["dir"]), O_DIR)
+        try:
+            name = os.path.basename(aside)
+            empty = True
+            with contextlib.suppress(OSError, BackupError):
+                fd = open_own_dir(name, data_fd)
+                empty = not os.listdir(fd)
+                os.close(fd)
+            if not params["keep_aside"] or empty:
+                with contextlib.suppress(OSError):
+                    rmtree_at(data_fd, name)
+                aside = None
+        finally:
+            os.close(data_fd)
     return {"changed": True, "aside": aside}
 
 
@@ -1189,7 +1828,8 @@ def backup_dirs(base: str) -> list[str]:
 
 
 def store_verify(_system: System, params: dict) -> dict:
-    """Find a backup in the store and check its archive against its manifest (read only)."""
+    """Find a backup in the store and check its manifest's HMAC (backup_hmac_secret) and its
+    archive against the manifest (read only)."""
     base = os.path.join(params["store_dir"], params["host"], params["component"])
     names = backup_dirs(base)
     wanted = params["name"] or "latest"
@@ -1210,10 +1850,15 @@ def store_verify(_system: System, params: dict) -> dict:
         manifest["content"]["files"]  # noqa: B018 (the manifest must list the files)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return {"changed": False, "problems": [f"{manifest_file}: not a readable backup manifest ({exc}); refusing to restore"]}
+    problem = signature_problem(manifest, params.get("hmac_key"), manifest_file)
+    if problem:
+        return {"changed": False, "problems": [problem]}
     problems = []
     if manifest.get("host") != params["host"] or manifest.get("component") != params["component"]:
         problems.append(f"{manifest_file}: it is the manifest of {manifest.get('component')} of {manifest.get('host')}")
-    if not os.path.isfile(archive):
+    if os.path.basename(archive) not in ARCHIVE_NAMES.values():
+        problems.append(f"{manifest_file}: names the archive {manifest['archive']['name']!r}; refusing it")
+    elif not os.path.isfile(archive):
         problems.append(f"{archive}: missing")
     elif params.get("verify_checksum", True):
         digest, size = sha256_file(archive)
@@ -1224,9 +1869,26 @@ def store_verify(_system: System, params: dict) -> dict:
             "directory": directory}
 
 
+def keep_check(keep, variable: str = "backup_keep") -> int:
+    """The number of backups to keep: at least 1 (0 would delete every backup, the new one too)."""
+    try:
+        value = int(keep)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or isinstance(keep, bool):
+        raise BackupError(f"{variable}: {keep!r} is not allowed: keep at least 1 backup (0 would delete every backup, "
+                          "the new one too); nothing was filed or deleted")
+    return value
+
+
 def store_commit(_system: System, params: dict) -> dict:
-    """File a fetched backup: check the archive, write its manifest, name the directory, prune."""
+    """File a fetched backup: check the archive, write its manifest, name the directory, prune
+    (never the new backup)."""
+    keep = keep_check(params["keep"])
     manifest = params["manifest"]
+    problem = signature_problem(manifest, params.get("hmac_key"), "the manifest of the new backup")
+    if problem:
+        raise BackupError(problem.replace("nothing was touched", "nothing was filed"))
     base = os.path.join(params["store_dir"], params["host"], params["component"])
     partial = os.path.join(base, params["name"] + ".partial")
     final = os.path.join(base, params["name"])
@@ -1243,15 +1905,22 @@ def store_commit(_system: System, params: dict) -> dict:
         shutil.rmtree(final)
     os.rename(partial, final)
     fsync_dir(base)
-    removed = []
-    names = backup_dirs(base)
-    for old in names[:max(0, len(names) - params["keep"])]:
-        shutil.rmtree(os.path.join(base, old))
-        removed.append(os.path.join(base, old))
+    removed = prune(base, keep, params["name"])
     for entry in os.listdir(base):  # what crashed runs left
         if entry.endswith(".partial") and entry != params["name"] + ".partial":
             shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
     return {"changed": True, "directory": final, "removed": removed, "kept": backup_dirs(base)}
+
+
+def prune(base: str, keep: int, new: str) -> list[str]:
+    """Delete the oldest backups of `base` beyond `keep` (at least 1), never the new one."""
+    keep = keep_check(keep)
+    names = [n for n in backup_dirs(base) if n != new]
+    removed = []
+    for old in names[:max(0, len(names) - (keep - 1))]:
+        shutil.rmtree(os.path.join(base, old))
+        removed.append(os.path.join(base, old))
+    return removed
 
 
 # --------------------------------------------------------------------------
@@ -1259,4 +1928,4 @@ def store_commit(_system: System, params: dict) -> dict:
 
 ACTIONS = {"create": create, "inspect": inspect, "stage": stage, "swap": swap, "check": check,
            "rollback": rollback, "commit": commit, "cleanup": cleanup, "store_verify": store_verify,
-           "store_commit": store_commit}
+           "store_commit": store_commit, "spool": spool}

@@ -30,7 +30,19 @@ description:
   - V(store_verify) and V(store_commit) run where the backups are stored (the controller or a
     backup host). They verify an archive against its manifest, and file a fetched backup and
     apply the retention. V(metric) writes the time of the last good backup for
-    node_exporter's textfile collector; V(cleanup) removes what a refused or failed run left.
+    node_exporter's textfile collector; V(cleanup) removes what a refused or failed run left;
+    V(spool) makes the host's spool directory (root's, 0700), or refuses one that is a symbolic
+    link, another user's, or group- or world-writable.
+  - Against a hostile service user and a hostile archive, no symbolic link in a data directory
+    is followed (the backup leaves links, FIFOs, sockets and devices out; every file is opened
+    with C(O_NOFOLLOW) through directory fds); a restore stages in a directory of root's beside
+    the data directory (in its parent), moves the data in by renames through directory fds,
+    sets every owner explicitly and masks modes to C(0o777); it refuses an archive member that
+    is not a regular file or directory of the manifest, a name with C(..) or an absolute path,
+    and a configuration file outside the component's own C(config_paths).
+  - With O(hmac_key), V(create) signs the manifest (HMAC-SHA256), and every restore action
+    and V(store_verify), V(store_commit) refuse a manifest without a valid signature before
+    they touch anything.
   - The scheduled local backups (role C(monstack.stack.backup)) run the same code on the
     hosts without Ansible.
 version_added: "1.1.0"
@@ -40,7 +52,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [check, cleanup, commit, create, inspect, metric, rollback, stage, store_commit, store_verify, swap]
+    choices: [check, cleanup, commit, create, inspect, metric, rollback, spool, stage, store_commit, store_verify, swap]
   component:
     description: The component.
     type: str
@@ -61,7 +73,9 @@ options:
     type: dict
     default: {}
   spool_dir:
-    description: Directory on the host for archives on their way to or from the store.
+    description:
+      - Directory on the host for archives on their way to or from the store (V(create), V(spool)).
+        It must be root's and not group- or world-writable, and not a symbolic link.
     type: path
   compression:
     description:
@@ -99,7 +113,9 @@ options:
     type: bool
     default: false
   restore_config:
-    description: Also put the configuration files of the backup back (V(swap)).
+    description:
+      - Also put the configuration files of the backup back (V(inspect), V(stage), V(swap)), only
+        those under the component's own C(config_paths); V(false) does not unpack them.
     type: bool
     default: false
   keep_aside:
@@ -114,9 +130,19 @@ options:
     description: The backup store (V(store_verify), V(store_commit)).
     type: path
   keep:
-    description: Backups to keep per host and component (V(store_commit)).
+    description:
+      - Backups to keep per host and component (V(store_commit)), the new one included; at least 1.
     type: int
     default: 7
+  hmac_key:
+    description:
+      - Secret of the manifest's HMAC-SHA256 (C(backup_hmac_secret), from the vault), at least 16
+        characters. V(create) signs the manifest with it; V(store_verify), V(store_commit),
+        V(inspect), V(stage) and V(swap) refuse a manifest that is not signed with it. Empty, no
+        signature is made or required.
+      - Never logged.
+    type: str
+    default: ""
   textfile_dir:
     description: node_exporter's textfile directory (V(metric)); nothing is written when it does not exist.
     type: path
@@ -250,7 +276,7 @@ removed:
   elements: str
 path:
   description: The textfile written.
-  returned: when O(action) is V(metric) and the textfile directory exists
+  returned: when O(action) is V(metric) and the textfile directory exists, or V(spool)
   type: str
 """
 
@@ -306,6 +332,7 @@ def main() -> None:
             metric_kind=dict(type="str", default="playbook", choices=["playbook", "scheduled"]),
             success=dict(type="bool", default=True),
             verify_checksum=dict(type="bool", default=True),
+            hmac_key=dict(type="str", default="", no_log=True),
         ),
         supports_check_mode=False,
     )

@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -691,6 +692,9 @@ def test_the_module_runs_the_program_and_asks_the_api_through_ansible(alertmanag
     assert [s["comment"] for s in exported] == ["ThroughAnsible"]
 
 
+HMAC_SECRET = "playbook-test-secret-0123456789"
+
+
 def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
     """playbooks/backup.yml and restore.yml as a user runs them (the roles and the module by their
     full names), for a Grafana database on this machine without a Grafana service: backed up into
@@ -704,12 +708,14 @@ def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
         "grafana_data_dir": str(data), "grafana_config_dir": str(tmp_path / "etc"),
         "backup_dir": str(store), "backup_host_spool_dir": str(tmp_path / "spool"),
-        "backup_spool_dir": str(tmp_path / "controller-spool"), "backup_textfile_dir": str(textfile)}}}}}}))
+        "backup_spool_dir": str(tmp_path / "controller-spool"), "backup_textfile_dir": str(textfile),
+        "backup_hmac_secret": HMAC_SECRET}}}}}}))
 
-    def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
+    def playbook(name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
         run = subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / name), *args],
                              capture_output=True, text=True, env=ansible_env(), cwd=tmp_path, timeout=600)
-        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        assert (run.returncode == 0) == ok, run.stdout[-4000:] + run.stderr[-2000:]
+        assert HMAC_SECRET not in run.stdout + run.stderr  # no_log
         return run
 
     def rows() -> int:
@@ -720,6 +726,7 @@ def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
     filed = sorted(store.glob("localhost/grafana/*/*"))
     assert [p.name for p in filed] == ["data.tar.gz", "manifest.json"], filed
     assert {oct(p.stat().st_mode & 0o777) for p in filed} == {"0o600"}
+    assert json.loads(filed[1].read_text())["hmac"]["algorithm"] == "HMAC-SHA256"  # signed with backup_hmac_secret
     assert 'monstack_backup_last_run_success{component="grafana",kind="playbook"} 1' in \
         (textfile / "monstack_backup_playbook.prom").read_text()
 
@@ -738,6 +745,12 @@ def test_backup_and_restore_playbooks_on_this_machine(tmp_path):
     assert "is restored here already" in again.stdout
     assert rows() == 3
     assert not any((tmp_path / "controller-spool").glob("*")) and not any((tmp_path / "spool").glob("*/*"))
+    # Another secret: the manifest's HMAC does not match; refused before anything is touched.
+    other = playbook("restore.yml", "-e", "backup_restore_without_service=true", "-e", "backup_restore_force=true",
+                     "-e", "backup_hmac_secret=another-secret-0123456789", ok=False)
+    output = " ".join(other.stdout.split())
+    assert "its HMAC does not match backup_hmac_secret" in output and "Restore | Upload" not in output, output[-3000:]
+    assert rows() == 3
 
 
 def test_a_bad_variable_stops_backup_and_restore_before_anything(tmp_path):
@@ -756,6 +769,11 @@ def test_a_bad_variable_stops_backup_and_restore_before_anything(tmp_path):
         variable, value = bad.split("=")
         assert "Validating arguments against arg spec" in output and variable in output and value in output, \
             output[-2000:]
+    run = subprocess.run([ansible_playbook(), "-i", str(inventory), str(REPO / "playbooks" / "backup.yml"),
+                          "-e", "backup_keep=0"], capture_output=True, text=True, env=ansible_env(), cwd=tmp_path,
+                         timeout=300)
+    output = " ".join(run.stdout.split())
+    assert run.returncode != 0 and "backup_keep: 0 is not allowed: keep at least 1 backup" in output, output[-2000:]
     assert not (tmp_path / "store").exists() and not (tmp_path / "spool").exists()
 
 
@@ -768,3 +786,467 @@ def test_run_program_answers_and_bounds_the_time():
     assert time.monotonic() - started < 10
     with pytest.raises(OSError):
         mb.run_program(["/nonexistent/program"], 10)
+
+
+# --------------------------------------------------------------------------
+# a hostile service user and a hostile archive (issue 24, rows 6, 7 and 11)
+
+SECRET = b"root:$6$not-for-the-service-user:19000:0:99999:7:::\n"
+NOBODY = 65534
+
+
+def hostile_archive(tmp_path: Path, members: list[tuple], listed: list[str] | None = None, dirs: list[str] = (),
+                    component: str = "alertmanager") -> dict:
+    """An archive made by hand, with a manifest that lists `listed` (default: every member, as
+    a forger who writes both would), sizes and SHA-256 sums right."""
+    import hashlib
+    import io
+    out = tmp_path / "hostile"
+    out.mkdir(exist_ok=True)
+    archive = out / "data.tar.gz"
+    files = []
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data, mode, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname, info.mtime = kind, mode, link, 1_700_000_000
+            if kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+            if kind != tarfile.DIRTYPE and (listed is None or name in listed):
+                files.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                              "mode": "%04o" % (mode & 0o7777)})
+    manifest = {"format": 1, "name": "20261130T000000Z", "host": "h1", "component": component,
+                "program": {"name": component, "version": None},
+                "archive": {"name": "data.tar.gz", "size": archive.stat().st_size,
+                            "sha256": mb.sha256_file(str(archive))[0], "compression": "gzip"},
+                "content": {"files": files, "dirs": list(dirs), "total_size": sum(f["size"] for f in files)},
+                "checks": {}}
+    return {"manifest": manifest, "archive": archive}
+
+
+@pytest.fixture
+def host(tmp_path):
+    """An Alertmanager's data and configuration directories, and files the service user must
+    never reach through a restore or a backup."""
+    root = tmp_path / "host"
+    data = root / "var" / "lib" / "alertmanager"
+    etc = root / "etc" / "alertmanager"
+    data.mkdir(parents=True)
+    etc.mkdir(parents=True)
+    (data / "nflog").write_bytes(b"live nflog")
+    (data / "silences").write_bytes(b"live silences")
+    (etc / "alertmanager.yml").write_text("route: {}\n")
+    secret = root / "etc" / "shadow"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    victim = root / "etc" / "sudoers.d"
+    victim.mkdir()
+    source = {"data_dir": str(data), "config_paths": [str(etc)], "service": None}
+    return {"root": root, "data": data, "etc": etc, "secret": secret, "victim": victim, "source": source}
+
+
+def tree(path: Path) -> dict:
+    """Every name below `path` with what it is and holds (links not followed)."""
+    out = {}
+    for entry in sorted(path.rglob("*")):
+        info = entry.lstat()
+        out[str(entry.relative_to(path))] = (info.st_mode, os.readlink(entry) if entry.is_symlink() else
+                                             entry.read_bytes() if entry.is_file() else None)
+    return out
+
+
+HOSTILE = {
+    # name: (members, restore_config, what the refusal says)
+    "config member outside config_paths": (
+        lambda h: [(f"config{h['victim']}/x", tarfile.REGTYPE, b"ALL ALL=(ALL) NOPASSWD: ALL\n", 0o440, "")],
+        True, "is outside the configuration paths"),
+    "config member outside config_paths, not listed": (
+        lambda h: [(f"config{h['victim']}/x", tarfile.REGTYPE, b"ALL ALL=(ALL) NOPASSWD: ALL\n", 0o440, "")],
+        True, "is outside the component's configuration paths"),
+    "dot-dot": (lambda h: [("data/../../../etc/sudoers.d/x", tarfile.REGTYPE, b"pwned\n", 0o644, "")],
+                False, "a '..' component"),
+    "dot-dot, not listed": (lambda h: [("data/../../../etc/sudoers.d/x", tarfile.REGTYPE, b"pwned\n", 0o644, "")],
+                            False, "a '..' component"),
+    "absolute path": (lambda h: [(f"{h['victim']}/x", tarfile.REGTYPE, b"pwned\n", 0o644, "")],
+                      False, "an absolute path"),
+    "symlink member": (lambda h: [("data/nflog", tarfile.SYMTYPE, b"", 0o777, str(h["secret"]))],
+                       False, "it is a symbolic link"),
+    "hard link member": (lambda h: [("data/nflog", tarfile.LNKTYPE, b"", 0o644, str(h["secret"]))],
+                         False, "it is a hard link"),
+    "device member": (lambda h: [("data/nflog", tarfile.CHRTYPE, b"", 0o666, "")], False, "it is a device"),
+    "FIFO member": (lambda h: [("data/nflog", tarfile.FIFOTYPE, b"", 0o666, "")], False, "it is a FIFO"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_archive_is_refused_before_anything_is_written(host, tmp_path, case):
+    make, restore_config, says = HOSTILE[case]
+    benign = [("data/silences", tarfile.REGTYPE, b"restored silences", 0o640, "")]
+    hostile = make(host)
+    listed = None if "not listed" not in case else [m[0] for m in benign]
+    made = hostile_archive(tmp_path, hostile + benign, listed=listed)
+    before = {p: tree(p) for p in (host["data"], host["etc"], host["victim"])}
+    secret_before = host["secret"].read_bytes()
+    p = params(component="alertmanager", source=host["source"], manifest=made["manifest"], archive=str(made["archive"]),
+               restore_config=restore_config)
+    staged = mb.stage(SYSTEM, p)
+    assert staged["problems"] and any(says in problem for problem in staged["problems"]), staged
+    assert not os.path.lexists(mb.staging_path("alertmanager", host["source"]))  # nothing left staged
+    assert {p: tree(p) for p in before} == before  # nothing written anywhere
+    assert host["secret"].read_bytes() == secret_before and not (host["victim"] / "x").exists()
+    if "not listed" not in case:  # the manifest lists the member: refused before the archive is read
+        problems = mb.inspect(SYSTEM, dict(p, without_service=True))["problems"]
+        if case not in ("symlink member", "hard link member", "device member", "FIFO member"):
+            assert any(says in problem for problem in problems), problems
+    with pytest.raises(mb.BackupError, match="nothing was moved|not the staging directory"):
+        mb.swap(SYSTEM, p)
+    assert {p: tree(p) for p in before} == before
+
+
+def test_setuid_bits_are_masked_and_ownership_set_explicitly(host, tmp_path):
+    """A member with setuid, setgid and sticky bits is restored 0755, owned by the service user
+    (files of data/) or by the manifest's owner (configuration; root when it names an unknown one)."""
+    made = hostile_archive(tmp_path, [
+        ("data/tool", tarfile.REGTYPE, b"#!/bin/sh\nid\n", 0o6755, ""),
+        ("data/sub", tarfile.DIRTYPE, b"", 0o3777, ""),
+        ("data/sub/file", tarfile.REGTYPE, b"x", 0o1644, ""),
+        (f"config{host['etc']}/alertmanager.yml", tarfile.REGTYPE, b"route: {receiver: x}\n", 0o4644, "")],
+        dirs=["data/sub"])
+    made["manifest"]["content"]["files"][-1].update(owner="no-such-user-here", group="no-such-group-here")
+    source = dict(host["source"], user="nobody", group="nogroup" if _group_exists("nogroup") else "nobody")
+    p = params(component="alertmanager", source=source, manifest=made["manifest"], archive=str(made["archive"]),
+               restore_config=True)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
+    for path, mode in ((host["data"] / "tool", 0o755), (host["data"] / "sub", 0o777),
+                       (host["data"] / "sub" / "file", 0o644), (host["etc"] / "alertmanager.yml", 0o644)):
+        info = path.lstat()
+        assert stat_mode(info) == mode, (path, oct(info.st_mode))
+    assert (host["data"] / "tool").stat().st_uid == NOBODY and (host["data"] / "sub").stat().st_uid == NOBODY
+    assert (host["etc"] / "alertmanager.yml").stat().st_uid == 0
+    assert (host["etc"] / "alertmanager.yml").read_text() == "route: {receiver: x}\n"
+    mb.rollback(SYSTEM, p)  # and back: the old configuration, the old data
+    assert (host["etc"] / "alertmanager.yml").read_text() == "route: {}\n"
+    assert (host["data"] / "nflog").read_bytes() == b"live nflog" and not (host["data"] / "tool").exists()
+
+
+def _group_exists(name: str) -> bool:
+    import grp
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def stat_mode(info) -> int:
+    import stat as stat_module
+    return stat_module.S_IMODE(info.st_mode)
+
+
+def signed_backup(tmp_path: Path, key: str) -> dict:
+    live = tmp_path / "grafana" / "grafana.db"
+    live.parent.mkdir()
+    grafana_db(live)
+    source = {"db_path": str(live), "config_paths": []}
+    made = mb.create(SYSTEM, params(component="grafana", source=source, spool_dir=str(tmp_path / "spool"),
+                                    hmac_key=key))
+    return {"made": made, "source": source, "live": live}
+
+
+def test_with_a_secret_only_a_manifest_signed_with_it_is_restored(tmp_path):
+    key = "k" * 40
+    backup = signed_backup(tmp_path, key)
+    manifest = json.loads(json.dumps(backup["made"]["manifest"]))  # as it travels through Ansible
+    assert manifest["hmac"]["algorithm"] == "HMAC-SHA256" and len(manifest["hmac"]["value"]) == 64
+    p = params(component="grafana", source=backup["source"], manifest=manifest, archive=backup["made"]["archive"],
+               hmac_key=key)
+    unsigned = {k: v for k, v in manifest.items() if k != "hmac"}
+    changed = json.loads(json.dumps(manifest))
+    changed["content"]["files"][0]["sha256"] = "0" * 64  # a forger's edit, with the old signature
+    for bad, key_used, says in ((unsigned, key, "has no HMAC, and backup_hmac_secret is set"),
+                                (changed, key, "its HMAC does not match backup_hmac_secret"),
+                                (manifest, "w" * 40, "its HMAC does not match backup_hmac_secret")):
+        for action in (mb.inspect, mb.stage):
+            problems = action(SYSTEM, dict(p, manifest=bad, hmac_key=key_used))["problems"]
+            assert len(problems) == 1 and says in problems[0], (action.__name__, problems)
+        with pytest.raises(mb.BackupError, match=says):
+            mb.swap(SYSTEM, dict(p, manifest=bad, hmac_key=key_used))
+        assert not os.path.lexists(mb.staging_path("grafana", backup["source"]))
+    with pytest.raises(mb.BackupError, match="backup_hmac_secret: shorter than 16"):
+        mb.stage(SYSTEM, dict(p, hmac_key="short"))
+    # Without a secret a signed backup restores (nothing to check it with); with it, too.
+    assert mb.stage(SYSTEM, dict(p, hmac_key=""))["problems"] == []
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
+    mb.commit(SYSTEM, p)
+
+
+def test_with_a_secret_the_store_refuses_an_unsigned_or_changed_manifest(tmp_path):
+    key = "s" * 32
+    made = config_backup(tmp_path)
+    store = tmp_path / "store"
+    with pytest.raises(mb.BackupError, match="has no HMAC.*nothing was filed"):
+        mb.store_commit(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
+                                       manifest=made["manifest"], hmac_key=key))
+    partial = store / "h1" / "alertmanager" / "20261130T031500Z.partial"
+    partial.mkdir(parents=True)
+    shutil.copy(made["archive"], partial / "data.tar.gz")
+    manifest = mb.sign_manifest(dict(made["manifest"], name="20261130T031500Z"), key)
+    mb.store_commit(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
+                                   manifest=manifest, hmac_key=key))
+    find = params(store_dir=str(store), component="alertmanager", name="latest", hmac_key=key)
+    assert mb.store_verify(SYSTEM, find)["problems"] == []
+    stored = store / "h1" / "alertmanager" / "20261130T031500Z" / "manifest.json"
+    forged = json.loads(stored.read_text())
+    forged["content"]["files"].append({"path": "config/etc/sudoers.d/x", "size": 1, "sha256": "0" * 64})
+    stored.write_text(json.dumps(forged))
+    problems = mb.store_verify(SYSTEM, find)["problems"]
+    assert len(problems) == 1 and str(stored) in problems[0] and "HMAC does not match" in problems[0], problems
+
+
+def test_a_symlink_in_a_data_directory_is_not_followed_by_the_backup(host, tmp_path):
+    """Alertmanager's and Prometheus' data directories belong to their service users: a
+    link there to /etc/shadow (or to a directory), a FIFO and a hard link to root's file are
+    left out, listed in the manifest's checks; the backup does not hang."""
+    (host["data"] / "nflog2").symlink_to(host["secret"])
+    os.mkfifo(host["data"] / "fifo")
+    made = mb.create(SYSTEM, params(component="alertmanager", source=host["source"],
+                                    spool_dir=str(tmp_path / "spool")))
+    paths = [f["path"] for f in made["manifest"]["content"]["files"]]
+    assert "data/nflog" in paths and "data/nflog2" not in paths and "data/fifo" not in paths
+    assert any("data/nflog2: a symbolic link" in s for s in made["manifest"]["checks"]["skipped"])
+    assert SECRET not in unpacked_bytes(made, tmp_path)
+
+    prom = tmp_path / "prom"
+    (prom / "wal").mkdir(parents=True)
+    (prom / "wal" / "00000001").write_bytes(b"wal segment")
+    (prom / "wal" / "00000002").symlink_to(host["secret"])
+    (prom / "chunks_head").symlink_to(host["secret"].parent)  # a link to a directory
+    os.mkfifo(prom / "wal" / "fifo")
+    os.link(host["secret"], prom / "shadow-link")  # a hard link to root's file in a directory of another user
+    os.chown(prom, NOBODY, NOBODY)
+    os.chown(prom / "wal", NOBODY, NOBODY)
+    os.chown(prom / "wal" / "00000001", NOBODY, NOBODY)
+    made = mb.create(SYSTEM, params(component="prometheus", source={"data_dir": str(prom), "config_paths": []},
+                                    spool_dir=str(tmp_path / "spool"), name="20261130T000001Z"))
+    paths = [f["path"] for f in made["manifest"]["content"]["files"]]
+    assert paths == ["data/wal/00000001"], paths
+    skipped = " ".join(made["manifest"]["checks"]["skipped"])
+    for what in ("data/chunks_head: a symbolic link", "data/wal/00000002: a symbolic link", "data/wal/fifo: a FIFO",
+                 "data/shadow-link: a hard link to a file of root"):
+        assert what in skipped, skipped
+    assert SECRET not in unpacked_bytes(made, tmp_path)
+    assert not any(p.name.startswith(".monstack-image") for p in prom.iterdir())
+
+
+def unpacked_bytes(made: dict, tmp_path: Path) -> bytes:
+    out = tmp_path / f"unpacked-{made['manifest']['name']}-{made['manifest']['component']}"
+    out.mkdir()
+    assert mb.extract_verified(made["archive"], made["manifest"], str(out)) == []
+    return b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+def test_a_file_swapped_for_a_symlink_during_the_backup_is_not_followed(host, tmp_path, monkeypatch):
+    """The race: between the listing (lstat) and the read, the service user replaces a data
+    file by a link to /etc/shadow. Alertmanager's copy and Prometheus' hard-link image both
+    open with O_NOFOLLOW: the file is left out, the secret is not in the archive."""
+    def swap_in_a_link(step, dir_fd=None, name=None, **_where):
+        if name in ("nflog", "00000001"):
+            os.rename(name, name + ".moved", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.symlink(str(host["secret"]), name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(mb, "race_point", swap_in_a_link)
+    made = mb.create(SYSTEM, params(component="alertmanager", source=host["source"], spool_dir=str(tmp_path / "spool")))
+    assert "data/nflog" not in [f["path"] for f in made["manifest"]["content"]["files"]]
+    assert any("data/nflog: replaced while it was read" in s for s in made["manifest"]["checks"]["skipped"])
+    assert SECRET not in unpacked_bytes(made, tmp_path)
+
+    prom = tmp_path / "prom"
+    (prom / "wal").mkdir(parents=True)
+    (prom / "wal" / "00000001").write_bytes(b"wal segment")
+    made = mb.create(SYSTEM, params(component="prometheus", source={"data_dir": str(prom), "config_paths": []},
+                                    spool_dir=str(tmp_path / "spool"), name="20261130T000001Z"))
+    assert "data/wal/00000001" not in [f["path"] for f in made["manifest"]["content"]["files"]]
+    assert any("data/wal/00000001: became a symbolic link" in s for s in made["manifest"]["checks"]["skipped"])
+    assert SECRET not in unpacked_bytes(made, tmp_path)
+
+
+def honest_backup(host: dict, tmp_path: Path, restore_config: bool = False) -> dict:
+    made = mb.create(SYSTEM, params(component="alertmanager", source=host["source"], spool_dir=str(tmp_path / "spool")))
+    (host["data"] / "nflog").write_bytes(b"newer nflog")
+    return params(component="alertmanager", source=host["source"], manifest=made["manifest"], archive=made["archive"],
+                  restore_config=restore_config)
+
+
+def test_the_restore_stages_outside_the_data_directory_of_the_service_user(host, tmp_path, monkeypatch):
+    """The service user owns the data directory: the staging directory is root's (0700), in its
+    parent. A link the service user plants at the old staging place during the stage
+    catches nothing."""
+    p = honest_backup(host, tmp_path)
+    staging = Path(mb.staging_path("alertmanager", host["source"]))
+    assert staging.parent == host["data"].parent
+
+    def plant(step, **where):
+        if step == "staged-dir":
+            assert stat_mode(staging.lstat()) == 0o700 and staging.lstat().st_uid == os.geteuid()
+            (host["data"] / ".monstack-restore-alertmanager").symlink_to(host["victim"])
+
+    monkeypatch.setattr(mb, "race_point", plant)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
+    mb.commit(SYSTEM, p)
+    assert not list(host["victim"].iterdir())
+    assert (host["data"] / "nflog").read_bytes() == b"live nflog"
+
+
+@pytest.mark.parametrize("when", ["aside-made", "moved-aside"])
+def test_a_symlink_swapped_in_during_the_swap_is_not_followed(host, tmp_path, monkeypatch, when):
+    """The race: while the restore moves data (service stopped, its user may still act), the
+    service user replaces the aside directory by a link to /etc/sudoers.d, or plants links
+    where the backup's files are about to go. Every move goes through directory fds: nothing
+    lands in the link's target, a planted link is replaced, never written through."""
+    p = honest_backup(host, tmp_path)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+
+    def plant(step, data_dir=None, aside=None, **_where):
+        if step != when:
+            return
+        if step == "aside-made":
+            os.rename(aside, aside + ".moved-by-the-service-user")
+            os.symlink(str(host["victim"]), aside)
+        else:
+            for name in ("nflog", "silences"):
+                os.symlink(str(host["victim"] / name), os.path.join(data_dir, name))
+
+    monkeypatch.setattr(mb, "race_point", plant)
+    mb.swap(SYSTEM, p)
+    assert not list(host["victim"].iterdir())
+    for name in ("nflog", "silences"):
+        assert not (host["data"] / name).is_symlink()
+    assert (host["data"] / "nflog").read_bytes() == b"live nflog"  # the backup's
+    mb.commit(SYSTEM, p)
+    assert not list(host["victim"].iterdir()) and host["secret"].read_bytes() == SECRET
+
+
+def test_an_aside_directory_replaced_before_it_is_opened_stops_the_swap(host, tmp_path, monkeypatch):
+    p = honest_backup(host, tmp_path)
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path, mode=0o777, *, dir_fd=None):
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if str(path).startswith(".monstack-aside-"):  # the service user wins the race
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(str(host["victim"]), path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(mb.os, "mkdir", mkdir_then_swap)
+    with pytest.raises(OSError):
+        mb.swap(SYSTEM, p)
+    monkeypatch.undo()
+    assert not list(host["victim"].iterdir())
+    assert (host["data"] / "nflog").read_bytes() == b"newer nflog"  # nothing was moved
+
+
+def test_a_symlink_on_the_way_to_a_configuration_file_is_refused_and_rolled_back(host, tmp_path):
+    (host["etc"] / "templates").mkdir()
+    (host["etc"] / "templates" / "a.tmpl").write_text("{{ define }}")
+    p = honest_backup(host, tmp_path, restore_config=True)
+    shutil.rmtree(host["etc"] / "templates")
+    (host["etc"] / "templates").symlink_to(host["victim"])  # after the backup
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    with pytest.raises(mb.BackupError, match="templates on the way is a symbolic link"):
+        mb.swap(SYSTEM, p)
+    assert not list(host["victim"].iterdir())
+    mb.rollback(SYSTEM, p)
+    assert (host["data"] / "nflog").read_bytes() == b"newer nflog"
+
+
+def test_a_config_path_through_a_symlink_takes_no_configuration(host, tmp_path):
+    p = honest_backup(host, tmp_path, restore_config=True)
+    elsewhere = host["root"] / "elsewhere"
+    host["etc"].rename(elsewhere)
+    host["etc"].symlink_to(elsewhere)
+    problems = mb.stage(SYSTEM, p)["problems"]
+    assert any("a symbolic link on the way" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("kind", ["another user's", "a symbolic link", "world-writable"])
+def test_a_spool_directory_someone_else_could_change_is_refused(tmp_path, kind):
+    spool = tmp_path / "spool"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "a symbolic link":
+        spool.symlink_to(elsewhere)
+        says = "is a symbolic link"
+    else:
+        spool.mkdir()
+        if kind == "another user's":
+            os.chown(spool, NOBODY, NOBODY)
+            says = "is owned by nobody (uid 65534), not root"
+        else:
+            spool.chmod(0o1777)
+            says = "is group- or world-writable (mode 1777)"
+    live = tmp_path / "grafana.db"
+    grafana_db(live)
+    with pytest.raises(mb.BackupError, match=re.escape(says)):
+        mb.create(SYSTEM, params(component="grafana", source={"db_path": str(live)}, spool_dir=str(spool)))
+    with pytest.raises(mb.BackupError, match=re.escape(says)):
+        mb.spool(SYSTEM, params(spool_dir=str(spool)))
+    assert not list(elsewhere.iterdir()) and (kind == "a symbolic link" or not list(spool.iterdir()))
+
+
+def test_the_spool_stays_roots_when_the_archive_is_handed_to_the_login_user(tmp_path):
+    live = tmp_path / "grafana.db"
+    grafana_db(live)
+    spool = tmp_path / "spool"
+    assert mb.spool(SYSTEM, params(spool_dir=str(spool)))["changed"] is True
+    assert stat_mode(spool.stat()) == 0o700
+    for name in ("20261130T000000Z", "20261130T000001Z"):  # reused: still root's
+        made = mb.create(SYSTEM, params(component="grafana", source={"db_path": str(live)}, spool_dir=str(spool),
+                                        fetch_owner="nobody", name=name))
+        assert spool.stat().st_uid == 0 and stat_mode(spool.stat()) == 0o711
+        assert Path(made["archive"]).stat().st_uid == NOBODY
+    assert mb.spool(SYSTEM, params(spool_dir=str(spool)))["changed"] is False
+
+
+def test_backup_keep_0_is_refused_and_deletes_nothing(tmp_path):
+    made = config_backup(tmp_path)
+    store = tmp_path / "store"
+    for name in ("20261128T031500Z", "20261129T031500Z"):
+        file_backup(store, made, name)
+    base = store / "h1" / "alertmanager"
+    partial = base / "20261130T031500Z.partial"
+    partial.mkdir()
+    shutil.copy(made["archive"], partial / "data.tar.gz")
+    for keep in (0, -1):
+        with pytest.raises(mb.BackupError, match=f"backup_keep: {keep} is not allowed: keep at least 1"):
+            mb.store_commit(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261130T031500Z",
+                                           manifest=made["manifest"], keep=keep))
+    assert sorted(p.name for p in base.iterdir()) == ["20261128T031500Z", "20261129T031500Z", "20261130T031500Z.partial"]
+    # keep 1 keeps the new backup, even one named earlier than those in the store (a clock set back)
+    partial.rename(base / "20261101T000000Z.partial")
+    filed = mb.store_commit(SYSTEM, params(store_dir=str(store), component="alertmanager", name="20261101T000000Z",
+                                           manifest=made["manifest"], keep=1))
+    assert filed["kept"] == ["20261101T000000Z"]
+
+
+def test_the_scheduled_command_refuses_keep_0_before_any_backup(tmp_path):
+    db = tmp_path / "grafana.db"
+    grafana_db(db)
+    command = install_scheduled(tmp_path / "lib")
+    for keep, says in ((0, "keep (backup_schedule_keep): 0 is not allowed"),
+                       (3, "is owned by nobody (uid 65534), not root")):
+        backups = tmp_path / f"backups-{keep}"
+        backups.mkdir()
+        if keep:
+            os.chown(backups, NOBODY, NOBODY)
+        config = {"host": "h1", "dir": str(backups), "keep": keep,
+                  "components": [{"component": "grafana", "source": {"db_path": str(db), "config_paths": []}}]}
+        (tmp_path / "backup.json").write_text(json.dumps(config))
+        run = subprocess.run([sys.executable, str(command), str(tmp_path / "backup.json")], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr, run.stderr
+        assert not list(backups.iterdir())

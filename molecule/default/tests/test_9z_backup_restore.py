@@ -14,8 +14,11 @@ nothing, every target is up).
      runs and ingests (time and sizes are printed);
   2. a backup with one byte changed in an archive (and one whose manifest
      names a newer program) is refused before anything is touched, with
-     messages naming the file and the versions; a restore whose data fails
-     its check after the start is rolled back to the data the host had;
+     messages naming the file and the versions; so are hostile archives (a
+     configuration file outside the component's configuration directory, a
+     symbolic link member, an unsigned manifest when backup_hmac_secret is
+     set); a restore whose data fails its check after the start is rolled
+     back to the data the host had;
   3. the scheduled local backups (systemd timer) run, publish the age
      metric that Prometheus scrapes, and are removed again;
   4. Grafana's database: backup and restore against the real SQLite file on
@@ -269,7 +272,8 @@ def test_a_damaged_backup_is_refused_before_anything_is_touched(store, tmp_path)
     manifest_file.write_text(json.dumps(manifest))
 
     started = {s: service_started(MONITOR, s) for s in ("prometheus", "alertmanager")}
-    listing = "ls -A /var/lib/prometheus /var/lib/alertmanager /var/tmp/monstack-backup 2>/dev/null | grep -e monstack -e restore"
+    listing = ("ls -A /var/lib /var/lib/prometheus /var/lib/alertmanager /var/tmp/monstack-backup 2>/dev/null"
+               " | grep -e monstack -e restore")
     before = sh(MONITOR, listing, check=False).stdout
     run = playbook("playbooks/restore.yml", "--limit", MONITOR, "-e", f"backup_dir={bad}")
     assert run.returncode != 0
@@ -283,6 +287,67 @@ def test_a_damaged_backup_is_refused_before_anything_is_touched(store, tmp_path)
     assert "monstack.stack.backup : Restore check | Check the backup against this host" in run.stdout
     assert "monstack.stack.backup : Restore | Stop" not in run.stdout
     assert "monstack.stack.backup : Restore | Upload" not in run.stdout
+
+
+def forge(directory: Path, extra: list, listed: bool) -> None:
+    """Rewrite the backup in `directory` as someone who can write the store would: its members
+    and `extra` ones (name, tar type, bytes, link target), the manifest made to match (the
+    archive's size and SHA-256, and the extra members listed when `listed`)."""
+    import hashlib
+    import io
+    import tarfile
+    manifest_file = directory / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    archive = directory / manifest["archive"]["name"]
+    forged = directory / "forged.tar.gz"
+    with tarfile.open(archive, "r:*") as old, tarfile.open(forged, "w:gz", format=tarfile.PAX_FORMAT) as new:
+        for member in old:
+            new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        for name, kind, data, link in extra:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname, info.size = kind, 0o644, link, len(data) if data else 0
+            new.addfile(info, io.BytesIO(data) if data else None)
+            if listed:
+                manifest["content"]["files"].append({"path": name, "size": len(data or b""), "mode": "0644",
+                                                     "sha256": hashlib.sha256(data or b"").hexdigest()})
+    archive.unlink()
+    archive = directory / "data.tar.gz"
+    forged.replace(archive)
+    manifest["archive"].update(name=archive.name, size=archive.stat().st_size,
+                               sha256=hashlib.sha256(archive.read_bytes()).hexdigest(), compression="gzip")
+    manifest_file.write_text(json.dumps(manifest))
+
+
+def test_a_hostile_archive_is_refused_before_anything_is_touched(store, tmp_path):
+    """Backups in a store that someone else could write: a configuration file outside
+    Alertmanager's own configuration directory (/etc/sudoers.d) is refused by the check, before
+    the upload; a member that is a symbolic link to /etc/shadow is refused when it is unpacked,
+    before the service stops; with backup_hmac_secret set, a backup without a valid signature
+    is refused. Nothing is written on the host, no service restarts."""
+    import tarfile
+    started = {s: service_started(MONITOR, s) for s in ("prometheus", "alertmanager")}
+    listing = "ls -A /var/lib /var/lib/alertmanager /etc/alertmanager /etc/sudoers.d"
+    before = sh(MONITOR, listing, check=False).stdout
+    cases = (
+        ([("config/etc/sudoers.d/monstack-test", tarfile.REGTYPE, b"ALL ALL=(ALL) NOPASSWD: ALL\n", "")], True,
+         ["-e", "backup_restore_config=true"], "/etc/sudoers.d/monstack-test is outside the configuration paths"),
+        ([("data/nflog2", tarfile.SYMTYPE, None, "/etc/shadow")], True, [],
+         "member 'data/nflog2' refused: it is a symbolic link"),
+        ([], False, ["-e", "backup_hmac_secret=molecule-secret-0123456789"],
+         "has no HMAC, and backup_hmac_secret is set"),
+    )
+    for number, (extra, listed, args, says) in enumerate(cases):
+        bad = tmp_path / f"store{number}"
+        shutil.copytree(store, bad)
+        forge(next((bad / MONITOR / "alertmanager").glob("*/manifest.json")).parent, extra, listed)
+        run = playbook("playbooks/restore.yml", "--limit", MONITOR, "-e", f"backup_dir={bad}",
+                       "-e", "backup_components=alertmanager", *args)
+        output = " ".join(run.stdout.split())
+        assert run.returncode != 0 and says in output, run.stdout[-3000:]
+        assert "monstack.stack.backup : Restore | Stop" not in run.stdout
+    assert {s: service_started(MONITOR, s) for s in started} == started
+    assert sh(MONITOR, listing, check=False).stdout == before
+    assert sh(MONITOR, "test -e /etc/sudoers.d/monstack-test", check=False).returncode != 0
 
 
 def test_a_restore_that_fails_its_check_puts_the_old_data_back(store, tmp_path):
@@ -303,8 +368,8 @@ def test_a_restore_that_fails_its_check_puts_the_old_data_back(store, tmp_path):
     assert "count(up) at" in output and "999 in the backup" in output, run.stdout[-3000:]
     assert "The data it had before is back in place" in output and "prometheus runs again" in output
     assert sh(MONITOR, "systemctl is-active prometheus").stdout.strip() == "active"
-    left = sh(MONITOR, "ls -A /var/lib/prometheus").stdout.split()
-    assert not [n for n in left if n.startswith(".monstack-restore-")], left  # no staging left
+    left = sh(MONITOR, "ls -A /var/lib /var/lib/prometheus").stdout.split()
+    assert not [n for n in left if n.startswith(".monstack-restore-")], left  # no staging left (it is in /var/lib)
     assert sh(MONITOR, marker, check=False).stdout == recorded  # the failed restore is not recorded
     prometheus = prom()
     assert prometheus.wait_for(lambda: samples(REPORT["at"]) == REPORT["samples"], timeout=120), \

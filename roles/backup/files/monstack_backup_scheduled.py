@@ -4,8 +4,8 @@
 
 monstack-backup.service runs it, started by monstack-backup.timer. It backs up every
 component of the configuration into <dir>/<component>/<YYYYMMDDTHHMMSSZ>/ (manifest.json
-and the archive, as in the store of playbooks/backup.yml), keeps the newest <keep> of
-each, and writes the time of the last good backup for node_exporter's textfile
+and the archive, as in the store of playbooks/backup.yml; the manifest signed with
+<hmac_key> when it is set), keeps the newest <keep> (at least 1) of each, and writes the time of the last good backup for node_exporter's textfile
 collector (monstack_backup_scheduled.prom). One component's failure does not stop the
 others; the exit status is 1 when any failed.
 
@@ -49,15 +49,13 @@ def back_up(system: engine.System, config: dict, item: dict) -> str:
             "component": component, "source": item["source"], "name": name, "host": config["host"],
             "spool_dir": spool, "compression": config.get("compression", "gzip"),
             "compression_level": config.get("compression_level", 6), "fetch_owner": "",
-            "freeze_timeout": config.get("freeze_timeout", 30)})
+            "freeze_timeout": config.get("freeze_timeout", 30), "hmac_key": config.get("hmac_key", "")})
         base = os.path.join(store, component)
         os.makedirs(base, mode=0o700, exist_ok=True)
         os.rename(result["archive_dir"], os.path.join(base, name))
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    names = engine.backup_dirs(base)
-    for old in names[:max(0, len(names) - int(config.get("keep", 7)))]:
-        shutil.rmtree(os.path.join(base, old))
+    engine.prune(base, config.get("keep", 7), name)
     seconds = round(time.monotonic() - started, 3)
     size = result["manifest"]["archive"]["size"]
     if config.get("textfile_dir") and os.path.isdir(config["textfile_dir"]):
@@ -71,6 +69,13 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
+    try:  # before any backup: a retention of 0 would delete them all, the new one too
+        engine.keep_check(config.get("keep", 7), "keep (backup_schedule_keep)")
+        engine.hmac_key_check(config.get("hmac_key", ""))
+        engine.check_private_dir(config["dir"], "the backup directory (backup_schedule_dir)", create_mode=0o700)
+    except engine.BackupError as exc:
+        print(f"{argv[1]}: {exc}", file=sys.stderr)
+        return 2
     system = engine.System(engine.run_program, request)
     failures = 0
     for item in config["components"]:
