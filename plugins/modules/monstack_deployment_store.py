@@ -473,9 +473,10 @@ def merge(stored, given, owner, prune, holder, takeover=()):
 
 
 def conflict_message(conflicts, owner, store_path):
-    lines = ["%s: service %s in environment %s belongs to owner '%s' (registered by %s), and this run's owner is "
-             "'%s' (deployment_owner)" % (c["name"], c["service"], c["environment"], c["owner"],
-                                           c.get("registered_by") or "unknown", owner) for c in conflicts]
+    text = ("%s: service %s in environment %s belongs to owner '%s' (registered by %s), and this run's owner is "
+            "'%s' (deployment_owner)")
+    lines = [text % (c["name"], c["service"], c["environment"], c["owner"], c.get("registered_by") or "unknown", owner)
+             for c in conflicts]
     return ("Not applied, nothing written: %s, in the record store %s. A run may not repoint or remove another "
             "owner's service. To move it to this owner, list it in deployment_takeover (for example "
             "-e '{\"deployment_takeover\": [\"%s\"]}'), or run as its owner."
@@ -676,8 +677,8 @@ def main():
             module.warn("took over the deployment lock of %s, whose lease ended at %s (the run is gone)"
                         % (took.get("holder", "unknown"), iso(took.get("expires", 0))))
         for one in result.get("taken_over", []):
-            module.warn("%s: taken over from owner '%s' by owner '%s' (takeover)" % (one["name"], one["from"],
-                                                                                   params["owner"]))
+            module.warn("%s: taken over from owner '%s' by owner '%s' (takeover)"
+                        % (one["name"], one["from"], params["owner"]))
         module.exit_json(**result)
     except Superseded as exc:
         module.fail_json(msg=str(exc), superseded=exc.superseded)
