@@ -1,6 +1,7 @@
 """Helpers shared by the unit and integration tests."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -142,3 +143,18 @@ def json_run_tasks(stdout: str) -> list[dict]:
                              "changed": bool(res.get("changed")), "skipped": bool(res.get("skipped")),
                              "failed": bool(res.get("failed"))})
     return rows
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """The request handler of a test's fake server on loopback: answer() sends one
+    response with its length; nothing is logged."""
+
+    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # pylint: disable=arguments-differ
+        pass

@@ -30,7 +30,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import deployments as dc
-from helpers import ansible_playbook, record_file_args
+from helpers import QuietHandler, ansible_playbook, record_file_args
 from monstack_hostport import monstack_local_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,7 +211,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class App(http.server.BaseHTTPRequestHandler):
+class App(QuietHandler):
     """/metrics: 200; /v2/metrics: 404 (a broken new version); /probe/metrics: 503 while starting."""
 
     probe_ready_at = float("inf")
@@ -223,14 +223,7 @@ class App(http.server.BaseHTTPRequestHandler):
             status, body = 503, b"starting\n"
         else:
             status, body = 404, b"not found\n"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer(status, body, "text/plain; version=0.0.4")
 
 
 class Prometheus:

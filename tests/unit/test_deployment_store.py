@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import deployments as dc
-from helpers import ansible_playbook, record_file_args
+from helpers import QuietHandler, ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("monstack_deployment_store",
@@ -549,7 +549,7 @@ class FakePrometheus:
         from datetime import datetime, timezone
         dirs = sd_dirs
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
                 active = []
                 now = time.time()
@@ -563,15 +563,7 @@ class FakePrometheus:
                                     "scrapePool": "deployments", "health": "up", "lastError": "",
                                     "discoveredLabels": {"__address__": target, **group.get("labels", {})},
                                     "lastScrape": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
-                body = json.dumps({"status": "success", "data": {"activeTargets": active}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+                self.answer(200, json.dumps({"status": "success", "data": {"activeTargets": active}}).encode())
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]

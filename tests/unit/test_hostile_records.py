@@ -25,7 +25,7 @@ import pytest
 from ansible.errors import AnsibleError
 
 import deployments as dc
-from helpers import record_file_args
+from helpers import QuietHandler, record_file_args
 from test_deployment_store import MY_GROUP, layout, playbook
 
 NOW = 1796515200.0  # 2026-12-06T00:00:00Z, the "controller clock" of the pure rows
@@ -241,27 +241,18 @@ def everywhere(canary: Path, service: str) -> dict:
                 _note=kinds["expression"])
 
 
-class Grafana(http.server.BaseHTTPRequestHandler):
+class Grafana(QuietHandler):
     """Grafana's annotation API, as much as play 3 uses: no annotation yet; posts are kept."""
 
     posted: list[dict] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        self._answer(b"[]")
+        self.answer(200, b"[]")
 
     def do_POST(self):  # noqa: N802
         Grafana.posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self._answer(b'{"id": 1}')
+        self.answer(200, b'{"id": 1}')
 
-    def _answer(self, body: bytes):
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
