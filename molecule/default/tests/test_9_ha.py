@@ -16,7 +16,8 @@ def test_two_prometheus_servers_form_an_ha_pair(tmp_path):
             monstack-app1:
               ansible_connection: community.docker.docker
         """))
-    run = playbook("playbooks/prometheus.yml", extra_inventory=str(extra))
+    # exporters.yml too: the exporters let the new Prometheus host connect (docs/network.md)
+    run = playbook("playbooks/exporters.yml", "playbooks/prometheus.yml", extra_inventory=str(extra))
     assert run.returncode == 0, run.stdout[-3000:]
 
     def status(host):
