@@ -226,3 +226,37 @@ def test_a_host_without_known_addresses_fails_with_a_clear_message(tmp_path):
     hostvars = {"mon1": {"ansible_facts": {"architecture": "x86_64"}}}
     with pytest.raises(AnsibleFilterError, match="inventory host 'mon1': its addresses are not known"):
         monstack_ip_allow(["mon1"], hostvars)
+
+
+# ------------------------------------- blackbox_exporter: loopback, scraped by its own Prometheus
+def _blackbox_targets(tmp_path: Path, group_vars: dict) -> dict:
+    role = REPO / "roles" / "prometheus"
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  vars: {ansible_connection: local, ansible_python_interpreter: %s}\n"
+        "  children:\n    prometheus:\n      hosts: {mon1: {monstack_environment: prod}, mon2: }\n" % sys.executable)
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
+        "hosts": "prometheus", "gather_facts": False,
+        "vars_files": [str(role / "defaults/main/main.yml"), str(role / "defaults/main/alert_rules.yml"),
+                       str(role / "vars/main.yml")],
+        "tasks": [{"name": "blackbox targets", "ansible.builtin.copy": {
+            "content": "{{ prometheus_target_files['blackbox.yml'] }}", "dest": f"{tmp_path}/{{{{ inventory_hostname }}}}.yml",
+            "mode": "0644"}}]}]))
+    _play_results(tmp_path)
+    return {host: yaml.safe_load((tmp_path / f"{host}.yml").read_text()) for host in ("mon1", "mon2")}
+
+
+def test_blackbox_on_loopback_is_scraped_by_the_prometheus_beside_it(tmp_path):
+    defaults = yaml.safe_load((REPO / "roles/blackbox_exporter/defaults/main.yml").read_text())
+    assert defaults["blackbox_exporter_listen_address"] == "127.0.0.1"
+    targets = _blackbox_targets(tmp_path, {})
+    assert targets["mon1"] == [{"targets": ["127.0.0.1:9115"],
+                                "labels": {"instance": "mon1", "host": "mon1", "environment": "prod"}}]
+    assert targets["mon2"] == [{"targets": ["127.0.0.1:9115"], "labels": {"instance": "mon2", "host": "mon2"}}]
+
+
+def test_blackbox_opened_is_scraped_by_every_prometheus(tmp_path):
+    targets = _blackbox_targets(tmp_path, {"blackbox_exporter_listen_address": "0.0.0.0"})
+    assert [group["targets"] for group in targets["mon1"]] == [["mon1:9115"], ["mon2:9115"]]
+    assert targets["mon1"] == targets["mon2"]
