@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
-NET=monstack-demo
+NET=monstack-demo SUBNET=10.231.1.0/24 GATEWAY=10.231.1.1
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 declare -A IMAGE=([monstack-demo-monitor]=monstack-test:debian12 [monstack-demo-app1]=monstack-test:debian12
@@ -21,7 +21,12 @@ down() {
 }
 
 up() {
-  docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
+  # A fixed subnet: its gateway, the docker host, is in the demo inventory's monstack_ip_allow.
+  docker network inspect "$NET" >/dev/null 2>&1 ||
+    docker network create --subnet "$SUBNET" --gateway "$GATEWAY" "$NET" >/dev/null
+  gw=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NET")
+  [ "$gw" = "$GATEWAY" ] ||
+    { echo "network $NET has gateway '$gw', not $GATEWAY (inventories/demo): run scripts/demo.sh down first" >&2; exit 1; }
   for host in "${!IMAGE[@]}"; do
     if [ "$(docker inspect -f '{{.State.Running}}' "$host" 2>/dev/null)" != "true" ]; then
       docker rm -f "$host" >/dev/null 2>&1 || true

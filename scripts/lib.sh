@@ -7,6 +7,11 @@ SYSTEMD_OPTS=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unc
   --tmpfs /run --tmpfs /run/lock)
 export SYSTEMD_OPTS
 
+# These hosts are containers reached with `docker exec`, not SSH: host key
+# checking (on in ansible.cfg, for real hosts) is turned off for the scripts'
+# own runs, as in the tests' configuration.
+export ANSIBLE_HOST_KEY_CHECKING=False
+
 # wait_systemd HOST...: wait (up to 60 s each) until systemd in each container has booted.
 wait_systemd() {
   local host state

@@ -1,6 +1,7 @@
 """Filter plugins: upstream release download locations of the stack's components.
 
-Documented for ansible-doc in monstack_release.yml and monstack_release_problems.yml beside this file.
+Documented for ansible-doc in monstack_release.yml, monstack_release_problems.yml,
+monstack_checksum.yml and monstack_sums_problems.yml beside this file.
 """
 from __future__ import annotations
 
@@ -87,9 +88,54 @@ def monstack_release_problems(component, version, base_url="https://github.com")
     return []
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _plain_http(url) -> bool:
+    return str(url or "").strip().lower().startswith("http://")
+
+
+def _plain_http_message(var: str, url: str, checksums_var: str) -> str:
+    return (f"{var}: {url!r} is plain HTTP, and the checksums file would come from the same unauthenticated "
+            "server as the archive, so anyone on the path could swap both. Fix: use an https:// or file:// "
+            f"mirror, or pin the SHA-256 of each architecture's asset in {checksums_var} "
+            "(e.g. {amd64: \"<64 hex digits>\"})")
+
+
+def monstack_checksum(arch, checksums, sums_url, checksums_var="checksums"):
+    """get_url's ``checksum`` for one architecture's release asset: the digest pinned in
+    ``checksums`` (``sha256:<hex>``), else ``sha256:<sums_url>`` (verified against the release's
+    sums file). A sums file fetched over plain ``http://`` is refused: it would come from the same
+    unauthenticated server as the asset it is meant to check."""
+    arch = str(arch)
+    pinned = (checksums or {}).get(arch) if isinstance(checksums, dict) else None
+    if pinned:
+        digest = str(pinned).strip().lower()
+        if digest.startswith("sha256:"):
+            digest = digest[len("sha256:"):]
+        if not _SHA256.match(digest):
+            raise AnsibleFilterError(
+                f"{checksums_var}.{arch}: {str(pinned)[:40]!r} is not a SHA-256 digest (64 hex digits). "
+                "Fix: paste the release's published SHA-256 for that asset")
+        return f"sha256:{digest}"
+    if _plain_http(sums_url):
+        raise AnsibleFilterError(_plain_http_message(f"{checksums_var} has no {arch} entry and the sums file",
+                                                     str(sums_url), checksums_var))
+    return f"sha256:{sums_url}"
+
+
+def monstack_sums_problems(role, base_url, checksums=None):
+    """Preflight: a plain http:// download base URL without pinned checksums (empty when fine)."""
+    if _plain_http(base_url) and not (isinstance(checksums, dict) and checksums):
+        return [_plain_http_message(f"{role}_download_base_url", str(base_url), f"{role}_checksums")]
+    return []
+
+
 class FilterModule:
     """monstack release filters."""
 
     def filters(self):
         return {"monstack_release": monstack_release,
-                "monstack_release_problems": monstack_release_problems}
+                "monstack_release_problems": monstack_release_problems,
+                "monstack_checksum": monstack_checksum,
+                "monstack_sums_problems": monstack_sums_problems}

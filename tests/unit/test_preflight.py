@@ -103,6 +103,11 @@ MISTAKES = [
      ["prometheus_web_tls_cert_file / prometheus_web_tls_key_file: only one is set"]),
     ("local-without-file", "cadvisor_install_method: local\n", None,
      ["cadvisor_local_binary: empty, but cadvisor_install_method is 'local'"]),
+    # issue 24 row 16: a plain-HTTP mirror's sums file proves nothing (same server as the archive)
+    ("plain-http-mirror", "monstack_download_base_url: http://artifacts.corp.test/github\n", None,
+     ["[mon1.corp.test] node_exporter_download_base_url: ", "http://artifacts.corp.test/github",
+      "is plain HTTP", "use an https:// or file:// mirror, or pin the SHA-256 of each architecture",
+      "asset in node_exporter_checksums", "[app1.corp.test] cadvisor_download_base_url: "]),
     ("shard-numbers-with-a-gap", None, {"mon1.corp.test": "prometheus_shard: 0\n",
                                         "mon2.corp.test": "prometheus_shard: 2\n"},
      ["prometheus_shard: the shards are 0, 2; they must be numbered 0 to N-1 without gaps"]),
@@ -152,9 +157,22 @@ def test_apt_method_is_announced(tmp_path):
     assert "NOTE mon2.corp.test" not in flat, "only the grafana hosts are named"
 
 
+def test_plain_http_mirror_passes_with_pinned_checksums(tmp_path):
+    """A plain-HTTP mirror is accepted for a role whose checksums the inventory pins; the other
+    roles are still refused."""
+    dest, vault_pass = _inventory(tmp_path)
+    rc, out, flat = _run(dest, vault_pass, playbook="playbooks/preflight.yml",
+                         extra_group_vars="monstack_download_base_url: http://artifacts.corp.test/github\n"
+                                          f"node_exporter_checksums: {{amd64: \"{'a' * 64}\"}}\n")
+    assert rc != 0
+    assert "prometheus_download_base_url: " in flat and "is plain HTTP" in flat
+    assert "node_exporter_download_base_url" not in flat, flat[-3000:]
+    _assert_untouched(out)
+
+
 PREFLIGHT_FILTERS = ["monstack_release", "monstack_release_problems", "monstack_unknown_vars",
                      "monstack_bad_checksums", "monstack_loopback", "monstack_spec_problems",
-                     "monstack_example_secrets"]
+                     "monstack_checksum", "monstack_sums_problems", "monstack_example_secrets"]
 
 
 def test_ansible_doc_documents_each_filter_on_its_own(tmp_path):

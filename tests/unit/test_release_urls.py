@@ -7,12 +7,14 @@ each of them exactly.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
 from conftest import REPO_ROOT
-from monstack_release import monstack_release
+from monstack_release import monstack_checksum, monstack_release, monstack_sums_problems
 
 GH = "https://github.com"
 UPSTREAM = [
@@ -103,3 +105,51 @@ def test_role_defaults_resolve_on_the_real_site(role):
     assert release["url"].startswith(f"{GH}/")
     if role == "cadvisor":
         assert tuple(int(p) for p in version.split(".")) >= (0, 57, 0)
+
+
+# issue 24 row 16: a sums file fetched over plain HTTP comes from the same unauthenticated
+# server as the archive, so it is refused unless the inventory pins the checksum.
+DIGEST = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("base", ["https://github.com", "file:///var/cache/monstack/mirror",
+                                  "https://artifacts.corp.test/github"])
+def test_sums_file_over_https_or_file_is_used(base):
+    sums = monstack_release("node_exporter", "1.11.1", "amd64", base)["sums_url"]
+    assert monstack_checksum("amd64", {}, sums, "node_exporter_checksums") == f"sha256:{sums}"
+    assert monstack_sums_problems("node_exporter", base, {}) == []
+
+
+def test_sums_file_over_plain_http_is_refused():
+    sums = monstack_release("node_exporter", "1.11.1", "amd64", "http://artifacts.corp.test/github")["sums_url"]
+    with pytest.raises(AnsibleFilterError) as err:
+        monstack_checksum("amd64", {}, sums, "node_exporter_checksums")
+    message = str(err.value)
+    assert message.startswith("node_exporter_checksums has no amd64 entry and the sums file: 'http://artifacts.corp.test")
+    assert "is plain HTTP" in message and "pin the SHA-256 of each architecture's asset in node_exporter_checksums" \
+        in message
+    # another architecture's pin does not help this one
+    with pytest.raises(AnsibleFilterError):
+        monstack_checksum("amd64", {"arm64": DIGEST}, sums, "node_exporter_checksums")
+    for base in ("http://artifacts.corp.test/github", "HTTP://artifacts.corp.test"):
+        [problem] = monstack_sums_problems("node_exporter", base, {})
+        assert problem.startswith(f"node_exporter_download_base_url: {base!r} is plain HTTP")
+
+
+def test_pinned_checksum_wins_over_any_sums_file():
+    http_sums = "http://artifacts.corp.test/x/sha256sums.txt"
+    assert monstack_checksum("amd64", {"amd64": DIGEST}, http_sums) == f"sha256:{DIGEST}"
+    assert monstack_checksum("amd64", {"amd64": "SHA256:" + DIGEST.upper()}, http_sums) == f"sha256:{DIGEST}"
+    assert monstack_sums_problems("node_exporter", "http://artifacts.corp.test", {"amd64": DIGEST}) == []
+    with pytest.raises(AnsibleFilterError, match=r"x_checksums.amd64: 'PASTE' is not a SHA-256 digest"):
+        monstack_checksum("amd64", {"amd64": "PASTE"}, http_sums, "x_checksums")
+
+
+def test_roles_verify_downloads_through_the_filter():
+    """Every download (controller or host, every role) takes its checksum from monstack_checksum."""
+    common = (Path(REPO_ROOT) / "roles/common/vars/main.yml").read_text()
+    assert "monstack.stack.monstack_checksum(common_checksums" in common
+    grafana = (Path(REPO_ROOT) / "roles/grafana/tasks/main.yml").read_text()
+    assert "monstack.stack.monstack_checksum(grafana_checksums" in grafana
+    install = (Path(REPO_ROOT) / "roles/common/tasks/install.yml").read_text()
+    assert install.count('checksum: "{{ common_checksum_ref }}"') == 2

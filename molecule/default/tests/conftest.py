@@ -43,7 +43,7 @@ def playbook(*args: str, extra_inventory: str | None = None,
     cmd = ["ansible-playbook", "-i", inventory_dir()]
     if extra_inventory:
         cmd += ["-i", extra_inventory]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_HOST_KEY_CHECKING="False",
                ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
                ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", **(env or {}))

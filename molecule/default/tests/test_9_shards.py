@@ -5,13 +5,13 @@ scenario's Prometheus servers into shards with an extra inventory file, like
 a user editing the inventory:
 
   phase A  hosts[0] shard 0, hosts[1] shard 1, hosts[2] VictoriaMetrics
-           (the victoriametrics and prometheus playbooks): every node_exporter target is scraped by exactly one
+           (the exporters, victoriametrics and prometheus playbooks): every node_exporter target is scraped by exactly one
            shard, the one scripts/shard_plan.py predicts; so are deployment
            file_sd targets; every host's `up` reaches VictoriaMetrics exactly
            once (one replica per shard here), and the dashboards' queries
            run against VictoriaMetrics' Prometheus API (the "Global" data
            source) and return every host;
-  phase B  hosts[2] becomes shard 2 (playbooks/prometheus.yml): targets move
+  phase B  hosts[2] becomes shard 2 (playbooks/exporters.yml and prometheus.yml): targets move
            to the predicted shard, none lost, none doubled, and the existing
            shards reload, never restart; a rerun changes nothing.
 
@@ -39,8 +39,9 @@ from shard_plan import shard_of  # noqa: E402
 
 HOSTS = os.environ.get("MONSTACK_SHARD_HOSTS", "monstack-monitor,monstack-app1,monstack-app2").split(",")
 VM = HOSTS[2]
-# The parts of site.yml that sharding changes (the exporters are there already): one run, one preflight.
-PLAYBOOKS = ("playbooks/victoriametrics.yml", "playbooks/prometheus.yml")
+# The parts of site.yml that sharding changes: one run, one preflight. The exporters are there
+# already; their units let the new Prometheus hosts connect (docs/network.md).
+PLAYBOOKS = ("playbooks/exporters.yml", "playbooks/victoriametrics.yml", "playbooks/prometheus.yml")
 DEPLOY_FILE = "/etc/prometheus/file_sd/deployments/shard-test--verify.json"
 DEPLOY_TARGETS = [f"127.0.0.1:{40000 + i}" for i in range(120)]  # loopback: nothing leaves the host
 
@@ -197,7 +198,7 @@ def test_the_dashboards_run_against_the_global_store():
 def test_a_third_shard_moves_targets_and_restarts_nothing(tmp_path):
     before = {host: (start_time(host), reload_stamp(host)) for host in HOSTS[:2]}
     shards = {HOSTS[0]: 0, HOSTS[1]: 1, HOSTS[2]: 2}
-    run = playbook("playbooks/prometheus.yml", extra_inventory=inventory(tmp_path, shards))
+    run = playbook("playbooks/exporters.yml", "playbooks/prometheus.yml", extra_inventory=inventory(tmp_path, shards))
     assert run.returncode == 0, run.stdout[-4000:]
     for host in HOSTS[:2]:
         assert start_time(host) == before[host][0], f"{host}: Prometheus was restarted"

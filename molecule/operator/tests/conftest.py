@@ -39,19 +39,44 @@ def recap(output: str) -> dict[str, dict[str, int]]:
                    "skipped": int(m[5])} for m in RECAP.findall(output)}
 
 
+def host_keys(host: str) -> dict[str, str]:
+    """{key type: key} of a host, read from the host itself (as an operator checks them once)."""
+    return dict(line.split()[:2] for line in sh(host, "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines())
+
+
+def known_hosts(wrong: bool = False) -> str:
+    """known_hosts for the addresses the inventory uses; wrong: each host with another host's keys."""
+    lines = []
+    for index, host in enumerate(HOSTS):
+        keys = host_keys(HOSTS[(index + 1) % len(HOSTS)] if wrong else host)
+        lines += [f"{container_ip(host)} {kind} {blob}" for kind, blob in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
 class Operator:
-    """Runs ansible-playbook the way the README tells a user to, from a clone."""
+    """Runs ansible-playbook the way the README tells a user to, from a clone.
+
+    Host key checking is on (the shipped ansible.cfg): the operator has checked each host's
+    key once into a known_hosts file (here one of the test's own, not the controller user's
+    ~/.ssh/known_hosts, where a container's reused address would keep an old key)."""
 
     def __init__(self, inventory: Path, vault_pass: Path, key: Path):
         self.inventory, self.vault_pass, self.key = inventory, vault_pass, key
         self.timings: dict[str, float] = {}
+        self.known_hosts = inventory.parent / "known_hosts"
+        self.known_hosts.write_text(known_hosts())
+        self.control_dir = inventory.parent / "ssh-cp"
 
-    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+    def run(self, name: str, *args: str, known_hosts_file: Path | None = None,
+            control_dir: Path | None = None) -> subprocess.CompletedProcess:
         import time
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0")
+                   ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_SSH_COMMON_ARGS=f"-o UserKnownHostsFile={known_hosts_file or self.known_hosts}",
+                   ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir or self.control_dir))
         for var in ("ANSIBLE_ROLES_PATH", "ANSIBLE_FILTER_PLUGINS", "ANSIBLE_INVENTORY", "ANSIBLE_CONNECTION",
-                    "ANSIBLE_REMOTE_USER", "ANSIBLE_BECOME", "ANSIBLE_LIBRARY", "ANSIBLE_COLLECTIONS_PATH"):
+                    "ANSIBLE_REMOTE_USER", "ANSIBLE_BECOME", "ANSIBLE_LIBRARY", "ANSIBLE_COLLECTIONS_PATH",
+                    "ANSIBLE_HOST_KEY_CHECKING"):
             env.pop(var, None)  # nothing of molecule's own setup: the user's plain shell
         cmd = ["ansible-playbook", "-i", str(self.inventory), "--vault-password-file", str(self.vault_pass),
                "--private-key", str(self.key), *args]

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import HOSTS, ROOT, container_ip, failures, recap, sh
+from conftest import HOSTS, ROOT, container_ip, failures, known_hosts, recap, sh
 
 EXAMPLE = ROOT / "inventories" / "example"
 # The only lines the README's edits may change (README "Quick start for your own hosts").
@@ -39,6 +39,33 @@ def test_01_the_inventory_is_the_example_with_only_the_readme_edits(operator):
     assert sorted(p.name for p in (operator.inventory / "group_vars/all").iterdir()) == \
         ["main.yml", "vault.yml", "zz-example-test.yml"]
     assert "monstack_allow_example_secrets: true" in (operator.inventory / "group_vars/all/zz-example-test.yml").read_text()
+
+
+def test_01b_host_key_checking_is_on_and_refuses_a_wrong_or_unknown_key(operator):
+    """The shipped ansible.cfg checks host keys: with each host's entry holding another host's
+    keys (a man in the middle), or with no entry at all, no run gets through SSH, so no sudo
+    password is sent. (New SSH master connections each time: a live one would skip the check.)"""
+    assert "\nhost_key_checking = true\n" in (ROOT / "ansible.cfg").read_text()
+    wrong = operator.inventory.parent / "known_hosts.wrong"
+    wrong.write_text(known_hosts(wrong=True))
+    empty = operator.inventory.parent / "known_hosts.empty"
+    empty.write_text("")
+    for label, path, message in (("wrong host keys", wrong, "Host key verification failed"),
+                                 ("unknown hosts", empty, "Host key verification failed")):
+        proc = operator.run(f"site.yml --check ({label})", "site.yml", "--check", known_hosts_file=path,
+                            control_dir=operator.inventory.parent / f"ssh-cp-{path.suffix[1:]}")
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, output[-3000:]
+        assert message in output, output[-3000:]
+        # The first connection of the run (the Prometheus hosts' network facts, gathered once for
+        # all hosts) is refused, and that ends the run for every host: nothing changed anywhere.
+        counts = recap(proc.stdout)
+        assert sorted(counts) == sorted(HOSTS), output[-3000:]
+        assert any(c["unreachable"] for c in counts.values()), output[-3000:]
+        assert all(c["changed"] == 0 for c in counts.values()), output[-3000:]
+    for host in HOSTS:
+        log = sh(host, "journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=sshd SYSLOG_IDENTIFIER=sshd-session").stdout
+        assert "Accepted publickey for ops" not in log, f"{host}: a session was opened despite the wrong host key"
 
 
 def test_02_check_on_fresh_hosts_reports_changes_and_changes_nothing(operator):

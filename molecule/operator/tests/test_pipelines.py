@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import HOSTS, ROOT, container_ip, sh
+from conftest import HOSTS, ROOT, known_hosts, sh
 
 DOC = ROOT / "docs" / "deployments.md"
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
@@ -129,23 +129,9 @@ def git_repos(runner: Runner, inventory: Path) -> None:
         subprocess.run(["docker", "cp", f"{tmp}/git", f"{runner.name}:/srv/git"], check=True)
 
 
-def host_keys(host: str) -> dict[str, str]:
-    """{key type: key} of a host, read from the host itself (as an operator checks them once)."""
-    return dict(line.split()[:2] for line in sh(host, "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines())
-
-
-def known_hosts(wrong: bool = False) -> str:
-    """known_hosts for the addresses the inventory uses; wrong: each host with another host's keys."""
-    lines = []
-    for index, host in enumerate(HOSTS):
-        keys = host_keys(HOSTS[(index + 1) % len(HOSTS)] if wrong else host)
-        lines += [f"{container_ip(host)} {kind} {blob}" for kind, blob in keys.items()]
-    return "\n".join(lines)
-
-
 def secrets(operator, wrong_host_keys: bool = False) -> dict[str, str]:
     return {"RECORDS_TOKEN": RECORDS_TOKEN, "MONITORING_SSH_KEY": operator.key.read_text().strip(),
-            "MONITORING_KNOWN_HOSTS": known_hosts(wrong_host_keys),
+            "MONITORING_KNOWN_HOSTS": known_hosts(wrong_host_keys).rstrip("\n"),
             "MONITORING_VAULT_PASSWORD": operator.vault_pass.read_text().strip()}
 
 
