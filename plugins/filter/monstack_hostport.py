@@ -7,7 +7,8 @@ listens on; monstack_local_endpoint adds the scheme, route prefix, basic auth
 and TLS verification a client on the host needs (the roles' own checks, and the
 gate and annotations of playbooks/deployments.yml); monstack_service_endpoint
 says how another host of the stack reaches a server (Prometheus' remote_write
-and alerting, Grafana's data sources), from that server's own variables.
+and alerting, Grafana's data sources), from that server's own variables, and
+monstack_service_clients turns that into a Prometheus client's settings and files.
 Documented for ansible-doc in one <filter name>.yml file each, beside this file.
 """
 from __future__ import annotations
@@ -219,6 +220,34 @@ def monstack_service_endpoint(host: Any, host_vars: Any, service: str, user: Any
     }
 
 
+def monstack_service_clients(hosts: Any, hostvars: Any, service: str, files_dir: str) -> dict[str, Any]:
+    """{host: endpoint + {http, files}} for a Prometheus client of each host (remote_write, scrape).
+
+    http: the client settings Prometheus takes (basic_auth with a password_file, tls_config with a
+    ca_file), files: {file name: content} to write in files_dir (the password and the CA), one pair
+    per host, named after it.
+    """
+    if isinstance(hosts, str) or not hasattr(hosts, "__iter__"):
+        raise AnsibleFilterError("monstack_service_clients: expected a list of inventory host names")
+    if not isinstance(files_dir, str) or not files_dir.startswith("/"):
+        raise AnsibleFilterError(f"monstack_service_clients: files_dir must be an absolute path, got {files_dir!r}")
+    out: dict[str, Any] = {}
+    for host in hosts:
+        endpoint = monstack_service_endpoint(host, hostvars[host] if host in hostvars else {}, service)
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", host)
+        http: dict[str, Any] = {}
+        files: dict[str, str] = {}
+        if endpoint["user"]:
+            http["basic_auth"] = {"username": endpoint["user"],
+                                  "password_file": f"{files_dir.rstrip('/')}/{base}.password"}
+            files[f"{base}.password"] = endpoint["password"]
+        if endpoint["ca_cert"]:
+            http["tls_config"] = {"ca_file": f"{files_dir.rstrip('/')}/{base}.ca.pem"}
+            files[f"{base}.ca.pem"] = endpoint["ca_cert"]
+        out[host] = {**endpoint, "http": http, "files": files}
+    return out
+
+
 class FilterModule:
     """monstack host:port filters."""
 
@@ -227,5 +256,6 @@ class FilterModule:
             "monstack_hostport": monstack_hostport,
             "monstack_local_host": monstack_local_host,
             "monstack_local_endpoint": monstack_local_endpoint,
+            "monstack_service_clients": monstack_service_clients,
             "monstack_service_endpoint": monstack_service_endpoint,
         }

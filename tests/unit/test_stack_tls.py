@@ -30,7 +30,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from helpers import ansible_playbook
 
-from monstack_hostport import monstack_service_endpoint
+from monstack_hostport import monstack_service_clients, monstack_service_endpoint
 from test_dashboards import Processes, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +96,19 @@ def test_endpoint_prometheus_and_alertmanager_follow_their_web_settings():
 def test_endpoint_refuses_bad_input(args, message):
     with pytest.raises(AnsibleFilterError, match=message):
         monstack_service_endpoint(*args)
+
+
+def test_clients_keep_secrets_in_files():
+    hostvars = {"vm 1": {"monstack_scrape_address": "10.0.0.9", "victoriametrics_tls_cert": "C", "victoriametrics_tls_ca_cert": "CA",
+                         "victoriametrics_http_auth_username": "p", "victoriametrics_http_auth_password": "pw"},
+                "vm2": {}}
+    clients = monstack_service_clients(["vm 1", "vm2"], hostvars, "victoriametrics", "/etc/prometheus/gs/")
+    assert clients["vm 1"]["http"] == {"basic_auth": {"username": "p", "password_file": "/etc/prometheus/gs/vm_1.password"},
+                                       "tls_config": {"ca_file": "/etc/prometheus/gs/vm_1.ca.pem"}}
+    assert clients["vm 1"]["files"] == {"vm_1.password": "pw", "vm_1.ca.pem": "CA"}
+    assert clients["vm2"]["http"] == {} and clients["vm2"]["files"] == {} and clients["vm2"]["scheme"] == "http"
+    with pytest.raises(AnsibleFilterError, match="absolute path"):
+        monstack_service_clients(["vm2"], hostvars, "victoriametrics", "gs")
 
 
 def test_no_stack_url_hard_codes_http():
