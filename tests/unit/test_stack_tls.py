@@ -453,3 +453,30 @@ def test_alertmanager_plain_gossip_is_warned(tmp_path):
     proc = _run(tmp_path, inventory, play, {})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "WARNING: h1 gossips with its 1 Alertmanager peer(s) in plain text" in proc.stdout
+
+
+def test_alerts_go_over_https_to_alertmanagers_that_serve_tls(tmp_path):
+    """prometheus.yml's alerting block takes the scheme from the Alertmanagers' own TLS variable."""
+    role = REPO / "roles" / "prometheus"
+    (tmp_path / "group_vars").mkdir()
+    defaults = {}
+    for name in ("main", "alert_rules"):
+        defaults.update(yaml.safe_load((role / f"defaults/main/{name}.yml").read_text()))
+    (tmp_path / "group_vars" / "all.yml").write_text(yaml.safe_dump(defaults))
+    inventory = {"all": {"children": {"prometheus": {"hosts": {"prom1": LOCAL}},
+                                      "alertmanager": {"hosts": {"am1": {**LOCAL, "alertmanager_web_tls_cert_file":
+                                                                         "/etc/alertmanager/tls/cert.pem"},
+                                                                 "am2": LOCAL}}}}}
+    play = [{"name": "Render", "hosts": "prom1", "gather_facts": False, "vars_files": [str(role / "vars/main.yml")],
+             "tasks": [{"name": "prometheus.yml", "ansible.builtin.template": {
+                 "src": str(role / "templates/prometheus.yml.j2"), "dest": str(tmp_path / "prometheus.yml"),
+                 "mode": "0600"}}]}]
+    proc = _run(tmp_path, inventory, play, {"prometheus_config_dir": str(tmp_path / "prom")})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (alerting,) = yaml.safe_load((tmp_path / "prometheus.yml").read_text())["alerting"]["alertmanagers"]
+    assert alerting["scheme"] == "https"
+    proc = _run(tmp_path, inventory, play, {"prometheus_config_dir": str(tmp_path / "prom"),
+                                            "prometheus_job_settings": {"alertmanager": {"scheme": "http"}}})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (alerting,) = yaml.safe_load((tmp_path / "prometheus.yml").read_text())["alerting"]["alertmanagers"]
+    assert alerting["scheme"] == "http", "prometheus_job_settings.alertmanager wins"
