@@ -49,6 +49,7 @@ import base64
 import importlib.util
 import json
 import re
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -298,7 +299,7 @@ def extract_queries(dashboard_dir: str | Path, metrics: dict | None = None,
 
 # --------------------------------------------------------------- running
 def _query(base_url: str, expr: str, timeout: float, at: float | None,
-           basic_auth: tuple[str, str] | None) -> dict:
+           basic_auth: tuple[str, str] | None, ca_file: str | None = None) -> dict:
     params = {"query": expr}
     if at is not None:
         params["time"] = f"{at:.3f}"
@@ -312,7 +313,8 @@ def _query(base_url: str, expr: str, timeout: float, at: float | None,
         token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (URL given by the caller)
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 (URL given by the caller)
             return json.load(response)
     except urllib.error.HTTPError as err:  # Prometheus answers 400/422/503 with a JSON error body
         body = err.read().decode("utf-8", "replace")
@@ -323,19 +325,20 @@ def _query(base_url: str, expr: str, timeout: float, at: float | None,
 
 
 def run_queries(base_url: str, queries: Iterable[dict], timeout: float = 10.0, at: float | None = None,
-                basic_auth: tuple[str, str] | None = None) -> list[dict]:
+                basic_auth: tuple[str, str] | None = None, ca_file: str | None = None) -> list[dict]:
     """Run each query (an item of extract_queries, or any dict with "expr") as an instant query.
 
     Returns one dict per query: the query's own keys plus status ("ok" or
     "error"), series (number of series or samples returned, 0 on error),
     result_type and error (message, "" when ok). Connection failures are
-    errors of that query; nothing is raised.
+    errors of that query; nothing is raised. ca_file: a CA certificate to verify an
+    https server with (a private CA, such as the test scenario's).
     """
     results = []
     for query in queries:
         result = dict(query)
         try:
-            answer = _query(base_url, query["expr"], timeout, at, basic_auth)
+            answer = _query(base_url, query["expr"], timeout, at, basic_auth, ca_file)
         except (urllib.error.URLError, OSError, ValueError) as err:
             answer = {"status": "error", "errorType": "connection", "error": str(err)}
         if answer.get("status") == "success":

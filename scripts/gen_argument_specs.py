@@ -84,7 +84,7 @@ def build(role: Path) -> dict:
             suffix = var[len(name) + 1:]
             if suffix in CHOICES:
                 option["choices"] = CHOICES[suffix]
-            if any(h in var for h in SECRET_HINTS):
+            if any(h in var for h in SECRET_HINTS) or var.endswith("_tls_key"):
                 option["no_log"] = True
             options[var] = option
     specs = {"main": {

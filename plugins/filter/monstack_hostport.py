@@ -5,8 +5,11 @@ Alertmanager, node_exporter, Grafana) and URLs expect them; monstack_local_host
 says which address reaches a service on the host itself, given the address it
 listens on; monstack_local_endpoint adds the scheme, route prefix, basic auth
 and TLS verification a client on the host needs (the roles' own checks, and the
-gate and annotations of playbooks/deployments.yml). Documented for ansible-doc
-in one <filter name>.yml file each, beside this file.
+gate and annotations of playbooks/deployments.yml); monstack_service_endpoint
+says how another host of the stack reaches a server (Prometheus' remote_write
+and alerting, Grafana's data sources), from that server's own variables, and
+monstack_service_clients turns that into a Prometheus client's settings and files.
+Documented for ansible-doc in one <filter name>.yml file each, beside this file.
 """
 from __future__ import annotations
 
@@ -152,6 +155,99 @@ def monstack_local_endpoint(listen_address: Any, port: Any, tls: Any = False, ex
     }
 
 
+# How the stack's servers are reached by other hosts: the variables of the
+# serving host (hostvars[host]) that say its port, whether it serves TLS, its
+# route prefix, its basic auth and the CA its clients verify it with. Defaults
+# are the roles' defaults (a host variable is only there when the inventory
+# sets it).
+_SERVICES: dict[str, dict[str, Any]] = {
+    "prometheus": {"port_var": "prometheus_port", "port": 9090, "tls_var": "prometheus_web_tls_cert_file",
+                   "url_var": "prometheus_external_url", "flags_var": "prometheus_extra_flags",
+                   "users_var": "prometheus_basic_auth_users"},
+    "alertmanager": {"port_var": "alertmanager_port", "port": 9093, "tls_var": "alertmanager_web_tls_cert_file",
+                     "url_var": "alertmanager_external_url", "flags_var": "alertmanager_extra_flags",
+                     "users_var": "alertmanager_basic_auth_users"},
+    "victoriametrics": {"port_var": "victoriametrics_port", "port": 8428, "tls_var": "victoriametrics_tls_cert",
+                        "user_var": "victoriametrics_http_auth_username",
+                        "password_var": "victoriametrics_http_auth_password",
+                        "ca_var": "victoriametrics_tls_ca_cert"},
+}
+
+
+def monstack_service_endpoint(host: Any, host_vars: Any, service: str, user: Any = "",
+                              password: Any = "") -> dict[str, Any]:
+    """{url, scheme, address, tls, user, password, ca_cert} for a client on another host of the stack."""
+    spec = _SERVICES.get(str(service))
+    if spec is None:
+        raise AnsibleFilterError(f"monstack_service_endpoint: unknown service {service!r} "
+                                 f"(one of {', '.join(sorted(_SERVICES))})")
+    if not isinstance(host, str) or not host:
+        raise AnsibleFilterError(f"monstack_service_endpoint ({service}): expected an inventory host name, got {host!r}")
+    if host_vars is None:
+        host_vars = {}
+    if not isinstance(host_vars, Mapping):
+        raise AnsibleFilterError(f"monstack_service_endpoint ({service}): expected hostvars[{host!r}], got {host_vars!r}")
+    name = f"{service} on {host}"
+
+    def get(key: str, default: Any = None) -> Any:
+        value = host_vars.get(key, default) if key else default
+        return default if value is None else value
+
+    address = host_part(str(get("monstack_scrape_address", host)),
+                        f"monstack_service_endpoint ({name}): monstack_scrape_address")
+    number = _port(get(spec["port_var"], spec["port"]), f"monstack_service_endpoint ({name}): {spec['port_var']}")
+    tls = len(str(get(spec["tls_var"], "") or "")) > 0
+    prefix = route_prefix(name, get(spec.get("url_var", ""), ""), get(spec.get("flags_var", ""), []))
+    login, secret = str(user or ""), str(password or "")
+    if not login:
+        if "users_var" in spec:
+            users = get(spec["users_var"], {}) or {}
+            if not isinstance(users, Mapping):
+                raise _endpoint_error(name, spec["users_var"], "expected a mapping of user name to password")
+            login = sorted(users)[0] if users else ""
+            secret = str(users.get(login, "")) if login else ""
+        else:
+            login = str(get(spec.get("user_var", ""), "") or "")
+            secret = str(get(spec.get("password_var", ""), "") or "") if login else ""
+    return {
+        "url": f"{'https' if tls else 'http'}://{address}:{number}{prefix}",
+        "scheme": "https" if tls else "http",
+        "address": f"{address}:{number}",
+        "tls": tls,
+        "user": login,
+        "password": secret if login else "",
+        "ca_cert": str(get(spec.get("ca_var", ""), "") or "") if tls else "",
+    }
+
+
+def monstack_service_clients(hosts: Any, hostvars: Any, service: str, files_dir: str) -> dict[str, Any]:
+    """{host: endpoint + {http, files}} for a Prometheus client of each host (remote_write, scrape).
+
+    http: the client settings Prometheus takes (basic_auth with a password_file, tls_config with a
+    ca_file), files: {file name: content} to write in files_dir (the password and the CA), one pair
+    per host, named after it.
+    """
+    if isinstance(hosts, str) or not hasattr(hosts, "__iter__"):
+        raise AnsibleFilterError("monstack_service_clients: expected a list of inventory host names")
+    if not isinstance(files_dir, str) or not files_dir.startswith("/"):
+        raise AnsibleFilterError(f"monstack_service_clients: files_dir must be an absolute path, got {files_dir!r}")
+    out: dict[str, Any] = {}
+    for host in hosts:
+        endpoint = monstack_service_endpoint(host, hostvars[host] if host in hostvars else {}, service)
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", host)
+        http: dict[str, Any] = {}
+        files: dict[str, str] = {}
+        if endpoint["user"]:
+            http["basic_auth"] = {"username": endpoint["user"],
+                                  "password_file": f"{files_dir.rstrip('/')}/{base}.password"}
+            files[f"{base}.password"] = endpoint["password"]
+        if endpoint["ca_cert"]:
+            http["tls_config"] = {"ca_file": f"{files_dir.rstrip('/')}/{base}.ca.pem"}
+            files[f"{base}.ca.pem"] = endpoint["ca_cert"]
+        out[host] = {**endpoint, "http": http, "files": files}
+    return out
+
+
 class FilterModule:
     """monstack host:port filters."""
 
@@ -160,4 +256,6 @@ class FilterModule:
             "monstack_hostport": monstack_hostport,
             "monstack_local_host": monstack_local_host,
             "monstack_local_endpoint": monstack_local_endpoint,
+            "monstack_service_clients": monstack_service_clients,
+            "monstack_service_endpoint": monstack_service_endpoint,
         }

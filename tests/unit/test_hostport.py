@@ -12,7 +12,8 @@ from helpers import check_filter_sidecar, filter_docs, play_results
 from monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
-FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host"]
+FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host", "monstack_service_clients",
+           "monstack_service_endpoint"]
 
 
 @pytest.mark.parametrize("address, port, expected", [

@@ -19,6 +19,13 @@ MONITOR = os.environ.get("MONSTACK_TEST_MONITOR", "monstack-monitor")
 HOSTS = os.environ.get("MONSTACK_TEST_HOSTS", "monstack-monitor monstack-app1 monstack-app2").split()
 
 
+# The scenario's TLS (molecule/shared/group_vars/all/tls.yml): the test CA that
+# molecule/shared/prepare.yml makes, and VictoriaMetrics' basic auth.
+TEST_CA = str(Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY",
+                                  str(Path.home() / ".cache" / "monstack"))) / "test-ca" / "ca.pem")
+VM_AUTH = ("prometheus", "molecule-vm-password")
+
+
 def container_ip(name: str) -> str:
     out = subprocess.run(
         ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import ROOT, container_ip, playbook, recap_changed, sh
+from conftest import ROOT, TEST_CA, VM_AUTH, container_ip, playbook, recap_changed, sh
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from dashboard_queries import extract_queries, run_queries  # noqa: E402
@@ -59,7 +59,10 @@ def inventory(tmp_path: Path, shards: dict[str, int]) -> str:
 
 
 def api(host: str, port: int, path: str, **params):
-    resp = requests.get(f"http://{container_ip(host)}:{port}{path}", params=params, timeout=30)
+    # VictoriaMetrics serves https with basic auth in this scenario (group_vars/all/tls.yml)
+    tls = dict(auth=VM_AUTH, verify=TEST_CA) if port == 8428 else {}
+    scheme = "https" if tls else "http"
+    resp = requests.get(f"{scheme}://{container_ip(host)}:{port}{path}", params=params, timeout=30, **tls)
     resp.raise_for_status()
     return resp.json()["data"]
 
@@ -161,7 +164,7 @@ def test_two_shards_and_a_global_store(tmp_path):
         config = api(host, 9090, "/api/v1/status/config")["yaml"]
         assert f"shard: \"{shard}\"" in config and "replica:" not in config, config[:800]
         assert "action: hashmod" in config and "modulus: 2" in config
-        assert f"url: http://{VM}:8428/api/v1/write" in config
+        assert f"url: https://{VM}:8428/api/v1/write" in config
     write_deployment_targets(shards)
     check_split(shards)
     check_global_store(shards)
@@ -175,9 +178,9 @@ def test_two_shards_and_a_global_store(tmp_path):
 def test_the_dashboards_run_against_the_global_store():
     """What the Grafana data source "Global" (uid monstack-prometheus) would send: every
     dashboard query through VictoriaMetrics' Prometheus API, every host in the host list."""
-    url = f"http://{container_ip(VM)}:8428"
+    url = f"https://{container_ip(VM)}:8428"
     queries = extract_queries(ROOT / "roles" / "grafana" / "files" / "dashboards")
-    results = list(run_queries(url, queries))
+    results = list(run_queries(url, queries, basic_auth=VM_AUTH, ca_file=TEST_CA))
     rejected = [(r["dashboard"], r["panel"], r.get("error")) for r in results if r["status"] != "ok"]
     assert not rejected, rejected
     by_name = {f"{r['dashboard']}/{r['panel']}": r for r in results}
