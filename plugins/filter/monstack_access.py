@@ -92,7 +92,7 @@ def monstack_ip_allow(hosts, hostvars, extra=(), extra_var="ip_allow"):
         addresses = list(facts.get("all_ipv4_addresses") or []) + list(facts.get("all_ipv6_addresses") or [])
         for value in addresses:
             try:
-                address = ipaddress.ip_address(str(value).split("%")[0])
+                address = ipaddress.ip_address(str(value).split("%", maxsplit=1)[0])
             except ValueError:
                 continue
             if address.is_link_local or address.is_loopback:
