@@ -1374,6 +1374,8 @@ def config_parent(target: str, roots: list[str], create: bool = True) -> tuple[i
         parent, name = os.path.split(root)
         return os.open(parent, O_DIR), name
     try:
+        if create and not os.path.lexists(root):
+            make_root_dir(root)
         fd = os.open(root, O_DIR)
     except OSError as exc:
         raise BackupError(f"{target}: the configuration path {root} is not a directory or is a symbolic link "
@@ -1395,6 +1397,31 @@ def config_parent(target: str, roots: list[str], create: bool = True) -> tuple[i
         os.close(fd)
         fd = child
     return fd, os.path.basename(target)
+
+
+def make_root_dir(path: str) -> None:
+    """Make the missing directory `path` and its missing parents, root's 0755 (a configuration
+    path on a rebuilt host, e.g. /var/lib/monstack/deployments). The deepest existing parent
+    must be a real directory of root's that no one else may write to; each new directory is
+    made in the fd of the one before, so no symbolic link is followed."""
+    missing = []
+    parent = path
+    while not os.path.lexists(parent):
+        parent, name = os.path.split(parent)
+        missing.append(name)
+    info = os.lstat(parent)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022:
+        raise BackupError(f"{path}: missing, and {parent} is not a directory of root's that only root may write "
+                          "to; refusing to make it")
+    fd = os.open(parent, O_DIR)
+    try:
+        for name in reversed(missing):
+            os.mkdir(name, 0o755, dir_fd=fd)
+            child = open_dir_at(name, fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
 
 
 def write_file_at(source, dir_fd: int, name: str, mode: int, uid: int, gid: int) -> None:

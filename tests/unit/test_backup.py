@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import signal
 import socket
 import sqlite3
@@ -1162,6 +1163,19 @@ def test_a_symlink_on_the_way_to_a_configuration_file_is_refused_and_rolled_back
     assert not list(host["victim"].iterdir())
     mb.rollback(SYSTEM, p)
     assert (host["data"] / "nflog").read_bytes() == b"newer nflog"
+
+
+def test_a_missing_configuration_path_is_made_on_a_rebuilt_host(host, tmp_path):
+    """A rebuilt host may lack a configuration path (the deployment store's directory is made by
+    the first deployments run): the restore makes it, root's 0755, and puts the files back."""
+    (host["etc"] / "templates").mkdir()
+    (host["etc"] / "templates" / "a.tmpl").write_text("{{ define }}")
+    p = honest_backup(host, tmp_path, restore_config=True)
+    shutil.rmtree(host["etc"])
+    assert mb.stage(SYSTEM, p)["problems"] == []
+    mb.swap(SYSTEM, p)
+    assert (host["etc"] / "templates" / "a.tmpl").read_text() == "{{ define }}"
+    assert stat.S_IMODE(host["etc"].stat().st_mode) == 0o755 and not host["etc"].is_symlink()
 
 
 def test_a_config_path_through_a_symlink_takes_no_configuration(host, tmp_path):
