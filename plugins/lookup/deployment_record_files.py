@@ -58,22 +58,15 @@ import stat  # noqa: E402
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
+# The file-set writer's words for a file's kind and its flags for opening one that
+# someone else may have planted (no link followed, no FIFO waited on).
+from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import READ_FLAGS, kind  # noqa: E402
 
 PATTERNS = (".json", ".yml", ".yaml")
-KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 
 
 class RecordFileError(Exception):
     """A record file that may not be read; the message names it."""
-
-
-def kind(mode: int) -> str:
-    for test, name in KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def read_record_file(path: str, max_bytes: int) -> str:
@@ -85,12 +78,12 @@ def read_record_file(path: str, max_bytes: int) -> str:
     except OSError as exc:
         raise RecordFileError(f"{path}: cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(before.st_mode):
-        raise RecordFileError(f"{path}: is {kind(before.st_mode)}; a record must be a regular file "
+        raise RecordFileError(f"{path}: is {kind(before)}; a record must be a regular file "
                               f"(links, FIFOs and devices are refused)")
     if before.st_size > max_bytes:
         raise RecordFileError(f"{path}: {before.st_size} bytes, larger than deployment_max_record_bytes ({max_bytes})")
     try:
-        fd = os.open(path, OPEN_FLAGS)
+        fd = os.open(path, READ_FLAGS)
     except OSError as exc:
         raise RecordFileError(f"{path}: cannot be opened ({exc.strerror}); a record must be a regular file") from None
     try:
