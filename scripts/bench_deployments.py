@@ -31,9 +31,9 @@ import time
 from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "filter_plugins"))
+sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-import deployments  # noqa: E402  (path set above)
+from ansible_collections.monstack.stack.plugins.filter import deployments  # noqa: E402
 
 ENVIRONMENTS = ("production", "staging", "dev")
 

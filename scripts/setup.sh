@@ -4,7 +4,7 @@
 #   - Debian packages: docker.io, debootstrap, openssh-client (installed when missing)
 #   - dockerd: started when none answers
 #   - .venv with requirements.txt (reinstalled when the file changes)
-#   - artifact mirror + controller tools (scripts/build_mirror.py)
+#   - artifact mirror + controller tools (tools/build_mirror.py)
 #   - test-host images (scripts/build-images.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +55,7 @@ else
 fi
 
 step "Artifact mirror ($MONSTACK_CACHE/mirror)"
-.venv/bin/python scripts/build_mirror.py
+.venv/bin/python tools/build_mirror.py
 
 # The test binaries are Debian's builds; its Alertmanager reads its default
 # notification templates from /usr/share/prometheus/alertmanager/ (as the

@@ -41,9 +41,10 @@ def record_file_args(directory: Path, record: dict) -> list[str]:
 
 
 def plugin_env(**extra: str) -> dict[str, str]:
-    """Environment for running Ansible in a scratch directory with this package's filter
-    plugins and without its ansible.cfg; extra sets more variables."""
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1",
+    """Environment for running Ansible in a scratch directory with this package's plugins,
+    by their collection names only (monstack.stack.*, through collections/), and without
+    its ansible.cfg; extra sets more variables."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", **extra)
     env.pop("ANSIBLE_CONFIG", None)
     return env
@@ -60,11 +61,11 @@ def play_results(cwd: Path, playbook: str, *args: str) -> list[dict]:
 
 
 def check_filter_sidecar(module, name: str) -> None:
-    """The filter plugin file module registers name, and filter_plugins/<name>.yml documents it."""
+    """The filter plugin file module registers name, and plugins/filter/<name>.yml documents it."""
     import yaml
 
     assert module.FilterModule().filters()[name] is getattr(module, name)
-    sidecar = yaml.safe_load((REPO / "filter_plugins" / f"{name}.yml").read_text())
+    sidecar = yaml.safe_load((REPO / "plugins" / "filter" / f"{name}.yml").read_text())
     assert sidecar["DOCUMENTATION"]["name"] == name
     assert "_input" in sidecar["DOCUMENTATION"]["options"]
     assert sidecar["EXAMPLES"].strip()
@@ -72,13 +73,15 @@ def check_filter_sidecar(module, name: str) -> None:
 
 
 def filter_docs(names: list[str], cwd: Path) -> dict:
-    """ansible-doc's JSON for filter plugins of this package (run outside the repo: only
-    ANSIBLE_FILTER_PLUGINS finds them); fails the test on an error or warning."""
-    result = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", *names],
+    """ansible-doc's JSON for filter plugins of this package, asked for by their full names
+    (monstack.stack.<name>, run outside the repo: only the collections path finds them) and
+    keyed by name; fails the test on an error or warning."""
+    result = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json",
+                             *(f"{COLLECTION}.{name}" for name in names)],
                             capture_output=True, text=True, env=plugin_env(), cwd=cwd, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
-    return json.loads(result.stdout)
+    return {name.removeprefix(f"{COLLECTION}."): doc for name, doc in json.loads(result.stdout).items()}
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ filter gives those constants the values of ``grafana_ml_metrics`` and
 ``grafana_ml_labels`` and drops what the contract cannot serve, the way the
 prometheus role leaves out alerts whose metrics a contract lacks.
 
-scripts/dashboard_queries.py applies the same function (``apply_contract``)
+tools/dashboard_queries.py applies the same function (``apply_contract``)
 before it extracts queries, so the tests run exactly what Grafana gets.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 try:
     from ansible.errors import AnsibleFilterError
-except ImportError:  # used outside Ansible by scripts/dashboard_queries.py
+except ImportError:  # used outside Ansible by tools/dashboard_queries.py
     AnsibleFilterError = ValueError  # type: ignore[assignment,misc]
 
 DOCUMENTATION = r"""

@@ -1,11 +1,9 @@
 """Filter plugin: Prometheus file_sd target groups from the Ansible inventory."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import host_part
 
 DOCUMENTATION = r"""
 name: monstack_scrape_targets
@@ -63,22 +61,11 @@ _value:
 """
 
 
-def _sibling(name: str):
-    """A filter plugin file beside this one (filter_plugins/ is no package, and Ansible
-    loads each file on its own)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def _address(host: str, value) -> str:
     who = f"inventory host '{host}': monstack_scrape_address"
     if not str(value).strip():
         raise AnsibleFilterError(f"{who} is empty; set it to a host name or an IP address, or remove it")
-    return _sibling("monstack_hostport").host_part(str(value), who)
+    return host_part(str(value), who)
 
 
 def _port(host: str, port_var: str, value) -> int:

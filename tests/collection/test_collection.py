@@ -125,7 +125,8 @@ def test_tarball_holds_what_users_need_and_no_links(collection):
     for role in ROLES + ["common"]:
         assert f"roles/{role}/tasks/main.yml" in members, role
     leaked = [name for name in members if name.split("/")[0] in
-              ("molecule", "scripts", ".venv", "build", "collections", "filter_plugins", "library", "module_utils")
+              ("molecule", "scripts", "hacking", ".venv", "build", "collections", "filter_plugins", "library",
+               "module_utils")
               or name.startswith(("tests/unit", "tests/integration", "inventories/demo"))]
     assert not leaked, leaked
 
@@ -156,13 +157,20 @@ def test_package_content_uses_full_names():
 
 
 def test_clone_resolves_the_collection_through_itself():
+    """One layout: the clone finds its plugins and roles by their collection names only,
+    through collections/ (the one link in the repository); no short-name path (the old
+    filter_plugins, library and module_utils links, roles_path) loads them a second time."""
     link = REPO / "collections" / "ansible_collections" / "monstack" / "stack"
     assert link.is_symlink() and link.resolve() == REPO
-    for old, new in (("filter_plugins", "plugins/filter"), ("library", "plugins/modules"),
-                     ("module_utils", "plugins/module_utils")):
-        assert (REPO / old).is_symlink() and (REPO / old).resolve() == REPO / new, old
+    listed = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    links = [line.split("\t", 1)[1] for line in listed.splitlines() if line.startswith("120000 ")]
+    assert links == ["collections/ansible_collections/monstack/stack"], links
+    for old in ("filter_plugins", "library", "module_utils"):
+        assert not os.path.lexists(REPO / old), old
     cfg = (REPO / "ansible.cfg").read_text()
     assert re.search(r"^collections_path = collections:", cfg, re.M), cfg
+    short = re.findall(r"^(roles_path|library|filter_plugins|module_utils|lookup_plugins|action_plugins)\s*=", cfg, re.M)
+    assert not short, short
 
 
 def test_every_role_has_install_configure_run_tags():
@@ -263,6 +271,66 @@ def test_fqcn_playbook_with_filters_and_modules_converges_and_reruns_clean(colle
     assert [r["task"] for r in runs[0] if r["changed"]] == ["A module writing a file set"]
     assert [r["task"] for r in runs[1] if r["changed"]] == []
     assert (target / "a.txt").read_text().startswith("$2b$")
+
+
+# The commands a user runs, shipped in the collection's tools/ (docs name them by that path).
+TOOLS = ["ara_changes.py", "build_mirror.py", "dashboard_queries.py", "monstack-record", "shard_plan.py"]
+
+
+def run_tool(collection, name: str, *args: str) -> subprocess.CompletedProcess:
+    """A tool of the installed collection, run as a user would: its path in the collections
+    path, from a scratch directory, with no setting or Python path of this repository."""
+    env = outside_env(collection["path"])
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([sys.executable, str(collection["installed"] / "tools" / name), *args],
+                          cwd=collection["scratch"], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_tarball_ships_the_user_tools_and_not_the_harness(collection):
+    with tarfile.open(collection["tarball"]) as tar:
+        names = set(tar.getnames())
+    assert sorted(n.split("/", 1)[1] for n in names if n.startswith("tools/")) == TOOLS
+    assert sorted(p.name for p in (REPO / "tools").iterdir() if p.is_file()) == TOOLS
+    assert not [n for n in names if n.split("/")[0] in ("scripts", "hacking")]
+    for name in TOOLS:
+        assert run_tool(collection, name, "--help").returncode == 0, name
+
+
+def test_record_check_runs_from_the_installed_collection(collection, tmp_path):
+    """tools/monstack-record of the installed copy reads records with the collection's own
+    lookup and filters (imported from the installed copy, not from this checkout)."""
+    examples = collection["installed"] / "examples" / "deployments"
+    result = run_tool(collection, "monstack-record", "validate", str(examples))
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = json.loads(result.stdout)
+    assert sorted(files) == ["production--exchange-rate-api.json", "staging--fraud-scorer.json"], sorted(files)
+    assert files["production--exchange-rate-api.json"][0]["targets"] == ["app1.example.com:8000",
+                                                                          "app2.example.com:8000"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"service": "Bad Name", "environment": "production"}))
+    result = run_tool(collection, "monstack-record", "validate", str(bad))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "service" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not result.stdout
+
+
+def test_shard_plan_and_dashboard_queries_run_from_the_installed_collection(collection, tmp_path):
+    """tools/shard_plan.py (the prometheus role's prometheus.yml names it) predicts with
+    Prometheus' hashmod; tools/dashboard_queries.py finds the installed dashboards."""
+    import hashlib
+
+    targets = [f"app{i}.example.com:9100" for i in range(20)]
+    sd = tmp_path / "node.yml"
+    sd.write_text(yaml.safe_dump([{"targets": targets, "labels": {"job": "node"}}]))
+    result = run_tool(collection, "shard_plan.py", "--shards", "3", "--json", str(sd))
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = {t: int.from_bytes(hashlib.md5(t.encode()).digest()[8:], "big") % 3 for t in targets}
+    assert json.loads(result.stdout) == {"shards": 3, "plan": expected}
+    prometheus_yml = (collection["installed"] / "roles" / "prometheus" / "templates" / "prometheus.yml.j2").read_text()
+    assert "tools/shard_plan.py" in prometheus_yml
+    result = run_tool(collection, "dashboard_queries.py", "--list")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hosts.json" in result.stdout and len(result.stdout.splitlines()) > 20, result.stdout[-2000:]
 
 
 def ansible_test_env(cache: Path) -> dict[str, str]:

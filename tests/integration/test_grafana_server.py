@@ -59,7 +59,7 @@ CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
 SKIP_REASON = ("no Grafana binary available here: set GRAFANA_ARTIFACT=<.deb or .tar.gz> "
                "to run the Grafana server checks")
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 import dashboard_queries as dq  # noqa: E402
 from helpers import ansible_playbook  # noqa: E402  (tests/conftest.py puts tests/ on the path)
 

@@ -13,7 +13,7 @@ roles/prometheus/defaults/main/alert_rules.yml. Then:
 * structural checks: severity, summary and description of every alert, and
   every alert has a test case in which it fires and one in which it must not.
 
-promtool: $PROMTOOL or /var/cache/monstack/bin/promtool (scripts/build_mirror.py);
+promtool: $PROMTOOL or /var/cache/monstack/bin/promtool (tools/build_mirror.py);
 the tests needing it are skipped when it is missing.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ PROMTOOL = find_promtool()
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
     reason="promtool not found at $PROMTOOL or /var/cache/monstack/bin/promtool "
-           "(build it with scripts/build_mirror.py)",
+           "(build it with tools/build_mirror.py)",
 )
 
 
@@ -383,7 +383,7 @@ def test_ansible_template_renders_like_these_tests(tmp_path, customised):
       loop: {json.dumps(GROUPS)}
 """)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"))
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"))
     env.pop("ANSIBLE_CONFIG", None)
     result = subprocess.run([str(ansible_playbook), "-i", "localhost,", "-c", "local", "-e", json.dumps(extra),
                              "play.yml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

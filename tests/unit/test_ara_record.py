@@ -1,4 +1,4 @@
-"""ARA records a playbook run and scripts/ara_changes.py finds the host's changed tasks (docs/logs.md).
+"""ARA records a playbook run and tools/ara_changes.py finds the host's changed tasks (docs/logs.md).
 
 Runs a two-task playbook on the controller (connection local) with ARA's callback and a
 private SQLite database; skipped when ara is not installed.
@@ -44,14 +44,14 @@ def test_run_and_changed_tasks_are_recorded(tmp_path):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    query = subprocess.run([sys.executable, str(REPO / "scripts" / "ara_changes.py"), "--host", "localhost",
+    query = subprocess.run([sys.executable, str(REPO / "tools" / "ara_changes.py"), "--host", "localhost",
                             "--since", today], env=env, capture_output=True, text=True, timeout=300)
     assert query.returncode == 0, query.stderr[-2000:]
     lines = query.stdout.splitlines()
     assert len(lines) == 1, query.stdout
     assert "record.yml" in lines[0] and "Write a file (changed)" in lines[0] and "ansible.builtin.copy" in lines[0]
     # Another day: nothing.
-    none = subprocess.run([sys.executable, str(REPO / "scripts" / "ara_changes.py"), "--host", "localhost",
+    none = subprocess.run([sys.executable, str(REPO / "tools" / "ara_changes.py"), "--host", "localhost",
                            "--since", "2000-01-01", "--until", "2000-01-02"], env=env, capture_output=True,
                           text=True, timeout=300)
     assert none.returncode == 0 and none.stdout == "", none.stdout + none.stderr

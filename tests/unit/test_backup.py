@@ -63,9 +63,9 @@ PROMETHEUS = CACHE / "bin" / "prometheus"
 PROMTOOL = Path(os.environ.get("PROMTOOL", CACHE / "bin" / "promtool"))
 ALERTMANAGER = CACHE / "bin" / "alertmanager"
 needs_prometheus = pytest.mark.skipif(not (os.access(PROMETHEUS, os.X_OK) and os.access(PROMTOOL, os.X_OK)),
-                                      reason=f"no Prometheus and promtool in {CACHE}/bin (scripts/build_mirror.py)")
+                                      reason=f"no Prometheus and promtool in {CACHE}/bin (tools/build_mirror.py)")
 needs_alertmanager = pytest.mark.skipif(not os.access(ALERTMANAGER, os.X_OK),
-                                        reason=f"no Alertmanager in {CACHE}/bin (scripts/build_mirror.py)")
+                                        reason=f"no Alertmanager in {CACHE}/bin (tools/build_mirror.py)")
 
 
 def params(**overrides) -> dict:

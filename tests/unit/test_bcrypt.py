@@ -7,7 +7,7 @@ import bcrypt
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from monstack_bcrypt import FilterModule, monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import FilterModule, monstack_bcrypt
 
 BCRYPT_HASH = re.compile(r"^\$2b\$(\d\d)\$[./A-Za-z0-9]{53}$")
 

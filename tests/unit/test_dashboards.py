@@ -1,5 +1,5 @@
 """The bundled Grafana dashboards: structure, data-source references, metric
-names, query extraction (scripts/dashboard_queries.py), and every query run
+names, query extraction (tools/dashboard_queries.py), and every query run
 against a real Prometheus that scrapes real exporters.
 
 The real-binary tests use the project's artifact cache ($MONSTACK_CACHE,
@@ -34,7 +34,7 @@ DASHBOARDS = ROOT / "roles" / "grafana" / "files" / "dashboards"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 import dashboard_queries as dq  # noqa: E402
 
 PROMETHEUS_DS = {"type": "prometheus", "uid": "monstack-prometheus"}

@@ -29,9 +29,9 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-import deployments as dc
+from ansible_collections.monstack.stack.plugins.filter import deployments as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
-from monstack_hostport import monstack_local_endpoint
+from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_local_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path(os.environ.get("PROMETHEUS_BIN", "/var/cache/monstack/bin/prometheus"))

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-import deployments as dc
+from ansible_collections.monstack.stack.plugins.filter import deployments as dc
 from helpers import ansible_playbook
 from test_dashboards import Processes, free_port, wait_http
 from test_deployments import rec as record_of
@@ -83,24 +83,24 @@ def test_bad_input_is_named(records, message):
 
 def test_registered_and_documented_for_ansible_doc(tmp_path):
     assert dc.FilterModule().filters()["deployment_health_files"] is health_files
-    sidecar = yaml.safe_load((REPO / "filter_plugins" / "deployment_health_files.yml").read_text())
+    sidecar = yaml.safe_load((REPO / "plugins" / "filter" / "deployment_health_files.yml").read_text())
     assert sidecar["DOCUMENTATION"]["name"] == "deployment_health_files" and sidecar["EXAMPLES"].strip()
     doc = Path(sys.executable).with_name("ansible-doc")
     if not doc.exists():
         pytest.skip("ansible-doc is not installed (run scripts/setup.sh)")
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1")
     env.pop("ANSIBLE_CONFIG", None)
-    result = subprocess.run([str(doc), "-t", "filter", "--json", "deployment_health_files"], capture_output=True,
+    result = subprocess.run([str(doc), "-t", "filter", "--json", "monstack.stack.deployment_health_files"], capture_output=True,
                             text=True, env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
-    assert json.loads(result.stdout)["deployment_health_files"]["doc"]["short_description"]
+    assert json.loads(result.stdout)["monstack.stack.deployment_health_files"]["doc"]["short_description"]
 
 
 # ------------------------------------------- real blackbox_exporter + Prometheus
 def _binary(name: str, env: str) -> Path:
     path = Path(os.environ.get(env, CACHE / "bin" / name))
     if not os.access(path, os.X_OK):
-        pytest.skip(f"no {name} binary at {path} (run scripts/setup.sh or scripts/build_mirror.py, or set {env})")
+        pytest.skip(f"no {name} binary at {path} (run scripts/setup.sh or tools/build_mirror.py, or set {env})")
     return path
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from ansible.errors import AnsibleFilterError
 
-import deployments as dc
+from ansible_collections.monstack.stack.plugins.filter import deployments as dc
 
 
 def record(service: str, **extra) -> dict:

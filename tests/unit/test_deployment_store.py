@@ -1,4 +1,4 @@
-"""library/monstack_deployment_store.py: the record store of a Prometheus host and its lock.
+"""plugins/modules/monstack_deployment_store.py: the record store of a Prometheus host and its lock.
 
 The module's functions are called on tmp directories; the last tests run
 playbooks/deployments.yml with localhost (local connection) as the Prometheus
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-import deployments as dc
+from ansible_collections.monstack.stack.plugins.filter import deployments as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("monstack_deployment_store",
-                                              REPO / "library" / "monstack_deployment_store.py")
+                                              REPO / "plugins" / "modules" / "monstack_deployment_store.py")
 ds = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ds)
 

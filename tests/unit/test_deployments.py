@@ -22,7 +22,7 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import deployments as dc
+from ansible_collections.monstack.stack.plugins.filter import deployments as dc
 from helpers import ansible_playbook, check_filter_sidecar, filter_docs, plugin_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -552,16 +552,17 @@ def test_ansible_playbook_runs_the_filters(tmp_path):
       ansible.builtin.copy:
         dest: "{tmp_path}/sd/{{{{ item.key }}}}"
         content: "{{{{ item.value | to_nice_json }}}}\\n"
-      loop: "{{{{ records | deployment_files(info_labels='false') | dict2items }}}}"
+      loop: "{{{{ records | monstack.stack.deployment_files(info_labels='false') | dict2items }}}}"
     - name: write textfile metrics
       ansible.builtin.copy:
         dest: "{tmp_path}/deployments.prom"
-        content: "{{{{ records | deployment_info_metrics }}}}"
+        content: "{{{{ records | monstack.stack.deployment_info_metrics }}}}"
     - name: annotations and validation
       ansible.builtin.copy:
         dest: "{tmp_path}/other.json"
-        content: "{{{{ {{'a': records | deployment_annotations, 'v': records | deployment_validate,
-                      't': records | deployment_targets(true)}} | to_json }}}}"
+        content: "{{{{ {{'a': records | monstack.stack.deployment_annotations,
+                      'v': records | monstack.stack.deployment_validate,
+                      't': records | monstack.stack.deployment_targets(true)}} | to_json }}}}"
 """)
     (tmp_path / "sd").mkdir()
     result = subprocess.run(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-import monstack_hostport as hp
+from ansible_collections.monstack.stack.plugins.filter import monstack_hostport as hp
 from helpers import check_filter_sidecar, filter_docs, play_results
-from monstack_hostport import monstack_hostport, monstack_local_host
+from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
 FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host", "monstack_service_clients",
@@ -136,11 +136,11 @@ def test_ansible_runs_the_filters(tmp_path):
   tasks:
     - name: join
       ansible.builtin.debug:
-        msg: "{{ ['2001:db8::1', '[::1]', 'mon1', ''] | map('monstack_hostport', 9093) | list
-                 + [':: ' | trim | monstack_local_host | monstack_hostport('9090')] }}"
+        msg: "{{ ['2001:db8::1', '[::1]', 'mon1', ''] | map('monstack.stack.monstack_hostport', 9093) | list
+                 + [':: ' | trim | monstack.stack.monstack_local_host | monstack.stack.monstack_hostport('9090')] }}"
     - name: refuse
       ansible.builtin.debug:
-        msg: "{{ 'mon1:80' | monstack_hostport(9093) }}"
+        msg: "{{ 'mon1:80' | monstack.stack.monstack_hostport(9093) }}"
       ignore_errors: true
 """)
     joined, refused = (hosts["localhost"] for hosts in play_results(tmp_path, "play.yml", "-i", "localhost,",

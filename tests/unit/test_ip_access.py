@@ -23,8 +23,8 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from helpers import ansible_playbook, check_filter_sidecar
-from monstack_access import monstack_ip_allow, monstack_ip_sources_unknown
-import monstack_access
+from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow, monstack_ip_sources_unknown
+from ansible_collections.monstack.stack.plugins.filter import monstack_access
 
 REPO = Path(__file__).resolve().parents[2]
 FACTS = {"ansible_facts": {"all_ipv4_addresses": ["10.0.0.5", "172.17.0.1"],

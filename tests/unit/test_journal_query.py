@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("monstack_journal_query", REPO / "library" / "monstack_journal_query.py")
+spec = importlib.util.spec_from_file_location("monstack_journal_query", REPO / "plugins" / "modules" / "monstack_journal_query.py")
 jq = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(jq)
 
@@ -139,8 +140,8 @@ def test_command_uses_the_journal_indexes():
 
 @pytest.mark.skipif(shutil.which("ansible-doc") is None, reason="ansible-doc not on PATH")
 def test_documentation_parses():
-    result = subprocess.run(["ansible-doc", "-M", str(REPO / "library"), "monstack_journal_query"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(["ansible-doc", "monstack.stack.monstack_journal_query"], capture_output=True, text=True,
+                            env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections")}, timeout=120)
     assert result.returncode == 0, result.stderr
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from monstack_ml_dashboard import FilterModule, apply_contract, monstack_ml_dashboard
+from ansible_collections.monstack.stack.plugins.filter.monstack_ml_dashboard import FilterModule, apply_contract, monstack_ml_dashboard
 
 DS = {"type": "prometheus", "uid": "monstack-prometheus"}
 METRICS = {"requests_total": "req_total", "model_info": "model_info", "drift_ratio": ""}

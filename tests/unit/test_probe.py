@@ -1,4 +1,4 @@
-"""Unit tests of library/monstack_probe.py (what of a component differs, in one
+"""Unit tests of plugins/modules/monstack_probe.py (what of a component differs, in one
 round trip) and of the monstack_probe_sets filter that prepares its arguments.
 
 The module's logic is called on tmp directories as the current user; the
@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-import monstack_probe as probe_filter
+from ansible_collections.monstack.stack.plugins.filter import monstack_probe as probe_filter
 from helpers import ansible_tool, check_filter_sidecar
-from monstack_probe import monstack_probe_sets
+from ansible_collections.monstack.stack.plugins.filter.monstack_probe import monstack_probe_sets
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("monstack_probe", REPO / "library" / "monstack_probe.py")
+spec = importlib.util.spec_from_file_location("monstack_probe", REPO / "plugins" / "modules" / "monstack_probe.py")
 probe_mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(probe_mod)
 

@@ -14,7 +14,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from conftest import REPO_ROOT
-from monstack_release import monstack_checksum, monstack_release, monstack_sums_problems
+from ansible_collections.monstack.stack.plugins.filter.monstack_release import monstack_checksum, monstack_release, monstack_sums_problems
 
 GH = "https://github.com"
 UPSTREAM = [

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "hacking"))
 import gen_role_docs  # noqa: E402
 
 
@@ -14,7 +14,7 @@ import gen_role_docs  # noqa: E402
 def test_role_readme_is_current(role):
     readme = ROOT / "roles" / role / "README.md"
     assert readme.read_text() == gen_role_docs.render(role), \
-        f"roles/{role}/README.md is stale: run scripts/gen_role_docs.py"
+        f"roles/{role}/README.md is stale: run hacking/gen_role_docs.py"
 
 
 def test_documented_playbooks_exist():

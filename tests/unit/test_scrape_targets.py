@@ -5,7 +5,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from helpers import play_results
-from monstack_scrape_targets import FilterModule, monstack_scrape_targets
+from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import FilterModule, monstack_scrape_targets
 
 
 def targets(hostvars, hosts=None, port_var="node_exporter_port", default_port=9100, state_var=""):
@@ -139,7 +139,7 @@ all:
   tasks:
     - name: targets
       ansible.builtin.debug:
-        msg: "{{ groups['all'] | monstack_scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') }}"
+        msg: "{{ groups['all'] | monstack.stack.monstack_scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') }}"
 """)
     [task] = play_results(tmp_path, "play.yml", "-i", "inventory.yml", "-c", "local")
     assert task["localhost"]["msg"] == [

@@ -1,8 +1,8 @@
-"""scripts/shard_plan.py: Prometheus' hashmod, checked against a real Prometheus.
+"""tools/shard_plan.py: Prometheus' hashmod, checked against a real Prometheus.
 
 The authority is Prometheus itself: test_predictions_match_a_real_prometheus
 runs the mirror's prometheus binary ($PROMETHEUS or
-/var/cache/monstack/bin/prometheus, from scripts/build_mirror.py) on loopback
+/var/cache/monstack/bin/prometheus, from tools/build_mirror.py) on loopback
 with file_sd targets and one job per (shard count, shard) using the
 prometheus role's relabelling, and compares its active and dropped targets
 with shard_of(). Skipped, with the reason, when there is no binary.
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import shard_plan  # noqa: E402
 
@@ -34,7 +34,7 @@ PROMETHEUS = find_prometheus()
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary at $PROMETHEUS or "
-                    "/var/cache/monstack/bin/prometheus (scripts/build_mirror.py puts one there)")
+                    "/var/cache/monstack/bin/prometheus (tools/build_mirror.py puts one there)")
 def test_predictions_match_a_real_prometheus():
     result = shard_plan.verify(PROMETHEUS, 300, moduli=(2, 3, 8))
     assert result["checked"] == 300 * (2 + 3 + 8)

@@ -30,7 +30,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from helpers import ansible_playbook
 
-from monstack_hostport import monstack_service_clients, monstack_service_endpoint
+from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_service_clients, monstack_service_endpoint
 from test_dashboards import Processes, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -287,7 +287,7 @@ def _https(url: str, ca: Path | None = None, auth: tuple[str, str] | None = None
 def running(stack, tmp_path_factory):
     """VictoriaMetrics with the rendered flags; Prometheus with the rendered config writing to it."""
     if not VM_ARCHIVE.exists():
-        pytest.skip(f"no VictoriaMetrics release at {VM_ARCHIVE} (run scripts/build_mirror.py)")
+        pytest.skip(f"no VictoriaMetrics release at {VM_ARCHIVE} (run tools/build_mirror.py)")
     promtool, prometheus = _binary("promtool", "PROMTOOL"), _binary("prometheus", "PROMETHEUS")
     tmp = stack["tmp"]
     with tarfile.open(VM_ARCHIVE) as archive:

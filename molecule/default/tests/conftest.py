@@ -51,8 +51,6 @@ def playbook(*args: str, extra_inventory: str | None = None,
     if extra_inventory:
         cmd += ["-i", extra_inventory]
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_HOST_KEY_CHECKING="False",
-               ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
-               ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", **(env or {}))
     return subprocess.run(cmd + list(args), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)

@@ -9,7 +9,7 @@ import requests
 
 from conftest import MONITOR, ROOT, container_ip, dump, playbook, recap_changed, sh
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 import dashboard_queries  # noqa: E402
 
 APP_HOSTS = ["monstack-app1", "monstack-app2"]

@@ -24,7 +24,7 @@ import requests
 
 from conftest import ROOT, container_ip, dump, playbook, sh
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 import dashboard_queries  # noqa: E402
 
 CONTRACT = ROOT / "examples" / "metric-contracts" / "fastapi-instrumentator.yml"

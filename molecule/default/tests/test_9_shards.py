@@ -6,7 +6,7 @@ a user editing the inventory:
 
   phase A  hosts[0] shard 0, hosts[1] shard 1, hosts[2] VictoriaMetrics
            (the exporters, victoriametrics and prometheus playbooks): every node_exporter target is scraped by exactly one
-           shard, the one scripts/shard_plan.py predicts; so are deployment
+           shard, the one tools/shard_plan.py predicts; so are deployment
            file_sd targets; every host's `up` reaches VictoriaMetrics exactly
            once (one replica per shard here), and the dashboards' queries
            run against VictoriaMetrics' Prometheus API (the "Global" data
@@ -32,7 +32,7 @@ import requests
 
 from conftest import ROOT, TEST_CA, VM_AUTH, container_ip, playbook, recap_changed, sh
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tools"))
 from dashboard_queries import extract_queries, run_queries  # noqa: E402
 
 from shard_plan import shard_of  # noqa: E402

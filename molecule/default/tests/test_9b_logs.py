@@ -214,7 +214,7 @@ def test_site_run_recorded_by_ara(tmp_path):
     assert recap_changed(run.stdout).get(APP_HOST, 0) > 0, run.stdout[-2000:]
     # The documented question: what changed on this host (today)?
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    query = subprocess.run([sys.executable, str(ROOT / "scripts" / "ara_changes.py"), "--host", APP_HOST,
+    query = subprocess.run([sys.executable, str(ROOT / "tools" / "ara_changes.py"), "--host", APP_HOST,
                             "--since", today], env=dict(os.environ, **env), capture_output=True, text=True,
                            timeout=300)
     assert query.returncode == 0, query.stderr[-2000:]

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Extract every Prometheus query of the Grafana dashboards and run it.
 
 The dashboards (classic JSON model, roles/grafana/files/dashboards/<Folder>/
@@ -17,10 +17,10 @@ As a module (the molecule verify step, the unit tests):
 
 As a command:
 
-    scripts/dashboard_queries.py --url http://127.0.0.1:9090
-    scripts/dashboard_queries.py --list
-    scripts/dashboard_queries.py --url URL --json --expect-data 'hosts.json/CPU'
-    scripts/dashboard_queries.py --url URL --contract examples/metric-contracts/fastapi-instrumentator.yml
+    tools/dashboard_queries.py --url http://127.0.0.1:9090
+    tools/dashboard_queries.py --list
+    tools/dashboard_queries.py --url URL --json --expect-data 'hosts.json/CPU'
+    tools/dashboard_queries.py --url URL --contract examples/metric-contracts/fastapi-instrumentator.yml
 
 The ML dashboards are first set to a metric contract, as the grafana role
 sets them (filter_plugins/monstack_ml_dashboard.py): the values the files
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib.util
 import json
 import re
 import ssl
@@ -59,18 +58,13 @@ from typing import Any, Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "roles" / "grafana" / "files" / "dashboards"
-
-
-def _load_contract_filter():
-    """filter_plugins/monstack_ml_dashboard.py, the code the grafana role runs."""
-    spec = importlib.util.spec_from_file_location(
-        "monstack_ml_dashboard", ROOT / "filter_plugins" / "monstack_ml_dashboard.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-apply_contract = _load_contract_filter().apply_contract
+# The contract filter the grafana role runs (plugins/filter/monstack_ml_dashboard.py), imported
+# by the collection's name: from an installed copy through its collections path, from a
+# clone through collections/.
+_COLLECTIONS = str(ROOT.parents[2] if ROOT.parent.parent.name == "ansible_collections" else ROOT / "collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+from ansible_collections.monstack.stack.plugins.filter.monstack_ml_dashboard import apply_contract  # noqa: E402
 
 # Grafana's global variables, with the values used to run the queries.
 BUILTINS = {

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Predict which Prometheus shard scrapes each target, with Prometheus' own hash.
 
 The prometheus role shards by `prometheus_shard` (roles/prometheus/vars/main.yml,
@@ -14,15 +14,15 @@ read as a big-endian uint64, modulo N. shard_of() below is the same.
 Three uses:
 
     # the shard of each target of file_sd files (YAML or JSON), for N shards
-    scripts/shard_plan.py --shards 3 /etc/prometheus/file_sd/*.yml
+    tools/shard_plan.py --shards 3 /etc/prometheus/file_sd/*.yml
 
     # check the prediction against a real Prometheus (loopback only): one
     # Prometheus with a job per (N, shard), N targets files of COUNT targets
     # at 127.0.0.1:<port>; predicted shard == active/dropped in /api/v1/targets
-    scripts/shard_plan.py --verify /var/cache/monstack/bin/prometheus --count 600
+    tools/shard_plan.py --verify /var/cache/monstack/bin/prometheus --count 600
 
     # how evenly 10,000 and 100,000 targets spread over 2, 4 and 8 shards
-    scripts/shard_plan.py --spread 10000,100000 --shards 2,4,8
+    tools/shard_plan.py --spread 10000,100000 --shards 2,4,8
 
 Exit status: 0, or 1 when --verify found a target on the wrong shard.
 """

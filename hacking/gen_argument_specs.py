@@ -6,7 +6,7 @@ with the comment block above it as its description, its type taken from the
 default value and the default value itself. Choices and other extras come
 from CHOICES below. tests/unit/test_argument_specs.py checks that specs and
 defaults agree (names, types and default values), so rerun this after adding
-or changing a variable:  scripts/gen_argument_specs.py roles/<role>
+or changing a variable:  hacking/gen_argument_specs.py roles/<role>
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def main() -> int:
     for arg in sys.argv[1:]:
         role = Path(arg)
         spec = build(role)
-        text = "---\n# Generated from defaults/ by scripts/gen_argument_specs.py; checked by\n" \
+        text = "---\n# Generated from defaults/ by hacking/gen_argument_specs.py; checked by\n" \
                "# tests/unit/test_argument_specs.py. Edit defaults/, then rerun the script.\n" \
                "# yamllint disable rule:line-length\n"
         text += yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)

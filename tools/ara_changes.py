@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """What changed on a host between two times, from the runs ARA recorded (docs/logs.md).
 
-    scripts/ara_changes.py --host app1 --since 2026-11-24 --until 2026-11-25
+    tools/ara_changes.py --host app1 --since 2026-11-24 --until 2026-11-25
 
 prints one line per changed task result: when it started, the playbook, the
 task and its action. Times are ISO 8601 (UTC; a bare date is midnight). Reads

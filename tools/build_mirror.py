@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Build a local artifact mirror laid out like the upstream GitHub releases.
 
 The binaries are the real upstream programs as Debian packages them. They are
@@ -23,7 +23,7 @@ server) and the archive install path runs unchanged, checksum included.
 Archives are built reproducibly (fixed mtime, owner root), so a rebuild gives
 the same checksums and hosts see no change. A rerun reuses what is there.
 
-Usage: scripts/build_mirror.py [--dest DIR] [--arch amd64 --arch arm64]
+Usage: tools/build_mirror.py [--dest DIR] [--arch amd64 --arch arm64]
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def build_tarball(staging: Path, top: str, out: Path) -> None:
                 for path in sorted(staging.iterdir()):
                     add_file(tar, f"{top}/{path.name}", path.read_bytes(), 0o755)
                 add_file(tar, f"{top}/NOTICE", b"Binaries repacked from Debian packages "
-                         b"by monstack scripts/build_mirror.py\n", 0o644)
+                         b"by monstack tools/build_mirror.py\n", 0o644)
     tmp.rename(out)
 
 
