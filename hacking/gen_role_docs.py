@@ -51,6 +51,47 @@ def intro(role: Path) -> str:
     return "\n".join(lines).strip()
 
 
+def shared_comments(role: Path) -> dict[str, str]:
+    """{variable: the variable above it whose comment it shares}: in defaults/, a variable
+    right below another one, with no comment or blank line between them, has no comment
+    of its own; the one above covers both ("Address and port to listen on." above
+    _listen_address and _port)."""
+    single = role / "defaults" / "main.yml"
+    paths = [single] if single.exists() else sorted((role / "defaults" / "main").glob("*.yml"))
+    shared: dict[str, str] = {}
+    for path in paths:
+        head = None
+        for line in path.read_text().splitlines():
+            if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:
+                var = line.split(":", 1)[0]
+                if head is not None:
+                    shared[var] = head
+                else:
+                    head = var
+            elif line.startswith("#") or not line.strip():
+                head = None
+            # an indented line continues the value of the variable above
+    return shared
+
+
+def descriptions(role: Path, options: dict) -> dict[str, str]:
+    """The description column: a comment that covers several variables is written out
+    once, on the first of them, which names the others; they point to it."""
+    text = {}
+    for var, option in options.items():
+        desc = option.get("description", "")
+        text[var] = (" ".join(desc) if isinstance(desc, list) else desc).strip()
+    groups: dict[str, list[str]] = {}
+    for var, head in shared_comments(role).items():
+        if var in text and head in text and text[var] == text[head]:
+            groups.setdefault(head, []).append(var)
+    for head, members in groups.items():
+        text[head] += " (The same description covers " + ", ".join(f"`{m}`" for m in members) + ".)"
+        for member in members:
+            text[member] = f"See `{head}`."
+    return text
+
+
 def cell(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     text = text.replace("|", "\\|").replace("\n", " ")
@@ -77,9 +118,9 @@ def render(name: str) -> str:
                 f"that applies them), `{name}_run` (enable and start, and a restart or reload an earlier run left",
                 "pending). The preflight and the probe run under each of them."]), "",
             "## Variables", "", "| variable | type | default | description |", "|---|---|---|---|"]
+    described = descriptions(role, spec["options"])
     for var, option in spec["options"].items():
-        desc = option.get("description", "")
-        desc = " ".join(desc) if isinstance(desc, list) else desc
+        desc = described[var]
         if option.get("choices"):
             desc += " Choices: " + ", ".join(f"`{c}`" for c in option["choices"]) + "."
         if option.get("no_log"):

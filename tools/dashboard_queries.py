@@ -23,7 +23,7 @@ As a command:
     tools/dashboard_queries.py --url URL --contract examples/metric-contracts/fastapi-instrumentator.yml
 
 The ML dashboards are first set to a metric contract, as the grafana role
-sets them (filter_plugins/monstack_ml_dashboard.py): the values the files
+sets them (plugins/filter/monstack_ml_dashboard.py): the values the files
 hold (the sample app's), or those of a vars file with grafana_ml_metrics and
 grafana_ml_labels (--contract; prometheus_ml_* when it has no grafana_ml_*).
 

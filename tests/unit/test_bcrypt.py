@@ -1,4 +1,4 @@
-"""filter_plugins/monstack_bcrypt.py: bcrypt hashes with a salt derived from a seed."""
+"""plugins/filter/monstack_bcrypt.py: bcrypt hashes with a salt derived from a seed."""
 from __future__ import annotations
 
 import re

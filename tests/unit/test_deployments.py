@@ -1,6 +1,6 @@
 """Unit and property tests for the deployment_* filter plugins.
 
-The plugins live in filter_plugins/ (added to sys.path by conftest.py):
+The plugins live in plugins/filter/ (imported by the collection's name, conftest.py):
 ``deployments.py`` holds the filters, ``deployment_<name>.yml`` document
 one filter each and carry its DOCUMENTATION for ansible-doc.
 """

@@ -1,4 +1,4 @@
-"""filter_plugins/monstack_hostport.py: host:port with IPv6 brackets, and the local address of a listener."""
+"""plugins/filter/monstack_hostport.py: host:port with IPv6 brackets, and the local address of a listener."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""filter_plugins/monstack_ml_dashboard.py: dashboards set to an ML metric contract."""
+"""plugins/filter/monstack_ml_dashboard.py: dashboards set to an ML metric contract."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""filter_plugins/monstack_scrape_targets.py: file_sd target groups from inventory hosts."""
+"""plugins/filter/monstack_scrape_targets.py: file_sd target groups from inventory hosts."""
 from __future__ import annotations
 
 import pytest

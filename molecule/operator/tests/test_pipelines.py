@@ -110,8 +110,8 @@ def git_repos(runner: Runner, inventory: Path) -> None:
             if not name:
                 continue
             if path.is_symlink():
-                # the checkout's own links (collections/ -> the checkout as monstack.stack,
-                # filter_plugins -> plugins/filter, ...) stay links; a link out of the tree
+                # the checkout's own link (collections/ -> the checkout as monstack.stack)
+                # stays a link; a link out of the tree
                 # (a worktree's .venv) is left out
                 if path.resolve().is_relative_to(ROOT):
                     (src / name).parent.mkdir(parents=True, exist_ok=True)
