@@ -64,7 +64,8 @@ def check_filter_sidecar(module, name: str) -> None:
     """The filter plugin file module registers name, and plugins/filter/<name>.yml documents it."""
     import yaml
 
-    assert module.FilterModule().filters()[name] is getattr(module, name)
+    registered = module.FilterModule().filters()[name]
+    assert registered.__module__ == module.__name__ and getattr(module, registered.__name__) is registered, name
     sidecar = yaml.safe_load((REPO / "plugins" / "filter" / f"{name}.yml").read_text())
     assert sidecar["DOCUMENTATION"]["name"] == name
     assert "_input" in sidecar["DOCUMENTATION"]["options"]
