@@ -96,10 +96,10 @@ def discover(state: dict) -> dict:
         for name in registered_filters(path):
             if name.startswith(PREFIX):
                 names["filter"][name] = strip(name)
-        if path.stem.startswith(PREFIX):
-            new = strip(path.stem)
-            if new in plugin_stems:
-                new += "_filters"
+        new = strip(path.stem) if path.stem.startswith(PREFIX) else path.stem
+        if new in plugin_stems:
+            new += "_filters"
+        if new != path.stem:
             found["files"][f"plugins/filter/{path.name}"] = f"plugins/filter/{new}.py"
     for path in sorted((plugins / "filter").glob(f"{PREFIX}*.yml")):
         found["files"][f"plugins/filter/{path.name}"] = f"plugins/filter/{strip(path.stem)}.yml"
@@ -149,12 +149,11 @@ class Rewriter:
 
         self.re_fqcn = re.compile(r"\b" + re.escape(COLLECTION) + r"\.(" + alternation(every) + r")\b")
         self.re_path = re.compile(r"(?<![\w.-])(plugins/(?:filter|modules|action|lookup|test)/|filter_plugins/|library/)"
-                                  r"(" + PREFIX + r"\w+\.(?:py|yml))\b")
-        self.re_pypath = re.compile(r"""(["'](filter|modules|action|lookup|test)["']\s*[/,]\s*["'])(""" + PREFIX
-                                    + r"""\w+\.(?:py|yml))(["'])""")
-        self.re_dotted = re.compile(r"\bplugins\.(filter|modules|action|lookup|test)\.(" + PREFIX + r"\w+)\b")
-        self.re_import = re.compile(r"\bplugins\.(filter|modules|action|lookup|test) import (" + PREFIX
-                                    + r"\w+)( as \w+)?")
+                                  r"(\w+\.(?:py|yml))\b")
+        self.re_pypath = re.compile(r"""(["'](filter|modules|action|lookup|test)["']\s*[/,]\s*["'])"""
+                                    r"""(\w+\.(?:py|yml))(["'])""")
+        self.re_dotted = re.compile(r"\bplugins\.(filter|modules|action|lookup|test)\.(\w+)\b")
+        self.re_import = re.compile(r"\bplugins\.(filter|modules|action|lookup|test) import (\w+)( as \w+)?")
         self.re_task = re.compile(r"^(\s*(?:- )?)(" + alternation(self.modules) + r"):", re.M)
         self.re_filter_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.filters) + r")\b(?!\.py|-)")
         self.re_module_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.bare_modules) + r")\b(?!\.py|-)")
