@@ -51,6 +51,19 @@ PREFIX = "monstack_"
 COLLECTION = "monstack.stack"
 KINDS = {"modules": "modules", "action": "action", "lookup": "lookup", "test": "test"}  # dir -> plugin_routing key
 REMOVAL_VERSION = "2.0.0"
+# Literal edits for the places where an old filter name that is also a variable name
+# (monstack_ip_allow) names the filter: no rule can tell those apart from the variable.
+MANUAL = {
+    "tests/unit/test_ip_access.py": [
+        ('check_filter_sidecar(monstack_access, "monstack_ip_allow")', 'check_filter_sidecar(monstack_access, "ip_allow")'),
+        ("The filters (monstack_ip_allow, monstack_ip_sources_unknown)", "The filters (ip_allow, ip_sources_unknown)"),
+    ],
+    "plugins/filter/access.py": [
+        ('f"monstack_ip_allow: \'{host}\' is not an inventory host"', 'f"ip_allow: \'{host}\' is not an inventory host"'),
+        ('"monstack_ip_allow expects a list', '"ip_allow expects a list'),
+        ("\nmonstack_ip_allow turns the inventory hosts", "\nip_allow turns the inventory hosts"),
+    ],
+}
 SKIP = ("CHANGELOG.md", "changelogs/changelog.yaml", "changelogs/fragments/", "hacking/rename_plugins.py",
         "hacking/rename_plugins.json", "meta/runtime.yml")
 
@@ -126,12 +139,36 @@ def check_collisions(found: dict) -> list[str]:
     return problems
 
 
+def variables_too(names, files: list[str]) -> set[str]:
+    """The old filter names that are also variable names: a YAML key outside plugins/filter,
+    or a Jinja expression or a Python dict key that uses them as a variable."""
+    found = set()
+    for name in names:
+        key = re.compile(r"^\s*-?\s*" + re.escape(name) + r":", re.M)
+        jinja = re.compile(r"(\{\{|\{%)\s*" + re.escape(name) + r"\b|\[['\"]" + re.escape(name) + r"['\"]\]")
+        pydict = re.compile(r"['\"]" + re.escape(name) + r"['\"]\s*:")
+        for rel in files:
+            if rel.startswith("plugins/filter/"):
+                continue
+            path = ROOT / rel
+            if path.suffix not in (".yml", ".yaml", ".j2", ".py", ".md") or not path.is_file():
+                continue
+            text = path.read_text(errors="replace")
+            if (path.suffix in (".yml", ".yaml") and key.search(text)) or jinja.search(text) or \
+                    (path.suffix == ".py" and pydict.search(text)):
+                found.add(name)
+                break
+    return found
+
+
 class Rewriter:
-    def __init__(self, found: dict):
+    def __init__(self, found: dict, files: list[str]):
         self.files = found["files"]
         self.names = found["names"]
         utils = {p.stem for p in (ROOT / "plugins" / "module_utils").glob("*.py")}
-        self.filters = self.names["filter"]
+        self.all_filters = self.names["filter"]
+        self.ambiguous = variables_too(self.all_filters, files)
+        self.filters = {old: new for old, new in self.all_filters.items() if old not in self.ambiguous}
         self.modules = self.names["modules"]
         every = {}
         for table in self.names.values():
@@ -155,12 +192,16 @@ class Rewriter:
         self.re_dotted = re.compile(r"\bplugins\.(filter|modules|action|lookup|test)\.(\w+)\b")
         self.re_import = re.compile(r"\bplugins\.(filter|modules|action|lookup|test) import (\w+)( as \w+)?")
         self.re_task = re.compile(r"^(\s*(?:- )?)(" + alternation(self.modules) + r"):", re.M)
+        self.re_doc_name = re.compile(r"^(\s*name:\s*)(" + alternation(self.all_filters) + r")\s*$", re.M)
+        self.re_filter_phrase = re.compile(r"(?<![\w.])(`?)(" + alternation(self.all_filters) + r")(`?)(?= filter\b)"
+                                           r"|(?<=\bfilter )(`?)(" + alternation(self.all_filters) + r")\b")
         self.re_filter_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.filters) + r")\b(?!\.py|-)")
         self.re_module_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.bare_modules) + r")\b(?!\.py|-)")
         self.re_filter_file = re.compile(r"(?<![\w/.-])(" + PREFIX + r"\w+\.(?:py|yml))\b")
         # what is left: an old name, but not a module_utils path or import (monstack_backup is both)
-        self.re_old = re.compile(r"(?<!module_utils/)(?<!module_utils\.)\b("
-                                 + alternation({**every, **{Path(o).stem: 1 for o in self.files}}) + r")\b")
+        unambiguous = {k: 1 for k in {**every, **{Path(o).stem: 1 for o in self.files}} if k not in self.ambiguous}
+        self.re_old = re.compile(r"(?<!module_utils/)(?<!module_utils\.)(?<![\w.])(" + alternation(unambiguous)
+                                 + r")\b")
 
     def _stem(self, directory: str, filename: str) -> str:
         return self.stems.get(directory, {}).get(filename, filename)
@@ -198,15 +239,25 @@ class Rewriter:
         text = self.re_task.sub(lambda m: f"{m[1]}{COLLECTION}.{self.modules[m[2]]}:", text)
         # a filter file or its documentation named without its directory ("defined in monstack_probe.py")
         text = self.re_filter_file.sub(lambda m: self._stem("filter", m[1]), text)
+        text = self.re_filter_phrase.sub(
+            lambda m: (m[1] + self.all_filters[m[2]] + m[3]) if m[2] else (m[4] + self.all_filters[m[5]]), text)
         text = self.re_filter_word.sub(lambda m: self.filters[m[1]], text)
         text = self.re_module_word.sub(lambda m: self.bare_modules[m[1]], text)
         return text
 
-    def text(self, content: str) -> str:
-        return self.words(self.structural(content))
+    def text(self, content: str, name: str = "") -> str:
+        content = self.words(self.structural(content))
+        if name.startswith("plugins/filter/"):
+            content = self.re_doc_name.sub(lambda m: m[1] + self.all_filters[m[2]], content)
+        return content
 
-    def python(self, source: str) -> str:
+    def python(self, source: str, name: str = "", leftovers: list | None = None) -> str:
         source = self.structural(source)
+        registry = set()  # lines of FilterModule.filters() in a filter plugin file
+        if name.startswith("plugins/filter/"):
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.FunctionDef) and node.name == "filters":
+                    registry.update(range(node.lineno, node.end_lineno + 1))
         lines = source.splitlines(keepends=True)
         offsets = [0]
         for line in lines:
@@ -216,6 +267,14 @@ class Rewriter:
             for tok in tokenize.generate_tokens(io.StringIO(source).readline):
                 if tok.type in (tokenize.STRING, tokenize.COMMENT):
                     new = self.words(tok.string)
+                    if name.startswith("plugins/filter/"):
+                        new = self.re_doc_name.sub(lambda m: m[1] + self.all_filters[m[2]], new)
+                    if tok.start[0] in registry and tok.string[1:-1] in self.all_filters and tok.string[0] in "\"'":
+                        new = tok.string[0] + self.all_filters[tok.string[1:-1]] + tok.string[0]
+                    if leftovers is not None:
+                        for line in new.splitlines():
+                            if self.re_old.search(line):
+                                leftovers.append(f"{name}:{tok.start[0]}: {line.strip()[:150]}")
                     if new != tok.string:
                         start = offsets[tok.start[0] - 1] + tok.start[1]
                         end = offsets[tok.end[0] - 1] + tok.end[1]
@@ -284,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             todo.append(f"git mv {old} {new}")
             if not args.check:
                 git("mv", old, new)
-    rewriter = Rewriter(found)
+    files = tracked()
+    rewriter = Rewriter(found, files)
     leftovers = []
-    for name in tracked():
+    for name in files:
         path = ROOT / name
         if path.is_symlink() or not path.is_file():
             continue
@@ -294,14 +354,18 @@ def main(argv: list[str] | None = None) -> int:
             content = path.read_text()
         except UnicodeDecodeError:
             continue
-        new = rewriter.python(content) if is_python(path, content[:200]) else rewriter.text(content)
+        python = is_python(path, content[:200])
+        new = rewriter.python(content, name, leftovers) if python else rewriter.text(content, name)
+        for old_text, new_text in MANUAL.get(name, []):
+            new = new.replace(old_text, new_text)
         if new != content:
             todo.append(f"rewrite {name}")
             if not args.check:
                 path.write_text(new)
-        for number, line in enumerate(new.splitlines(), 1):
-            if rewriter.re_old.search(line):
-                leftovers.append(f"{name}:{number}: {line.strip()[:150]}")
+        if not python:
+            for number, line in enumerate(new.splitlines(), 1):
+                if rewriter.re_old.search(line):
+                    leftovers.append(f"{name}:{number}: {line.strip()[:150]}")
     if write_runtime(found, args.check):
         todo.append("write meta/runtime.yml plugin_routing")
     state_text = json.dumps(found, indent=2, sort_keys=True) + "\n"
@@ -311,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             STATE.write_text(state_text)
             git("add", str(STATE.relative_to(ROOT)))
     print("\n".join(todo) if todo else "nothing to rename or rewrite")
+    if rewriter.ambiguous:
+        print("\nalso variable names, so renamed only as full names, registrations, doc names and 'the X filter': "
+              + ", ".join(sorted(rewriter.ambiguous)))
     if leftovers:
         print(f"\n{len(leftovers)} lines still hold an old name in a form this script leaves alone (check them):")
         print("\n".join(leftovers))
