@@ -141,12 +141,11 @@ def check_collisions(found: dict) -> list[str]:
 
 def variables_too(names, files: list[str]) -> set[str]:
     """The old filter names that are also variable names: a YAML key outside plugins/filter,
-    or a Jinja expression or a Python dict key that uses them as a variable."""
+    or a Jinja expression that uses them as a variable."""
     found = set()
     for name in names:
         key = re.compile(r"^\s*-?\s*" + re.escape(name) + r":", re.M)
         jinja = re.compile(r"(\{\{|\{%)\s*" + re.escape(name) + r"\b|\[['\"]" + re.escape(name) + r"['\"]\]")
-        pydict = re.compile(r"['\"]" + re.escape(name) + r"['\"]\s*:")
         for rel in files:
             if rel.startswith("plugins/filter/"):
                 continue
@@ -154,8 +153,7 @@ def variables_too(names, files: list[str]) -> set[str]:
             if path.suffix not in (".yml", ".yaml", ".j2", ".py", ".md") or not path.is_file():
                 continue
             text = path.read_text(errors="replace")
-            if (path.suffix in (".yml", ".yaml") and key.search(text)) or jinja.search(text) or \
-                    (path.suffix == ".py" and pydict.search(text)):
+            if (path.suffix in (".yml", ".yaml") and key.search(text)) or jinja.search(text):
                 found.add(name)
                 break
     return found
@@ -195,6 +193,9 @@ class Rewriter:
         self.re_doc_name = re.compile(r"^(\s*name:\s*)(" + alternation(self.all_filters) + r")\s*$", re.M)
         self.re_filter_phrase = re.compile(r"(?<![\w.])(`?)(" + alternation(self.all_filters) + r")(`?)(?= filter\b)"
                                            r"|(?<=\bfilter )(`?)(" + alternation(self.all_filters) + r")\b")
+        self.re_module_doc = re.compile(r"^(\s*module:\s*)(" + alternation(self.modules) + r")\s*$", re.M)
+        self.re_module_phrase = re.compile(r"(?<![\w.])(`?)(" + alternation(self.modules) + r")(`?)(?= module\b)"
+                                           r"|(?<=\bmodule )(`?)(" + alternation(self.modules) + r")\b")
         self.re_filter_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.filters) + r")\b(?!\.py|-)")
         self.re_module_word = re.compile(r"(?<![\w.\-/])(" + alternation(self.bare_modules) + r")\b(?!\.py|-)")
         self.re_filter_file = re.compile(r"(?<![\w/.-])(" + PREFIX + r"\w+\.(?:py|yml))\b")
@@ -241,6 +242,9 @@ class Rewriter:
         text = self.re_filter_file.sub(lambda m: self._stem("filter", m[1]), text)
         text = self.re_filter_phrase.sub(
             lambda m: (m[1] + self.all_filters[m[2]] + m[3]) if m[2] else (m[4] + self.all_filters[m[5]]), text)
+        text = self.re_module_phrase.sub(
+            lambda m: (m[1] + self.modules[m[2]] + m[3]) if m[2] else (m[4] + self.modules[m[5]]), text)
+        text = self.re_module_doc.sub(lambda m: m[1] + self.modules[m[2]], text)
         text = self.re_filter_word.sub(lambda m: self.filters[m[1]], text)
         text = self.re_module_word.sub(lambda m: self.bare_modules[m[1]], text)
         return text
