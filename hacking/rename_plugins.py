@@ -145,7 +145,7 @@ def variables_too(names, files: list[str]) -> set[str]:
     found = set()
     for name in names:
         key = re.compile(r"^\s*-?\s*" + re.escape(name) + r":", re.M)
-        jinja = re.compile(r"(\{\{|\{%)\s*" + re.escape(name) + r"\b|\[['\"]" + re.escape(name) + r"['\"]\]")
+        jinja = re.compile(r"(\{\{|\{%)\s*" + re.escape(name) + r"\b|(?<!filters\(\))\[['\"]" + re.escape(name) + r"['\"]\]")
         for rel in files:
             if rel.startswith("plugins/filter/"):
                 continue
