@@ -227,10 +227,10 @@ def test_probe_sets_filter_names_the_set_and_key(sets, message):
 
 
 def test_module_through_ansible(tmp_path):
-    """The module as Ansible runs it (module_utils from ansible.cfg), on localhost."""
+    """The module as Ansible runs it (by its collection name, through ansible.cfg's collections path), on localhost."""
     (tmp_path / "a").write_text("a")
     args = json.dumps({"sets": {"s": {"path": str(tmp_path), "files": {"a": sha1("b")}}}})
-    proc = subprocess.run([ansible_tool("ansible"), "localhost", "-m", "monstack_probe", "-a", args, "-o"],
+    proc = subprocess.run([ansible_tool("ansible"), "localhost", "-m", "monstack.stack.monstack_probe", "-a", args, "-o"],
                           capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -239,16 +239,16 @@ def test_module_through_ansible(tmp_path):
 
 def test_ansible_doc_documents_module_and_filter():
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    proc = subprocess.run([ansible_tool("ansible-doc"), "--json", "monstack_probe"], capture_output=True, text=True,
+    proc = subprocess.run([ansible_tool("ansible-doc"), "--json", "monstack.stack.monstack_probe"], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)["monstack_probe"]
+    doc = json.loads(proc.stdout)["monstack.stack.monstack_probe"]
     assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "key", "service", "restart_files", "reload"}
     assert {"drift", "details", "unit"} <= set(doc["return"])
-    proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack_probe_sets"],
+    proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack.stack.monstack_probe_sets"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "monstack_probe_sets" in json.loads(proc.stdout)
+    assert "monstack.stack.monstack_probe_sets" in json.loads(proc.stdout)
 
 
 VVV_PLAYBOOK = """\
