@@ -47,6 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / "hacking" / "rename_plugins.json"
+FRAGMENT = ROOT / "changelogs" / "fragments" / "26-plugin-renames.yml"
 PREFIX = "monstack_"
 COLLECTION = "monstack.stack"
 KINDS = {"modules": "modules", "action": "action", "lookup": "lookup", "test": "test"}  # dir -> plugin_routing key
@@ -331,6 +332,30 @@ def write_runtime(found: dict, check: bool) -> bool:
     return True
 
 
+def write_fragment(found: dict, check: bool) -> bool:
+    """The changelog fragment that lists every rename (written again from the whole table)."""
+    import yaml
+
+    items = []
+    labels = {"modules": "modules", "action": "action plugins", "lookup": "lookups", "test": "tests", "filter": "filters"}
+    for kind in ("modules", "action", "lookup", "test", "filter"):
+        table = found["names"].get(kind, {})
+        if table:
+            pairs = ", ".join(f"``{COLLECTION}.{old}`` -> ``{COLLECTION}.{new}``" for old, new in sorted(table.items()))
+            items.append(f"{labels[kind]} - renamed, as their names said the namespace twice; the old names still work "
+                         f"(meta/runtime.yml redirects them, with a deprecation warning) until {REMOVAL_VERSION}. "
+                         f"{pairs} (issue 26).")
+    if not items:
+        return False
+    text = "---\n# Written by hacking/rename_plugins.py.\n" + yaml.safe_dump(
+        {"deprecated_features": items}, sort_keys=False, width=110, default_flow_style=False)
+    if FRAGMENT.exists() and FRAGMENT.read_text() == text:
+        return False
+    if not check:
+        FRAGMENT.write_text(text)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when something is left to do")
@@ -372,12 +397,16 @@ def main(argv: list[str] | None = None) -> int:
                     leftovers.append(f"{name}:{number}: {line.strip()[:150]}")
     if write_runtime(found, args.check):
         todo.append("write meta/runtime.yml plugin_routing")
+    if write_fragment(found, args.check):
+        todo.append(f"write {FRAGMENT.relative_to(ROOT)}")
     state_text = json.dumps(found, indent=2, sort_keys=True) + "\n"
     if not STATE.exists() or STATE.read_text() != state_text:
         todo.append(f"write {STATE.relative_to(ROOT)}")
         if not args.check:
             STATE.write_text(state_text)
-            git("add", str(STATE.relative_to(ROOT)))
+    if not args.check:
+        git("add", "--", *(str(p.relative_to(ROOT)) for p in (STATE, FRAGMENT, ROOT / "meta" / "runtime.yml")
+                           if p.exists()))
     print("\n".join(todo) if todo else "nothing to rename or rewrite")
     if rewriter.ambiguous:
         print("\nalso variable names, so renamed only as full names, registrations, doc names and 'the X filter': "
