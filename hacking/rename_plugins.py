@@ -347,8 +347,14 @@ def write_fragment(found: dict, check: bool) -> bool:
                          f"{pairs} (issue 26).")
     if not items:
         return False
-    text = "---\n# Written by hacking/rename_plugins.py.\n" + yaml.safe_dump(
-        {"deprecated_features": items}, sort_keys=False, width=110, default_flow_style=False)
+    class Dumper(yaml.SafeDumper):
+        """Indent list items under their key, as yamllint expects."""
+
+        def increase_indent(self, flow=False, indentless=False):
+            return super().increase_indent(flow, False)
+
+    text = "---\n# Written by hacking/rename_plugins.py.\n" + yaml.dump(
+        {"deprecated_features": items}, Dumper=Dumper, sort_keys=False, width=110, default_flow_style=False)
     if FRAGMENT.exists() and FRAGMENT.read_text() == text:
         return False
     if not check:
