@@ -273,6 +273,61 @@ def test_fqcn_playbook_with_filters_and_modules_converges_and_reruns_clean(colle
     assert (target / "a.txt").read_text().startswith("$2b$")
 
 
+def runtime_redirects() -> list[tuple[str, str, str]]:
+    """(plugin kind, old name, new full name) of every redirect in meta/runtime.yml."""
+    routing = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text()).get("plugin_routing") or {}
+    return [(kind, old, entry["redirect"]) for kind, table in routing.items() for old, entry in table.items()]
+
+
+def test_no_plugin_name_says_the_namespace_twice():
+    """monstack.stack.<name>: no name starts with monstack_ again; each old name redirects
+    (meta/runtime.yml) to a plugin that exists; no filter file has the name of a module or
+    action plugin file (hacking/rename_plugins.py does the renames)."""
+    doubled = [name for name in FILTERS + MODULES + LOOKUPS if name.startswith("monstack_")]
+    assert not doubled, f"run hacking/rename_plugins.py: {doubled}"
+    live = {"filter": FILTERS, "modules": MODULES, "lookup": LOOKUPS}
+    for kind, old, new in runtime_redirects():
+        assert new.startswith("monstack.stack."), (kind, old, new)
+        assert new.split(".", 2)[2] in live[kind], f"{kind} {old} redirects to {new}, which does not exist"
+        assert old not in live[kind], f"{kind} {old} redirects and exists"
+    filter_files = {p.stem for p in (REPO / "plugins" / "filter").glob("*.py")}
+    plugin_files = {p.stem for d in ("modules", "action") for p in (REPO / "plugins" / d).glob("*.py")}
+    assert not filter_files & plugin_files, filter_files & plugin_files
+
+
+def test_old_names_redirect_in_the_installed_collection(collection, tmp_path):
+    """A playbook that still says monstack.stack.monstack_hostport and
+    monstack.stack.monstack_file_set runs, with a deprecation warning naming the new name."""
+    redirects = {(kind, old): new for kind, old, new in runtime_redirects()}
+    if ("filter", "monstack_hostport") not in redirects or ("modules", "monstack_file_set") not in redirects:
+        pytest.skip("no redirects in meta/runtime.yml (hacking/rename_plugins.py has not run)")
+    playbook = tmp_path / "old_names.yml"
+    playbook.write_text(textwrap.dedent(f"""\
+        - name: Old names
+          hosts: localhost
+          connection: local
+          gather_facts: false
+          vars:
+            ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+          tasks:
+            - name: An old filter name
+              ansible.builtin.assert:
+                that: ("::1" | monstack.stack.monstack_hostport(9090)) == "[::1]:9090"
+            - name: An old module name
+              monstack.stack.monstack_file_set:
+                path: "{tmp_path}"
+                files: {{"a.txt": "a"}}
+                mode: "0640"
+        """))
+    result = subprocess.run([ansible_playbook(), "-i", "localhost,", str(playbook)], cwd=collection["scratch"],
+                            env=outside_env(collection["path"]), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    for new in (redirects[("filter", "monstack_hostport")], redirects[("modules", "monstack_file_set")]):
+        assert f"Use {new};" in output, output[-3000:]
+    assert (tmp_path / "a.txt").read_text() == "a"
+
+
 # The commands a user runs, shipped in the collection's tools/ (docs name them by that path).
 TOOLS = ["ara_changes.py", "build_mirror.py", "dashboard_queries.py", "monstack-record", "shard_plan.py"]
 
