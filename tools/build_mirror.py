@@ -215,7 +215,7 @@ def install_tools(dest: Path) -> Path:
     """Unpack promtool, amtool and blackbox_exporter for the controller (rule unit tests, config checks)."""
     bindir = dest.parent / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
-    for name, version, repo, packaging, _ in ARTIFACTS:
+    for name, version, repo, packaging, _deb in ARTIFACTS:
         if packaging != "tar" or name not in ("prometheus", "alertmanager", "blackbox_exporter"):
             continue
         top = f"{name}-{version}.linux-amd64"
