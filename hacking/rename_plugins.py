@@ -23,6 +23,8 @@ What it does, from the tree as it is:
      and Python path pieces "modules" / "<old>.py";
    - Python imports ...plugins.<kind>.<old> and "plugins.<kind> import <old>" (an
      unaliased import keeps the old name as its alias: the code below it still reads);
+     outside plugins/, a filter file imported by its bare name (`import deployments`, from
+     the filter_plugins path the tests once had) is imported by the collection's name;
    - a task key that is a bare old module name (`monstack_file_set:`) becomes the full new name;
    - bare old filter names (words), and bare old module names that are not also the
      name of a module_utils file (monstack_backup is both) and are not followed by .py.
@@ -256,7 +258,27 @@ class Rewriter:
             content = self.re_doc_name.sub(lambda m: m[1] + self.all_filters[m[2]], content)
         return content
 
+    def bare_imports(self, source: str) -> str:
+        """`import deployments` / `from monstack_hostport import x` (a filter file imported from a
+        plugins/filter directory on sys.path, which no longer exists): by the collection's name."""
+        stems = {p.stem for p in (ROOT / "plugins" / "filter").glob("*.py")}
+        stems |= {Path(old).stem for old in self.files if old.startswith("plugins/filter/")}
+        package = "ansible_collections.monstack.stack.plugins.filter"
+
+        def plain(m):
+            if m[2] not in stems:
+                return m[0]
+            return f"{m[1]}from {package} import {m[2]}{m[3] or ''}"
+
+        def from_(m):
+            return f"{m[1]}from {package}.{m[2]} import " if m[2] in stems else m[0]
+
+        source = re.sub(r"^([ \t]*)import (\w+)( as \w+)?(?=[ \t]*(?:#.*)?$)", plain, source, flags=re.M)
+        return re.sub(r"^([ \t]*)from (\w+) import ", from_, source, flags=re.M)
+
     def python(self, source: str, name: str = "", leftovers: list | None = None) -> str:
+        if not name.startswith("plugins/"):
+            source = self.bare_imports(source)
         source = self.structural(source)
         registry = set()  # lines of FilterModule.filters() in a filter plugin file
         if name.startswith("plugins/filter/"):
