@@ -49,9 +49,9 @@ def load(name: str, path: Path):
     return module
 
 
-# The engine under the name the module imports it by (tests/unit/conftest.py) and under the
-# one the scheduled command does on a host (the file beside it).
-mb = sys.modules["ansible_collections.monstack.stack.plugins.module_utils.monstack_backup"]
+# The engine under the name the module imports it by (the collection's, through collections/:
+# tests/unit/conftest.py) and under the one the scheduled command does on a host (the file beside it).
+mb = importlib.import_module("ansible_collections.monstack.stack.plugins.module_utils.monstack_backup")
 sys.modules.setdefault("monstack_backup", mb)
 scheduled = load("monstack_backup_scheduled", SCHEDULED_PATH)
 module = load("monstack_backup_module", MODULE_PATH)
