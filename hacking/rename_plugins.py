@@ -261,7 +261,10 @@ class Rewriter:
     def bare_imports(self, source: str) -> str:
         """`import deployments` / `from monstack_hostport import x` (a filter file imported from a
         plugins/filter directory on sys.path, which no longer exists): by the collection's name."""
-        stems = {p.stem for p in (ROOT / "plugins" / "filter").glob("*.py")}
+        import importlib.util
+
+        # not a name that is also a library's (import bcrypt is the library's, not plugins/filter/bcrypt.py)
+        stems = {p.stem for p in (ROOT / "plugins" / "filter").glob("*.py") if importlib.util.find_spec(p.stem) is None}
         stems |= {Path(old).stem for old in self.files if old.startswith("plugins/filter/")}
         package = "ansible_collections.monstack.stack.plugins.filter"
 
