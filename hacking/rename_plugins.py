@@ -29,7 +29,8 @@ What it does, from the tree as it is:
    - bare old filter names (words), and bare old module names that are not also the
      name of a module_utils file (monstack_backup is both) and are not followed by .py.
    In Python files only strings and comments are rewritten (and the imports above), never
-   identifiers: a function keeps its name; FilterModule.filters() registers the new name.
+   identifiers (nor the strings that name them: __all__, getattr()): a function keeps its
+   name; FilterModule.filters() registers the new name.
 4. Writes plugin_routing in meta/runtime.yml: a redirect (with a deprecation) from each
    old name to the new one, for filters, modules, action and lookup plugins.
 5. Prints the lines that still hold an old name in a form it does not rewrite (prose such
@@ -287,10 +288,16 @@ class Rewriter:
             source = self.bare_imports(source)
         source = self.structural(source)
         registry = set()  # lines of FilterModule.filters() in a filter plugin file
-        if name.startswith("plugins/filter/"):
-            for node in ast.walk(ast.parse(source)):
-                if isinstance(node, ast.FunctionDef) and node.name == "filters":
-                    registry.update(range(node.lineno, node.end_lineno + 1))
+        identifiers = set()  # (line, column) of strings that name Python identifiers: kept
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and node.name == "filters" and name.startswith("plugins/filter/"):
+                registry.update(range(node.lineno, node.end_lineno + 1))
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                identifiers.update((c.lineno, c.col_offset) for c in ast.walk(node.value) if isinstance(c, ast.Constant))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) > 1 and \
+                    isinstance(node.args[1], ast.Constant):
+                identifiers.add((node.args[1].lineno, node.args[1].col_offset))
         lines = source.splitlines(keepends=True)
         offsets = [0]
         for line in lines:
@@ -298,7 +305,7 @@ class Rewriter:
         edits = []
         try:
             for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-                if tok.type in (tokenize.STRING, tokenize.COMMENT):
+                if tok.type in (tokenize.STRING, tokenize.COMMENT) and tok.start not in identifiers:
                     new = self.words(tok.string)
                     if name.startswith("plugins/filter/"):
                         new = self.re_doc_name.sub(lambda m: m[1] + self.all_filters[m[2]], new)
