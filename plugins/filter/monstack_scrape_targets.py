@@ -1,4 +1,9 @@
-"""Filter plugin: Prometheus file_sd target groups from the Ansible inventory."""
+"""Filter plugins: Prometheus file_sd target groups from the Ansible inventory.
+
+monstack_scrape_targets makes the target groups of one job; scrape_target_files
+makes the file_sd file of each job of a list (roles/prometheus,
+prometheus_target_files), documented in scrape_target_files.yml beside this file.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -114,8 +119,40 @@ def monstack_scrape_targets(hosts, hostvars, port_var, default_port, state_var="
     return groups
 
 
+TARGET_FILE_HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
+
+
+def scrape_target_files(jobs, groups, hostvars, local=None, header=TARGET_FILE_HEADER):
+    """{'<job>.yml': file_sd text} for each inventory job {job, group, port_var, default_port, state_var?}.
+
+    The hosts of a job are its group's (none when the group does not exist); a job named in local
+    has the hosts of local[job] instead, with those host variables (a scraper's own exporter).
+    """
+    from ansible.plugins.filter.core import to_nice_yaml
+
+    if isinstance(jobs, (str, dict)) or not hasattr(jobs, "__iter__"):
+        raise AnsibleFilterError(f"scrape_target_files: expected a list of jobs, got {jobs!r}")
+    local = local or {}
+    files = {}
+    for index, job in enumerate(jobs):
+        missing = [key for key in ("job", "group", "port_var", "default_port")
+                   if not isinstance(job, dict) or key not in job]
+        if missing:
+            raise AnsibleFilterError(f"scrape_target_files: job #{index + 1} {job!r} lacks {', '.join(missing)}")
+        name = job["job"]
+        if name in local:
+            hosts, host_vars = list(local[name]), local[name]
+        else:
+            hosts, host_vars = list(groups.get(job["group"]) or []), hostvars
+        targets = (to_nice_yaml(monstack_scrape_targets(hosts, host_vars, job["port_var"], job["default_port"],
+                                                        job.get("state_var") or ""), indent=2)
+                   if hosts else "[]\n")
+        files[f"{name}.yml"] = header + targets
+    return files
+
+
 class FilterModule:
     """monstack inventory target filters."""
 
     def filters(self):
-        return {"monstack_scrape_targets": monstack_scrape_targets}
+        return {"monstack_scrape_targets": monstack_scrape_targets, "scrape_target_files": scrape_target_files}
