@@ -13,7 +13,7 @@ from monstack_hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
 FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host", "monstack_service_clients",
-           "monstack_service_endpoint"]
+           "monstack_service_endpoint", "peer_addresses"]
 
 
 @pytest.mark.parametrize("address, port, expected", [
