@@ -1,10 +1,4 @@
-"""Filter plugins: Prometheus file_sd target groups from the Ansible inventory.
-
-monstack_scrape_targets makes the target groups of one job; scrape_target_files
-makes the file_sd file of each job of a list (roles/prometheus,
-prometheus_target_files). Documented for ansible-doc in one <filter name>.yml file
-each, beside this file.
-"""
+"""Filter plugin: Prometheus file_sd target groups from the Ansible inventory."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +6,61 @@ import os
 import sys
 
 from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: monstack_scrape_targets
+short_description: Build Prometheus file_sd target groups from inventory hosts
+description:
+  - Turns a list of inventory hosts into file_sd target groups, one group per host, so that
+    adding a host to the inventory adds a target and removing it removes the target.
+  - The scrape address of a host is its C(monstack_scrape_address) host variable, or its
+    inventory name. IPv6 addresses are bracketed.
+  - The port is the host's O(port_var) variable (for example C(node_exporter_port)) or
+    O(default_port).
+  - Hosts whose O(state_var) is C(absent) are left out.
+  - Every group carries the labels C(instance) (the inventory name, so series of different
+    jobs on one host join on C(instance)), C(host) (the same) and, when the host defines
+    C(monstack_environment), C(environment).
+positional: hostvars, port_var, default_port
+options:
+  _input:
+    description: Inventory host names (for example C(groups['all'])).
+    type: list
+    elements: str
+    required: true
+  hostvars:
+    description: The C(hostvars) magic variable.
+    type: dict
+    required: true
+  port_var:
+    description: Name of the host variable that holds the port.
+    type: str
+    required: true
+  default_port:
+    description: Port used when the host does not set O(port_var).
+    type: int
+    required: true
+  state_var:
+    description: Name of a host variable; hosts where it is C(absent) are skipped.
+    type: str
+    default: ""
+"""
+
+EXAMPLES = r"""
+- name: node_exporter targets of every host
+  ansible.builtin.copy:
+    dest: /etc/prometheus/file_sd/node.yml
+    content: "{{ groups['all'] | monstack.stack.monstack_scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') | to_nice_yaml }}"
+    mode: "0644"
+"""
+
+RETURN = r"""
+_value:
+  description: file_sd target groups, sorted by host.
+  type: list
+  elements: dict
+  sample: [{"targets": ["app1.example.com:9100"], "labels": {"instance": "app1.example.com", "host": "app1.example.com"}}]
+"""
 
 
 def _sibling(name: str):
@@ -65,40 +114,8 @@ def monstack_scrape_targets(hosts, hostvars, port_var, default_port, state_var="
     return groups
 
 
-TARGET_FILE_HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
-
-
-def scrape_target_files(jobs, groups, hostvars, local=None, header=TARGET_FILE_HEADER):
-    """{'<job>.yml': file_sd text} for each inventory job {job, group, port_var, default_port, state_var?}.
-
-    The hosts of a job are its group's (none when the group does not exist); a job named in local
-    has the hosts of local[job] instead, with those host variables (a scraper's own exporter).
-    """
-    from ansible.plugins.filter.core import to_nice_yaml
-
-    if isinstance(jobs, (str, dict)) or not hasattr(jobs, "__iter__"):
-        raise AnsibleFilterError(f"scrape_target_files: expected a list of jobs, got {jobs!r}")
-    local = local or {}
-    files = {}
-    for index, job in enumerate(jobs):
-        missing = [key for key in ("job", "group", "port_var", "default_port")
-                   if not isinstance(job, dict) or key not in job]
-        if missing:
-            raise AnsibleFilterError(f"scrape_target_files: job #{index + 1} {job!r} lacks {', '.join(missing)}")
-        name = job["job"]
-        if name in local:
-            hosts, host_vars = list(local[name]), local[name]
-        else:
-            hosts, host_vars = list(groups.get(job["group"]) or []), hostvars
-        targets = (to_nice_yaml(monstack_scrape_targets(hosts, host_vars, job["port_var"], job["default_port"],
-                                                        job.get("state_var") or ""), indent=2)
-                   if hosts else "[]\n")
-        files[f"{name}.yml"] = header + targets
-    return files
-
-
 class FilterModule:
     """monstack inventory target filters."""
 
     def filters(self):
-        return {"monstack_scrape_targets": monstack_scrape_targets, "scrape_target_files": scrape_target_files}
+        return {"monstack_scrape_targets": monstack_scrape_targets}

@@ -5,7 +5,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from helpers import play_results
-from monstack_scrape_targets import FilterModule, monstack_scrape_targets, scrape_target_files
+from monstack_scrape_targets import FilterModule, monstack_scrape_targets
 
 
 def targets(hostvars, hosts=None, port_var="node_exporter_port", default_port=9100, state_var=""):
@@ -121,8 +121,7 @@ def test_result_is_independent_of_input_order():
 
 
 def test_registered():
-    assert FilterModule().filters() == {"monstack_scrape_targets": monstack_scrape_targets,
-                                        "scrape_target_files": scrape_target_files}
+    assert FilterModule().filters() == {"monstack_scrape_targets": monstack_scrape_targets}
 
 
 def test_with_ansible_hostvars(tmp_path):

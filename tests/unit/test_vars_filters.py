@@ -19,19 +19,25 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-import global_store_remote_write as gsrw
-import journal_certificate_hosts as jch
-import journal_senders as js
-import monstack_hostport as hp
-import monstack_scrape_targets as mst
-import present_hosts as ph
-import prometheus_shards as ps
 from helpers import ansible_playbook, check_filter_sidecar, filter_docs
 
 REPO = Path(__file__).resolve().parents[2]
+# The plugins by the collection's name, as Ansible imports them (collections/ links to this checkout).
+if str(REPO / "collections") not in sys.path:
+    sys.path.insert(0, str(REPO / "collections"))
+
+from ansible_collections.monstack.stack.plugins.filter import global_store_remote_write as gsrw  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import journal_certificate_hosts as jch  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import journal_senders as js  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import monstack_hostport as hp  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import present_hosts as ph  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import prometheus_shards as ps  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import scrape_target_files as stf  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import (  # noqa: E402
+    monstack_scrape_targets)
 HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
 FILTERS = {
-    "prometheus_shards": ps, "present_hosts": ph, "global_store_remote_write": gsrw, "scrape_target_files": mst,
+    "prometheus_shards": ps, "present_hosts": ph, "global_store_remote_write": gsrw, "scrape_target_files": stf,
     "peer_addresses": hp, "journal_certificate_hosts": jch, "journal_senders": js,
 }
 
@@ -118,21 +124,21 @@ BLACKBOX = {"job": "blackbox", "group": "prometheus", "port_var": "blackbox_expo
 
 def test_target_files_one_per_job_with_header_and_yaml():
     hostvars = {"a": {"monstack_environment": "prod"}, "b": {"node_exporter_port": 9101}}
-    files = mst.scrape_target_files([NODE], {"all": ["a", "b"]}, hostvars)
+    files = stf.scrape_target_files([NODE], {"all": ["a", "b"]}, hostvars)
     assert list(files) == ["node.yml"]
     assert files["node.yml"].startswith(HEADER)
-    assert yaml.safe_load(files["node.yml"]) == mst.monstack_scrape_targets(["a", "b"], hostvars, "node_exporter_port",
-                                                                            9100, "node_exporter_state")
+    assert yaml.safe_load(files["node.yml"]) == monstack_scrape_targets(["a", "b"], hostvars, "node_exporter_port",
+                                                                        9100, "node_exporter_state")
     assert "\n- labels:\n    environment: prod\n" in files["node.yml"], "to_nice_yaml with indent 2"
 
 
 def test_target_files_of_a_missing_or_empty_group_or_only_absent_hosts_are_empty_lists():
     job = {"job": "grafana", "group": "grafana", "port_var": "grafana_http_port", "default_port": 3000}
-    assert mst.scrape_target_files([job], {}, {}) == {"grafana.yml": HEADER + "[]\n"}
-    assert mst.scrape_target_files([job], {"grafana": []}, {}) == {"grafana.yml": HEADER + "[]\n"}
-    absent = mst.scrape_target_files([NODE], {"all": ["a"]}, {"a": {"node_exporter_state": "absent"}})
+    assert stf.scrape_target_files([job], {}, {}) == {"grafana.yml": HEADER + "[]\n"}
+    assert stf.scrape_target_files([job], {"grafana": []}, {}) == {"grafana.yml": HEADER + "[]\n"}
+    absent = stf.scrape_target_files([NODE], {"all": ["a"]}, {"a": {"node_exporter_state": "absent"}})
     assert absent == {"node.yml": HEADER + "[]\n"}
-    assert mst.scrape_target_files([], {}, {}) == {}
+    assert stf.scrape_target_files([], {}, {}) == {}
 
 
 def test_a_local_job_scrapes_only_its_own_hosts_with_their_variables():
@@ -140,19 +146,19 @@ def test_a_local_job_scrapes_only_its_own_hosts_with_their_variables():
     groups = {"prometheus": ["p1", "p2"], "all": ["p1", "p2"]}
     local = {"blackbox": {"p1": {"monstack_scrape_address": "127.0.0.1", "blackbox_exporter_port": 9115,
                                  "blackbox_exporter_state": "present", "monstack_environment": ""}}}
-    files = mst.scrape_target_files([NODE, BLACKBOX], groups, hostvars, local=local)
+    files = stf.scrape_target_files([NODE, BLACKBOX], groups, hostvars, local=local)
     assert yaml.safe_load(files["blackbox.yml"]) == [
         {"targets": ["127.0.0.1:9115"], "labels": {"instance": "p1", "host": "p1"}}]
     assert len(yaml.safe_load(files["node.yml"])) == 2, "other jobs keep their group"
-    remote = mst.scrape_target_files([BLACKBOX], groups, hostvars)
+    remote = stf.scrape_target_files([BLACKBOX], groups, hostvars)
     assert [g["targets"] for g in yaml.safe_load(remote["blackbox.yml"])] == [["10.0.0.1:9115"], ["10.0.0.2:9115"]]
     absent = dict(local, blackbox={"p1": {**local["blackbox"]["p1"], "blackbox_exporter_state": "absent"}})
-    assert mst.scrape_target_files([BLACKBOX], groups, hostvars, local=absent) == {"blackbox.yml": HEADER + "[]\n"}
+    assert stf.scrape_target_files([BLACKBOX], groups, hostvars, local=absent) == {"blackbox.yml": HEADER + "[]\n"}
 
 
 def test_a_job_without_its_keys_is_named():
     with pytest.raises(AnsibleFilterError, match=r"job #2 .* lacks group, default_port"):
-        mst.scrape_target_files([NODE, {"job": "x", "port_var": "p"}], {}, {})
+        stf.scrape_target_files([NODE, {"job": "x", "port_var": "p"}], {}, {})
 
 
 # ---------------------------------------------------------------------------
