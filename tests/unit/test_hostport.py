@@ -119,7 +119,7 @@ def test_each_filter_is_registered_and_documented(name):
 
 
 def test_the_module_registers_exactly_the_documented_filters():
-    assert sorted(hp.FilterModule().filters()) == FILTERS
+    assert sorted(hp.FilterModule().filters()) == sorted(FILTERS)
 
 
 def test_ansible_doc_renders_each_filter(tmp_path):

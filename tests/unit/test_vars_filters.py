@@ -35,6 +35,7 @@ from ansible_collections.monstack.stack.plugins.filter import prometheus_shards 
 from ansible_collections.monstack.stack.plugins.filter import scrape_target_files as stf  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import (  # noqa: E402
     monstack_scrape_targets)
+
 HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
 FILTERS = {
     "prometheus_shards": ps, "present_hosts": ph, "global_store_remote_write": gsrw, "scrape_target_files": stf,
