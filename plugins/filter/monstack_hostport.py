@@ -8,7 +8,9 @@ and TLS verification a client on the host needs (the roles' own checks, and the
 gate and annotations of playbooks/deployments.yml); monstack_service_endpoint
 says how another host of the stack reaches a server (Prometheus' remote_write
 and alerting, Grafana's data sources), from that server's own variables, and
-monstack_service_clients turns that into a Prometheus client's settings and files.
+monstack_service_clients turns that into a Prometheus client's settings and files;
+peer_addresses lists the host:port of a cluster's other members (Alertmanager's
+--cluster.peer flags).
 Documented for ansible-doc in one <filter name>.yml file each, beside this file.
 """
 from __future__ import annotations
@@ -248,6 +250,26 @@ def monstack_service_clients(hosts: Any, hostvars: Any, service: str, files_dir:
     return out
 
 
+def peer_addresses(hosts: Any, hostvars: Any, self_host: Any, port_var: str, default_port: Any) -> list[str]:
+    """host:port of every host but self_host, in order: the host's monstack_scrape_address (or its
+    inventory name) and its port_var (or default_port)."""
+    who = "peer_addresses"
+    if isinstance(hosts, (str, Mapping)) or not hasattr(hosts, "__iter__"):
+        raise AnsibleFilterError(f"{who}: expected a list of inventory host names, got {hosts!r}")
+    if not isinstance(port_var, str) or not port_var:
+        raise AnsibleFilterError(f"{who}: port_var must name a host variable, got {port_var!r}")
+    out = []
+    for host in hosts:
+        if host == self_host:
+            continue
+        host_vars = hostvars[host] if host in hostvars else {}
+        address = host_vars.get("monstack_scrape_address", host)
+        port = host_vars.get(port_var, default_port)
+        name = f"{who}: inventory host '{host}'"
+        out.append(f"{host_part(address, name + ': monstack_scrape_address')}:{_port(port, name + ': ' + port_var)}")
+    return out
+
+
 class FilterModule:
     """monstack host:port filters."""
 
@@ -258,4 +280,5 @@ class FilterModule:
             "monstack_local_endpoint": monstack_local_endpoint,
             "monstack_service_clients": monstack_service_clients,
             "monstack_service_endpoint": monstack_service_endpoint,
+            "peer_addresses": peer_addresses,
         }
