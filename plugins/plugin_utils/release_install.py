@@ -43,7 +43,8 @@ DEFAULTS = {
     "asset_name": "",         # upstream's name when empty; {arch} replaced
     "asset_format": "",       # tar | binary; empty: from the asset's name (.tar.gz, .tgz, .tar.* -> tar)
     "checksums": {},          # pinned SHA-256 per asset architecture
-    "checksums_file": "sha256sums.txt",  # beside the asset; {arch}, {version}, {asset} replaced
+    "checksums_file": "sha256sums.txt",  # beside the asset; {arch}, {version}, {asset}, {asset_stem} replaced
+    "checksum_ref": "",       # instead of checksums/checksums_file: sha256:<hex> or sha256:<sums URL> (placeholders too)
     "local_path": "",         # method local: a file on the controller; {arch} replaced
     "binaries": [],
     "binary_subdir": "",
@@ -79,6 +80,14 @@ def _fill(template, **values):
     for key, value in values.items():
         text = text.replace("{%s}" % key, str(value))
     return text
+
+
+def _stem(asset):
+    """The asset's name without its archive suffix (VictoriaMetrics' sums file is <stem>_checksums.txt)."""
+    for suffix in TAR_SUFFIXES:
+        if asset.endswith(suffix):
+            return asset[:-len(suffix)]
+    return asset
 
 
 def release_plan(release, arch):
@@ -152,9 +161,17 @@ def release_plan(release, arch):
             release_url, asset = location["release_url"], location["asset"]
         if "/" in asset or asset in ("", ".", ".."):
             raise ReleaseError("%s: %r is not a file name" % (var("asset_name"), asset))
-        sums_url = "%s/%s" % (release_url, _fill(spec["checksums_file"], arch=asset_arch, version=version, asset=asset))
-        plan.update(asset=asset, url="%s/%s" % (release_url, asset), sums_url=sums_url,
-                    checksum=checksum_ref(asset_arch, spec["checksums"], sums_url, var("checksums")),
+        names = dict(arch=asset_arch, version=version, asset=asset, asset_stem=_stem(asset))
+        sums_url = "%s/%s" % (release_url, _fill(spec["checksums_file"], **names))
+        if spec["checksum_ref"]:
+            ref = _fill(spec["checksum_ref"], **names)
+            kind, value = split_checksum_ref(ref)
+            if kind == "url":
+                sums_url = value
+                ref = checksum_ref(asset_arch, {}, value, var("checksums"))  # refuses plain http
+        else:
+            ref = checksum_ref(asset_arch, spec["checksums"], sums_url, var("checksums"))
+        plan.update(asset=asset, url="%s/%s" % (release_url, asset), sums_url=sums_url, checksum=ref,
                     checksums_var=var("checksums"),
                     cache_file=os.path.join(os.path.expanduser(str(spec["cache_dir"] or default_cache_dir())),
                                             "%s-%s" % (name, version), asset))

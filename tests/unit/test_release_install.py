@@ -176,6 +176,17 @@ def test_plan_of_grafana_style_overrides_and_victoriametrics_sums():
                          "x86_64")
     assert vm["sums_url"].endswith("/v1.145.0/victoria-metrics-linux-amd64-v1.145.0_checksums.txt")
     assert not vm["strip_top"]
+    stem = ri.release_plan({"name": "victoriametrics", "version": "1.145.0", "binaries": ["victoria-metrics-prod"],
+                            "checksums_file": "{asset_stem}_checksums.txt"}, "x86_64")
+    assert stem["sums_url"] == vm["sums_url"]
+    # a checksum reference given whole (placeholders filled): a pinned digest, or a sums file but not over http
+    ref = {"name": "grafana", "version": "12.4.6", "binaries": ["grafana"], "release_url": "http://mirror.test/g",
+           "asset": "grafana-12.4.6.linux-{arch}.tar.gz", "var_prefix": "grafana"}
+    assert ri.release_plan(dict(ref, checksum_ref="sha256:" + "a" * 64), "x86_64")["checksum"] == "sha256:" + "a" * 64
+    https = dict(ref, checksum_ref="sha256:https://mirror.test/g/{asset}.sha256")
+    assert ri.release_plan(https, "x86_64")["checksum"] == "sha256:https://mirror.test/g/grafana-12.4.6.linux-amd64.tar.gz.sha256"
+    with pytest.raises(ReleaseError, match="grafana_checksums has no amd64 entry and the sums file: 'http://mirror"):
+        ri.release_plan(dict(ref, checksum_ref="sha256:http://mirror.test/g/{asset}.sha256"), "x86_64")
     cad = ri.release_plan({"name": "cadvisor", "version": "0.38.7", "binaries": ["cadvisor"]}, "x86_64")
     assert cad["asset"] == "cadvisor" and cad["format"] == "binary"
 
