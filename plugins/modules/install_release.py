@@ -136,6 +136,7 @@ members:
   type: int
 """
 
+import hashlib
 import os
 import shutil
 import stat
@@ -308,10 +309,9 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
         return written
 
 
-def fetch(module, url, dest_dir, timeout):
+def fetch(url, dest_dir, timeout):
     """Download ``url`` into a new file in ``dest_dir`` -> (path, sha256)."""
     from ansible.module_utils.urls import open_url  # only for a download on the host
-    import hashlib
     digest = hashlib.sha256()
     fd, path = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     try:
@@ -366,7 +366,7 @@ def install(module, params):
             result["links_changed"] = ensure_links(links, True) if links else []
             result["msg"] = "would unpack %s into %s and link %s" % (source, dest, ", ".join(sorted(links)))
             return result
-        unpack(module, params, dest, parent, paths, result)
+        unpack(params, dest, parent, paths, result)
         result["installed"] = True
     if links:
         try:
@@ -377,7 +377,7 @@ def install(module, params):
     return result
 
 
-def unpack(module, params, dest, parent, paths, result):
+def unpack(params, dest, parent, paths, result):
     if not os.path.isdir(parent):
         os.makedirs(parent, 0o755)
     downloaded = None
@@ -388,7 +388,7 @@ def unpack(module, params, dest, parent, paths, result):
                 raise ReleaseError("url %s: needs a checksum (sha256:<hex> or sha256:<sums file URL>)" % params["url"])
             asset = params["url"].rstrip("/").rsplit("/", 1)[-1]
             want = expected_digest(params["checksum"], asset, params["timeout"])
-            downloaded, have = fetch(module, params["url"], parent, params["timeout"])
+            downloaded, have = fetch(params["url"], parent, params["timeout"])
             src = downloaded
         else:
             have = sha256_file(src)

@@ -21,6 +21,7 @@ already there is never downloaded for: the module is asked first, without a sour
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 
@@ -240,7 +241,6 @@ def fetch_to_cache(plan, timeout=60):
             return path, want, False
         fd, tmp = tempfile.mkstemp(prefix=".%s." % plan["asset"], dir=directory)
         try:
-            import hashlib
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 try:
@@ -297,7 +297,7 @@ def _summary(plan, result, how):
     return out
 
 
-def _install_package(action, task_vars, plan):
+def _install_package(action, task_vars, plan, check_mode):
     changed = False
     for service in plan["package_services"]:
         result = action._execute_module(module_name="ansible.builtin.systemd_service",
@@ -314,7 +314,8 @@ def _install_package(action, task_vars, plan):
                 "msg": "%s: installing %s failed: %s" % (plan["name"], ", ".join(plan["packages"]), result.get("msg", ""))}
     out = {"changed": changed or bool(result.get("changed"))}
     if result.get("changed"):
-        out["msg"] = "%s: package %s installed" % (plan["name"], ", ".join(plan["packages"]))
+        out["msg"] = "%s: package %s %s" % (plan["name"], ", ".join(plan["packages"]),
+                                            "would be installed" if check_mode else "installed")
     return out
 
 
@@ -329,8 +330,11 @@ def ensure_release(action, task_vars, release, arch, check_mode):
     except ReleaseError as exc:
         return {"changed": False, "failed": True, "msg": str(exc)}
     if plan["method"] == "package":
-        return _install_package(action, task_vars, plan)
-    run = lambda args: action._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)  # noqa: E731
+        return _install_package(action, task_vars, plan, check_mode)
+
+    def run(args):
+        return action._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+
     args = _module_args(plan)
     if plan["method"] == "archive" and plan["download_on"] == "host":
         # one call: the module looks first and downloads only when the release is missing
