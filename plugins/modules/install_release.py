@@ -166,12 +166,24 @@ def binary_paths(dest, binaries, subdir):
     return [(name, os.path.join(dest, subdir + check_name(name, "binary"))) for name in binaries]
 
 
-def is_installed(path):
+def is_installed(path, dest):
+    """A regular executable file, or a link to one inside ``dest`` (a release may link its program)."""
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            real, root = os.path.realpath(path), os.path.realpath(dest)
+            if not real.startswith(root + os.sep):
+                return False
+            st = os.stat(real)
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def make_dir(path):
+    """mkdir with mode 0755 whatever the umask (the service users must reach their binaries)."""
+    os.mkdir(path, 0o755)
+    os.chmod(path, 0o755)
 
 
 def member_parts(name, strip):
@@ -218,7 +230,7 @@ def make_parents(root, rel):
         try:
             st = os.lstat(current)
         except FileNotFoundError:
-            os.mkdir(current, 0o755)
+            make_dir(current)
             continue
         if not stat.S_ISDIR(st.st_mode):
             raise UnsafeArchive("member %r: its folder %s is not a directory in the archive" % (rel, part))
@@ -286,7 +298,7 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
             path = make_parents(root, rel)
             if member.isdir():
                 try:
-                    os.mkdir(path, 0o755)
+                    make_dir(path)
                 except FileExistsError:
                     if os.path.islink(path) or not os.path.isdir(path):
                         raise UnsafeArchive("member %r: a directory where the archive has a file" % member.name)
@@ -355,19 +367,23 @@ def install(module, params):
             raise ReleaseError("%s: not installed, %s" % (where, problem))
     links = dict((os.path.join(params["link_dir"], name), path) for name, path in paths) if params["link_dir"] else {}
     result = dict(changed=False, dest=dest, installed=True, unpacked=False, missing=[], links_changed=[])
-    missing = [path for _, path in paths if not is_installed(path)]
-    if missing:
-        source = params["src"] or params["url"]
-        if not source:
-            result.update(installed=False, missing=missing)
-            return result
-        result.update(changed=True, unpacked=True, installed=False)
-        if module.check_mode:
-            result["links_changed"] = ensure_links(links, True) if links else []
-            result["msg"] = "would unpack %s into %s and link %s" % (source, dest, ", ".join(sorted(links)))
-            return result
-        unpack(params, dest, parent, paths, result)
-        result["installed"] = True
+    missing = [path for _, path in paths if not is_installed(path, dest)]
+    try:
+        if missing:
+            source = params["src"] or params["url"]
+            if not source:
+                result.update(installed=False, missing=missing)
+                return result
+            result.update(changed=True, unpacked=True, installed=False)
+            if module.check_mode:
+                result["links_changed"] = ensure_links(links, True) if links else []
+                result["msg"] = "would unpack %s into %s and link %s" % (source, dest, ", ".join(sorted(links)))
+                return result
+            unpack(params, dest, parent, paths, result)
+            result["installed"] = True
+    finally:
+        if params["remove_src"] and params["src"] and not module.check_mode and os.path.lexists(params["src"]):
+            os.unlink(params["src"])
     if links:
         try:
             result["links_changed"] = ensure_links(links, module.check_mode)
@@ -378,8 +394,13 @@ def install(module, params):
 
 
 def unpack(params, dest, parent, paths, result):
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
+    missing_dirs = []
+    here = parent
+    while not os.path.isdir(here):
+        missing_dirs.append(here)
+        here = os.path.dirname(here)
+    for directory in reversed(missing_dirs):
+        make_dir(directory)
     downloaded = None
     src = params["src"]
     try:
@@ -420,8 +441,6 @@ def unpack(params, dest, parent, paths, result):
     finally:
         if downloaded:
             os.unlink(downloaded)
-        if params["remove_src"] and params["src"] and os.path.lexists(params["src"]):
-            os.unlink(params["src"])
 
 
 def replace_dir(new, dest):

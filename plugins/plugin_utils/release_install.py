@@ -71,8 +71,8 @@ TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tar")
 
 
 def default_cache_dir():
-    return os.environ.get("MONSTACK_DOWNLOAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "monstack",
-                                                                      "downloads")
+    default = os.path.join(os.path.expanduser("~"), ".cache", "monstack", "downloads")
+    return os.environ.get("MONSTACK_DOWNLOAD_CACHE") or default
 
 
 def _fill(template, **values):

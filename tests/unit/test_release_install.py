@@ -564,3 +564,23 @@ def test_real_host_node_exporter_installed_and_linked(tmp_path, mirror):
     assert playbook(tmp_path, str(inv), "all", spec, "x86_64")[REAL_HOST]["changed"] is False
     assert playbook(tmp_path, str(inv), "all", spec, "x86_64", check=True)[REAL_HOST]["changed"] is False
     assert mirror.hits[f"/prometheus/node_exporter/releases/download/v1.11.1/{NE_ASSET}"] == 1
+
+
+def test_modes_do_not_depend_on_the_umask(tmp_path):
+    src = make_tar(tmp_path / "a.tar.gz", [("x-1/bin/", "dir", None, 0o700), ("x-1/bin/x", "file", b"#!/bin/sh\n", 0o700)])
+    old = os.umask(0o077)
+    try:
+        run_module(tmp_path, src, binary_subdir="bin/", dest=str(tmp_path / "opt/new/x/1.0.0"))
+    finally:
+        os.umask(old)
+    for path in ("opt/new", "opt/new/x", "opt/new/x/1.0.0", "opt/new/x/1.0.0/bin", "opt/new/x/1.0.0/bin/x"):
+        assert oct((tmp_path / path).stat().st_mode & 0o777) == "0o755", path
+
+
+def test_a_binary_linked_inside_the_release_counts_as_installed(tmp_path):
+    src = make_tar(tmp_path / "a.tar.gz", [("x-1/real", "file", b"#!/bin/sh\n", 0o755), ("x-1/x", "sym", "real", 0o777)])
+    assert run_module(tmp_path, src, unpack_all=True)["unpacked"]
+    again = run_module(tmp_path, src, unpack_all=True)
+    assert again["changed"] is False and again["installed"]
+    assert os.path.exists(src)  # not sent by the controller: kept
+    assert run_module(tmp_path, src, unpack_all=True, remove_src=True)["changed"] is False and not os.path.exists(src)
