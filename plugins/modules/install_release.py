@@ -201,7 +201,7 @@ def link_escapes(rel, target, links):
     the archive's own links (``links``: path -> target) the way the kernel would."""
     if target.startswith("/"):
         return True
-    todo = [part for part in rel.split("/")[:-1]] + [part for part in target.split("/") if part not in ("", ".")]
+    todo = rel.split("/")[:-1] + [part for part in target.split("/") if part not in ("", ".")]
     todo.reverse()
     stack, expansions = [], 0
     while todo:
@@ -282,7 +282,7 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
                 if not target or "/".join(target) not in dict(chosen):
                     raise UnsafeArchive("member %r: a hard link to %r, which is not unpacked with it"
                                         % (member.name, member.linkname))
-        found = set(rel for rel, _ in chosen)
+        found = set(entry[0] for entry in chosen)
         absent = sorted(set(wanted) - found)
         if absent:
             names = [member.name for member in members[:12]]
@@ -367,7 +367,7 @@ def install(module, params):
             raise ReleaseError("%s: not installed, %s" % (where, problem))
     links = dict((os.path.join(params["link_dir"], name), path) for name, path in paths) if params["link_dir"] else {}
     result = dict(changed=False, dest=dest, installed=True, unpacked=False, missing=[], links_changed=[])
-    missing = [path for _, path in paths if not is_installed(path, dest)]
+    missing = [entry[1] for entry in paths if not is_installed(entry[1], dest)]
     try:
         if missing:
             source = params["src"] or params["url"]
@@ -422,13 +422,13 @@ def unpack(params, dest, parent, paths, result):
         work = tempfile.mkdtemp(prefix=".%s.new-" % os.path.basename(dest), dir=parent)
         try:
             if params["format"] == "binary":
-                name, path = paths[0]
+                path = paths[0][1]
                 target = make_parents(work, os.path.relpath(path, dest))
                 with open(src, "rb") as stream:
                     write_stream(stream, target, 0o755)
                 result["members"] = 1
             else:
-                wanted = set(os.path.relpath(path, dest) for _, path in paths)
+                wanted = set(os.path.relpath(entry[1], dest) for entry in paths)
                 try:
                     result["members"] = unpack_tar(src, work, wanted, params["strip_top"], params["unpack_all"])
                 except tarfile.TarError as exc:
