@@ -285,7 +285,8 @@ def _summary(plan, result, how):
     out = {"changed": bool(result.get("changed")), "version_dir": plan["version_dir"],
            "links_changed": result.get("links_changed", []), "unpacked": bool(result.get("unpacked"))}
     if result.get("failed"):
-        out.update(failed=True, msg="%s %s: %s" % (plan["name"], plan["version"], result.get("msg", result)))
+        out.update(failed=True, msg="%s %s (%s): %s" % (plan["name"], plan["version"], how or plan["version_dir"],
+                                                        result.get("msg", result)))
         return out
     if out["unpacked"]:
         out["msg"] = "%s %s %s %s into %s" % (plan["name"], plan["version"], "would be installed from" if result.get(
@@ -345,13 +346,13 @@ def ensure_release(action, task_vars, release, arch, check_mode):
     if first.get("failed") or first.get("installed"):
         return _summary(plan, first, "")
     how = plan["local_path"] if plan["method"] == "local" else plan["url"]
+    if plan["method"] == "local" and not os.path.isfile(plan["local_path"]):  # said in check mode too
+        return {"changed": False, "failed": True, "msg": "%s: %s is not a file on the controller. Fix: the path of "
+                "the release asset ({arch} becomes %s)" % (plan["local_var"], plan["local_path"], plan["arch"])}
     if check_mode:
         return _summary(plan, dict(first, changed=True, unpacked=True, _check=True), how)
     try:
         if plan["method"] == "local":
-            if not os.path.isfile(plan["local_path"]):
-                raise ReleaseError("%s: %s is not a file on the controller. Fix: the path of the release asset "
-                                   "({arch} becomes %s)" % (plan["local_var"], plan["local_path"], plan["arch"]))
             path, digest, downloaded = plan["local_path"], sha256_file(plan["local_path"]), False
         else:
             path, digest, downloaded = fetch_to_cache(plan)

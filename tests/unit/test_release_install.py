@@ -369,6 +369,9 @@ def test_local_asset_and_a_single_binary(tmp_path):
     missing = ri.ensure_release(FakeAction(), {}, release(tmp_path / "m", method="local", local_path="/nope-{arch}"),
                                 "aarch64", False)
     assert missing["failed"] and missing["msg"].startswith("node_exporter_local_archive: /nope-arm64 is not a file")
+    checked = ri.ensure_release(FakeAction(check=True), {}, release(tmp_path / "m", method="local",
+                                                                    local_path="/nope-{arch}"), "aarch64", True)
+    assert checked["failed"] and "is not a file on the controller" in checked["msg"]
     cad_dir = MIRROR / "google/cadvisor/releases/download/v0.38.7"
     if not (cad_dir / "cadvisor").is_file():
         pytest.skip("no cAdvisor 0.38.7 in the mirror")
@@ -505,7 +508,7 @@ def test_module_documentation_parses():
 
 def playbook(tmp_path, inventory, hosts, spec, arch, check=False):
     play = [{"hosts": hosts, "gather_facts": False, "tasks": [
-        {"name": "Release", "release_install_test": {"release": spec, "arch": arch}, "register": "out"},
+        {"name": "Release", "release_install_run": {"release": spec, "arch": arch}, "register": "out"},
         {"name": "Show", "ansible.builtin.debug": {"var": "out"}}]}]
     (tmp_path / "play.yml").write_text(json.dumps(play))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
