@@ -116,9 +116,7 @@ def release_plan(release, arch):
     plan = {"name": name, "method": method, "download_on": where,
             "packages": [str(p) for p in spec["packages"] or []],
             "package_services": [str(s) for s in spec["package_services"] or []]}
-    if method == "package":
-        if not plan["packages"]:
-            raise ReleaseError("%s release: method package needs its packages" % name)
+    if method == "package":  # no packages: the role installs its package itself (Grafana's repository)
         return plan
     binaries = [str(b) for b in spec["binaries"] or []]
     if not binaries:
@@ -300,6 +298,8 @@ def _summary(plan, result, how):
 
 def _install_package(action, task_vars, plan, check_mode):
     changed = False
+    if not plan["packages"]:
+        return {"changed": False}
     for service in plan["package_services"]:
         result = action._execute_module(module_name="ansible.builtin.systemd_service",
                                         module_args={"name": service, "masked": True}, task_vars=task_vars)

@@ -210,6 +210,31 @@ def test_plan_errors_name_the_variable(extra, message):
     assert result["failed"] and message in result["msg"]
 
 
+def test_package_method_without_packages_does_nothing():
+    """Grafana's package (apt, .deb) is installed by the role's own tasks: nothing to do here."""
+    action = FakeAction()
+    assert ri.ensure_release(action, {}, {"name": "grafana", "method": "package", "packages": []}, "x86_64", False) \
+        == {"changed": False}
+    assert not action.calls
+
+
+def test_package_method_masks_the_packaged_service_first():
+    calls = []
+
+    class Recorder(FakeAction):
+        def _execute_module(self, module_name, module_args, task_vars):
+            calls.append((module_name, module_args))
+            return {"changed": module_name == "ansible.builtin.apt"}
+
+    result = ri.ensure_release(Recorder(), {}, {"name": "node_exporter", "method": "package",
+                                                "packages": ["prometheus-node-exporter"],
+                                                "package_services": ["prometheus-node-exporter.service"]}, "x86_64", True)
+    assert calls == [("ansible.builtin.systemd_service", {"name": "prometheus-node-exporter.service", "masked": True}),
+                     ("ansible.builtin.apt", {"name": ["prometheus-node-exporter"], "state": "present",
+                                              "update_cache": True, "cache_valid_time": 86400})]
+    assert result == {"changed": True, "msg": "node_exporter: package prometheus-node-exporter would be installed"}
+
+
 def test_pinned_checksum_allows_plain_http():
     plan = ri.release_plan({"name": "node_exporter", "version": "1.11.1", "binaries": ["node_exporter"],
                             "base_url": "http://mirror.corp.test", "checksums": {"amd64": "SHA256:" + "AB" * 32}},
