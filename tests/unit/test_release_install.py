@@ -612,3 +612,21 @@ def test_a_binary_linked_inside_the_release_counts_as_installed(tmp_path):
     assert again["changed"] is False and again["installed"]
     assert os.path.exists(src)  # not sent by the controller: kept
     assert run_module(tmp_path, src, unpack_all=True, remove_src=True)["changed"] is False and not os.path.exists(src)
+
+
+@needs_mirror
+def test_upgrade_then_rollback_is_a_link_switch(tmp_path):
+    if not (MIRROR / "prometheus/node_exporter/releases/download/v1.5.0").is_dir():
+        pytest.skip("no node_exporter 1.5.0 in the mirror")
+    base = {"base_url": f"file://{MIRROR}", "install_root": str(tmp_path / "opt")}
+    old = release(tmp_path, version="1.5.0", version_dir="", **base)
+    new = release(tmp_path, version_dir="", **base)
+    assert ri.ensure_release(FakeAction(), {}, old, "x86_64", False)["unpacked"]
+    upgrade = ri.ensure_release(FakeAction(), {}, new, "x86_64", False)
+    assert upgrade["unpacked"] and os.readlink(tmp_path / "bin/node_exporter") == str(
+        tmp_path / "opt/node_exporter/1.11.1/node_exporter")
+    action = FakeAction()
+    rollback = ri.ensure_release(action, {}, old, "x86_64", False)
+    assert rollback["changed"] and not rollback["unpacked"] and not action.sent
+    assert os.readlink(tmp_path / "bin/node_exporter") == str(tmp_path / "opt/node_exporter/1.5.0/node_exporter")
+    assert tree(tmp_path / "opt/node_exporter") == ["1.11.1", "1.11.1/node_exporter", "1.5.0", "1.5.0/node_exporter"]
