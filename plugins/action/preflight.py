@@ -60,6 +60,8 @@ class _RoleFiles:
         self.defaults = _load_main(loader, os.path.join(path, "defaults"))
         self.vars = _load_main(loader, os.path.join(path, "vars"))
         self.known = sorted(set(self.spec) | set(self.vars))
+        # what Ansible sets for a task of the role
+        self.magic = {"role_path": path, "role_name": f"monstack.stack.{os.path.basename(path)}"}
         self.rule_groups = sorted(os.path.basename(name)[:-len(".rules.yml.j2")]
                                   for name in glob.glob(os.path.join(path, "templates", "rules", "*.rules.yml.j2")))
 
@@ -254,7 +256,7 @@ class ActionModule(ActionBase):
                 continue
             for role in group_roles:
                 files = self._files(role)
-                v = _Vars(templar, [extra, files.vars, raw, files.defaults, {"hostvars": hostvars}])
+                v = _Vars(templar, [files.magic, extra, files.vars, raw, files.defaults, {"hostvars": hostvars}])
                 problems += self._check_role(role, v, files, collect=True, names=names)
                 try:
                     said += notes(role, v)

@@ -11,15 +11,15 @@ module: preflight
 short_description: Check the variables of hosts for the monstack roles they run, before any change
 description:
   - Runs on the controller only; it never connects to a host.
-  - With O(hosts) (the preflight play, C(playbooks/preflight.yml), run once for all hosts):
+  - With O(hosts) (the preflight play, C(playbooks/preflight.yml), run once for all hosts), it
     checks every given host, for each role it runs (O(roles)), and returns every problem of
     every host at once, without failing; the play then reports them and stops before any
     host is changed.
-  - With O(role) (each role's C(tasks/preflight.yml), when the role runs on its own): checks
+  - With O(role) (each role's C(tasks/preflight.yml), when the role runs on its own), it checks
     the calling host's variables for that role, with its facts when gathered, and fails with
     the role's problems.
-  - The checks, each a message naming the variable and the fix:
-    values against the role's C(meta/argument_specs.yml) (types, choices) and variables with
+  - The checks, each a message naming the variable and the fix, are these.
+    Values against the role's C(meta/argument_specs.yml) (types, choices) and variables with
     the role's prefix that the role does not know, with a suggestion (O(hosts) only);
     variables whose value refers to an undefined variable (a missing or undecrypted vault);
     pinned checksums that are not SHA-256 digests; a release version or download URL upstream
