@@ -181,7 +181,7 @@ class ActionModule(ActionBase):
         unresolved (vault) variables, then, once those are fixed, the shared and the role's checks."""
         if role in OWN_CHECKS_ONLY:
             return ROLE_CHECKS[role](v, facts=not collect)
-        unresolved, values = [], {}
+        unresolved, broken, values = [], [], {}
         for name in files.spec:
             if name in v:
                 try:
@@ -189,18 +189,23 @@ class ActionModule(ActionBase):
                 except AnsibleUndefinedVariable:
                     unresolved.append(name)
                     continue
+                except AnsibleError as err:
+                    broken.append(f"{name}: its value could not be templated: {err.message}")
+                    continue
                 if collect:
                     values[name] = value
         problems = []
         if collect:
-            key = (role, json.dumps(values, sort_keys=True, default=repr), tuple(unresolved))
+            # not checked: the options whose value could not be templated
+            left_out = tuple(name for name in files.spec if name in v and name not in values)
+            key = (role, json.dumps(values, sort_keys=True, default=repr), left_out)
             if key not in _SPEC_PROBLEMS:
-                checked = {name: option for name, option in files.spec.items() if name not in unresolved}
+                checked = {name: option for name, option in files.spec.items() if name not in left_out}
                 _SPEC_PROBLEMS[key] = checks.spec_problems(values, checked)
             problems += _SPEC_PROBLEMS[key]
             problems += checks.unknown_var_problems(role, names, files.known)
-        problems += checks.unresolved_problems(unresolved)
-        if unresolved:
+        problems += checks.unresolved_problems(unresolved) + broken
+        if unresolved or broken:
             return problems
         try:
             problems += checks.shared_problems(role, v, v["inventory_hostname"],
