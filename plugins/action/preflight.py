@@ -45,7 +45,7 @@ DEFAULT_ROLES = {
 # Roles that are no release of a component: their own checks only.
 OWN_CHECKS_ONLY = frozenset(("journal",))
 
-# Per process: role path -> _RoleFiles; (role, values, unresolved) -> spec problems.
+# Per process: role path -> _RoleFiles; (role, values, options left out) -> spec problems.
 _ROLE_FILES: dict = {}
 _SPEC_PROBLEMS: dict = {}
 

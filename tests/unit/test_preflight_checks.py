@@ -293,3 +293,31 @@ def test_action_reads_each_roles_files_once_per_process(monkeypatch):
     assert "prometheus_version" in first.spec and "prometheus_version" in first.defaults
     assert "prometheus_shard_of_hosts" in first.vars and "prometheus_shard_of_hosts" in first.known
     assert "node" in first.rule_groups
+
+
+def test_one_templar_for_all_hosts_compiles_a_shared_template_once(monkeypatch):
+    """Each host's values are templated in its own variables, with the compiled templates of
+    the strings every host shares (group_vars, role defaults) kept."""
+    import jinja2
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+    from ansible_collections.monstack.stack.plugins.action import preflight as action
+
+    compiled = []
+    compile_source = jinja2.Environment.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return compile_source(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    templar = action._shared_templar(Templar(loader=DataLoader()))
+    shared = trust_as_template("{{ base }}/{{ inventory_hostname }}")
+    results = []
+    for host in ("app1", "app2", "app3"):
+        v = action._Vars(templar, [{"inventory_hostname": host, "url": shared, "base": trust_as_template("{{ b }}"),
+                                    "b": "file://m", "groups": {"all": [host]}}])
+        results.append(v["url"])
+        assert v["groups"] is v._raw["groups"], "inventory facts are not templated"
+    assert results == ["file://m/app1", "file://m/app2", "file://m/app3"]
+    assert sorted(str(source) for source in compiled) == ["{{ b }}", "{{ base }}/{{ inventory_hostname }}"]
