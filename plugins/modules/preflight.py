@@ -66,7 +66,9 @@ attributes:
     description: It changes nothing, in check mode or not.
   diff_mode:
     support: none
+    description: It changes nothing, so there is no difference to show.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller only.
 notes:
