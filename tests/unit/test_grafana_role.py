@@ -106,7 +106,7 @@ def test_modules_are_fully_qualified_and_tasks_named(path):
             assert not modules, f"{path.name}: {task['name']}"
             continue
         assert len(modules) == 1, f"{path.name}: {task['name']}: {modules}"
-        assert modules[0].startswith("ansible.builtin."), f"{path.name}: {modules[0]} is not FQCN"
+        assert modules[0].startswith(("ansible.builtin.", "monstack.stack.")), f"{path.name}: {modules[0]} is not FQCN"
 
 
 def test_notified_handlers_exist():
