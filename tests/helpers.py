@@ -43,7 +43,10 @@ def record_file_args(directory: Path, record: dict) -> list[str]:
 def plugin_env(**extra: str) -> dict[str, str]:
     """Environment for running Ansible in a scratch directory with this package's filter
     plugins and without its ansible.cfg; extra sets more variables."""
+    # The collections path resolves ansible_collections.monstack.stack, which the deployment_*
+    # filters import their library from (plugins/module_utils).
     env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", **extra)
     env.pop("ANSIBLE_CONFIG", None)
     return env

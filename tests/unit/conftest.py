@@ -15,6 +15,12 @@ os.environ.setdefault("ANSIBLE_HOST_KEY_CHECKING", "False")
 if FILTER_PLUGINS not in sys.path:
     sys.path.insert(0, FILTER_PLUGINS)
 
+# The collection by its name (ansible_collections.monstack.stack...): the deployment
+# record library in plugins/module_utils, imported by the filters, modules and tools.
+COLLECTIONS = os.path.join(REPO_ROOT, "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
 # The modules in plugins/modules import the collection's module_utils by its
 # collection name; register them under that name for the tests that import a
 # module's file directly.

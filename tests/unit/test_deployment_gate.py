@@ -29,7 +29,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 from monstack_hostport import monstack_local_endpoint
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]

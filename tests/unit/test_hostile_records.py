@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleError
 
-import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, record_file_args
 from test_deployment_store import MY_GROUP, layout, playbook
 
