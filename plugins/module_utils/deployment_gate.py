@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import CONTROL_RE, show
 
 
-class GateError(ValueError):
+class GateError(Exception):
     """The gate's input is not what it expects (the message says which argument)."""
 
 

@@ -36,7 +36,7 @@ Record = dict[str, Any]
 TargetGroup = dict[str, Any]
 
 
-class RecordError(ValueError):
+class RecordError(Exception):
     """A record (or an option) that breaks the contract; the message names the file and field."""
 
 

@@ -13,7 +13,7 @@ from ansible_collections.monstack.stack.plugins.module_utils.deployment_records 
     LABEL_NAME_RE, NAME_RE, RESERVED_LABELS, RFC3339_RE, SCHEMES, STATUSES, RecordError,
     check_record)
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_render import (  # noqa: F401
-    escape_label_value, nice_json)
+    escape_label_value, nice_json, store_files)
 from deployment_annotations import deployment_annotations  # noqa: F401
 from deployment_files import deployment_files  # noqa: F401
 from deployment_gate_pending import deployment_gate_pending  # noqa: F401
