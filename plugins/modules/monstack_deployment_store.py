@@ -711,11 +711,19 @@ def main():
         for one in result.get("taken_over", []):
             module.warn("%s: taken over from owner '%s' by owner '%s' (takeover)"
                         % (one["name"], one["from"], params["owner"]))
-        module.exit_json(**result)
+        module.exit_json(invocation=invocation(params), **result)
     except Superseded as exc:
-        module.fail_json(msg=str(exc), superseded=exc.superseded)
+        module.fail_json(msg=str(exc), superseded=exc.superseded, invocation=invocation(params))
     except (StoreError, FileSetError, OSError) as exc:
-        module.fail_json(msg=explain(exc, params["path"]))
+        module.fail_json(msg=explain(exc, params["path"]), invocation=invocation(params))
+
+
+def invocation(params):
+    """The arguments echoed back, without the entries and health checks themselves (a thousand records
+    would be most of the answer, and Ansible walks every node of an answer); their names are kept."""
+    args = {key: value for key, value in params.items() if key not in ("entries", "health")}
+    args.update(entries=sorted(params.get("entries") or {}), health=sorted(params.get("health") or {}))
+    return {"module_args": args}
 
 
 def explain(exc, path):
