@@ -16,7 +16,7 @@ description:
     why (not discovered yet, not scraped since its file was written, or down with a short class of its scrape
     error).
   - A target counts only when a target of the job O(job) with all of its file's labels (service, environment,
-    version, the record's labels, path and scheme) at its address was scraped up after O(since): another
+    version, the record's labels, path and scheme) at its address was scraped up after O(since); another
     service's or the previous version's target at the same address never counts.
   - Prometheus' answer holds every target's raw C(lastError), whose text a scraped service decides; it is never
     returned or printed. The failure message says what the error is (its class or HTTP status) and the scrape

@@ -11,9 +11,9 @@ short_description: Read, check and plan deployment records on the controller, in
 description:
   - Reads the record files of O(directory) (its C(*.json), C(*.yml) and C(*.yaml) files, not those starting with
     C(.), in name order) and the record file O(file) as P(monstack.stack.deployment_record_files#lookup) does (regular
-    files only, at most O(max_bytes), UTF-8), parses them as data (P(monstack.stack.deployment_parse#filter): JSON or
+    files only, at most O(max_bytes), UTF-8), parses them as data (P(monstack.stack.deployment_parse#filter), JSON or
     YAML without anchors or aliases), checks every record against the record contract and O(policy), and returns
-    the plan P(monstack.stack.deployment_plan#filter) returns, as data (register it): RV(records), RV(entries),
+    the plan P(monstack.stack.deployment_plan#filter) returns, as data (register it), RV(records), RV(entries),
     RV(files), RV(health) and RV(annotations).
   - One bad record fails the task, naming its file and field (never its content); nothing is planned.
   - The records are data, never templates. The result (every record) is not displayed; an error is.

@@ -52,7 +52,7 @@ options:
   entries:
     description:
       - File name (C(<environment>--<service>.json)) to entry, as P(monstack.stack.deployment_store_entries#filter)
-        (or the C(entries) of P(monstack.stack.deployment_plan#filter)) returns them, as data: C(epoch_us),
+        (or the C(entries) of P(monstack.stack.deployment_plan#filter)) returns them, as data, with C(epoch_us),
         C(status), C(record), C(source) (the record file, for messages) and, for a deployed one, C(group), its
         target group. The module renders the file_sd file and the textfile of each entry itself (the record
         library in plugins/module_utils, as the filters do).
