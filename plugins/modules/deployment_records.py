@@ -1,3 +1,4 @@
+#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: monstack contributors
 # SPDX-License-Identifier: Apache-2.0
