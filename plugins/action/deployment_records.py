@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Action deployment_records: read, check and plan deployment records on the controller, in one step.
 
-The work is the record library (plugins/module_utils/deployment_parse.py reads and parses,
+The work is the record library (plugins/plugin_utils/deployment_parse.py reads and parses,
 deployment_records.py checks, deployment_render.py plans); documentation in
 plugins/modules/deployment_records.py.
 """
@@ -13,7 +13,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.validation import check_type_bool, check_type_int
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.monstack.stack.plugins.module_utils.deployment_parse import (
+from ansible_collections.monstack.stack.plugins.plugin_utils.deployment_parse import (
     MAX_BYTES, parse_texts, read_records)
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import RecordError
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_render import plan

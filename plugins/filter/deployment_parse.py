@@ -3,14 +3,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Filter deployment_parse: Records from the texts of record files (JSON or YAML), each with its file as _source.
 
-A thin wrapper: the work is plugins/module_utils/deployment_parse.py (parse.parse_texts); its
+A thin wrapper: the work is plugins/plugin_utils/deployment_parse.py (parse.parse_texts); its
 documentation is deployment_parse.yml beside this file (ansible-doc -t filter deployment_parse).
 """
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.module_utils import deployment_parse as parse
+from ansible_collections.monstack.stack.plugins.plugin_utils import deployment_parse as parse
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import RecordError
 
 

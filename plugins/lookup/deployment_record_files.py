@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Lookup plugin deployment_record_files: read deployment record files on the controller, safely.
 
-A thin wrapper: the reading is plugins/module_utils/deployment_parse.py (read_records)."""
+A thin wrapper: the reading is plugins/plugin_utils/deployment_parse.py (read_records)."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -58,7 +58,7 @@ _raw:
 from ansible.errors import AnsibleLookupError  # noqa: E402  (ansible-test: imports after the documentation)
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 # The reading is the record library's (scripts/monstack-record reads with it too).
-from ansible_collections.monstack.stack.plugins.module_utils.deployment_parse import read_records  # noqa: E402
+from ansible_collections.monstack.stack.plugins.plugin_utils.deployment_parse import read_records  # noqa: E402
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import RecordError  # noqa: E402
 
 

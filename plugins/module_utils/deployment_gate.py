@@ -112,17 +112,17 @@ def pending(active_targets: Any, files: Any, since: Any, job: Any = "deployments
     """The targets of ``files`` that have not been scraped ``up`` after ``since``, with the reason."""
     if isinstance(since, bool) or not isinstance(since, (int, float, str)):
         raise GateError(f"deployment_gate_pending: since: expected the time the files were written "
-                                 f"(seconds since the epoch), got {show(since)}")
+                        f"(seconds since the epoch), got {show(since)}")
     try:
         written = float(since)
     except ValueError:
         raise GateError(f"deployment_gate_pending: since: expected seconds since the epoch, got {show(since)}")
     if not isinstance(files, Mapping):
         raise GateError(f"deployment_gate_pending: files: expected a mapping of file name to target groups "
-                                 f"(deployment_files), got {show(files)}")
+                        f"(deployment_files), got {show(files)}")
     if active_targets is not None and not isinstance(active_targets, (list, tuple)):
         raise GateError(f"deployment_gate_pending: expected Prometheus' activeTargets (a list), "
-                                 f"got {show(active_targets)}")
+                        f"got {show(active_targets)}")
     by_address: dict[Any, list[Mapping[str, Any]]] = {}
     for target in active_targets or []:
         if isinstance(target, Mapping) and target.get("scrapePool") == job:
@@ -133,12 +133,12 @@ def pending(active_targets: Any, files: Any, since: Any, job: Any = "deployments
         groups = files[name]
         if not isinstance(groups, (list, tuple)):
             raise GateError(f"deployment_gate_pending: file {name}: expected a list of target groups, "
-                                     f"got {show(groups)}")
+                            f"got {show(groups)}")
         for group in groups:
             labels = group.get("labels") or {} if isinstance(group, Mapping) else None
             if labels is None or not isinstance(group.get("targets"), (list, tuple)):
                 raise GateError(f"deployment_gate_pending: file {name}: expected target groups "
-                                         f"{{targets, labels}}, got {show(group)}")
+                                f"{{targets, labels}}, got {show(group)}")
             for address in group["targets"]:
                 mine = [t for t in by_address.get(address, [])
                         if all((t.get("discoveredLabels") or {}).get(k) == v for k, v in labels.items())]

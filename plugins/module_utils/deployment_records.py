@@ -721,7 +721,7 @@ def _rule(key: str, text: str) -> Rule:
     glob = text.lower().rstrip(".")
     if not re.fullmatch(r"[a-z0-9_*?.-]+", glob):
         raise RecordError(f"{POLICY_VARIABLES[key]}: {text!r} is neither a network (such as "
-                                 f"'10.1.0.0/16') nor a host name pattern (such as '*.prod.example.com')")
+                          f"'10.1.0.0/16') nor a host name pattern (such as '*.prod.example.com')")
     return Rule(text, None, glob)
 
 
@@ -736,7 +736,7 @@ def compile_policy(policy: Any) -> Policy:
     """The policy mapping (keys of DEFAULT_POLICY; missing keys take the defaults) -> Policy."""
     if not isinstance(policy, Mapping):
         raise RecordError(f"policy: expected a mapping with keys {', '.join(DEFAULT_POLICY)}, "
-                                 f"got {show(policy)}")
+                          f"got {show(policy)}")
     unknown = sorted(str(key) for key in policy if key not in DEFAULT_POLICY)
     if unknown:
         raise RecordError(f"policy: unknown keys {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
@@ -756,7 +756,7 @@ def compile_policy(policy: Any) -> Policy:
         allowed = {}
     if not isinstance(allowed, Mapping):
         raise RecordError(f"deployment_allowed_targets: expected a mapping of environment (or '*') to a "
-                                 f"list of networks and host name patterns, got {show(allowed)}")
+                          f"list of networks and host name patterns, got {show(allowed)}")
     return Policy(
         max_labels=_option_int("max_labels", given["max_labels"]),
         max_label_name_length=_option_int("max_label_name_length", given["max_label_name_length"]),
@@ -914,7 +914,6 @@ def current(deployments: list[Deployment]) -> list[Deployment]:
     return [dep for dep in latest_records(deployments) if dep.status != STATUS_REMOVED]
 
 
-
 def kind_of(value: Any) -> str:
     """The kind of a parsed value, never the value itself (a file may hold a secret)."""
     if value is None:
@@ -930,7 +929,6 @@ def kind_of(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-
 def check_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -941,7 +939,6 @@ def check_bool(name: str, value: Any) -> bool:
 
 def file_name(dep: Deployment) -> str:
     return f"{dep.environment}{FILE_SEPARATOR}{dep.service}{FILE_SUFFIX}"
-
 
 
 def named(deps: list[Deployment]) -> list[tuple[str, Deployment]]:

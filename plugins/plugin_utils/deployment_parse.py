@@ -47,7 +47,7 @@ def read_record_file(path: str, max_bytes: int) -> str:
         raise RecordError(f"{path}: cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(before.st_mode):
         raise RecordError(f"{path}: is {kind(before)}; a record must be a regular file "
-                              f"(links, FIFOs and devices are refused)")
+                          f"(links, FIFOs and devices are refused)")
     if before.st_size > max_bytes:
         raise RecordError(f"{path}: {before.st_size} bytes, larger than deployment_max_record_bytes ({max_bytes})")
     try:
@@ -118,11 +118,11 @@ def parse_record(text: str, source: str) -> Record:
             mark = _yaml_anchor(text)
             if mark is not None:
                 raise RecordError(f"{source}: YAML anchors and aliases (&name, *name) are not allowed in a "
-                                         f"record, at line {mark.line + 1}, column {mark.column + 1}")
+                                  f"record, at line {mark.line + 1}, column {mark.column + 1}")
             record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
-                                 f"fix the file or remove it") from None
+                          f"fix the file or remove it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -130,10 +130,10 @@ def parse_record(text: str, source: str) -> Record:
         raise RecordError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
     except (ValueError, RecursionError):
         raise RecordError(f"{source}: not a usable record (too deeply nested or out of range); "
-                                 f"fix the file or remove it") from None
+                          f"fix the file or remove it") from None
     if not isinstance(record, Mapping):
         raise RecordError(f"{source}: expected one deployment record (a mapping of its fields such as "
-                                 f"service, environment, version), got {kind_of(record)}")
+                          f"service, environment, version), got {kind_of(record)}")
     return dict(record, _source=source)
 
 
@@ -145,13 +145,13 @@ def parse_texts(contents: Any, sources: Any = None) -> list[Record]:
     """
     if isinstance(contents, (str, bytes)) or not isinstance(contents, (list, tuple)):
         raise RecordError(f"deployment_parse: expected the texts of the record files (a list), "
-                                 f"got {show(contents)}")
+                          f"got {show(contents)}")
     if sources is None and all(isinstance(item, Mapping) for item in contents):
         sources = [item.get("path") for item in contents]
         contents = [item.get("text") for item in contents]
     if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)) or len(sources) != len(contents):
         raise RecordError(f"deployment_parse: expected one file name per text ({len(contents)}), "
-                                 f"got {show(sources)}")
+                          f"got {show(sources)}")
     records = []
     for text, source in zip(contents, sources):
         source = str(source)
