@@ -2,7 +2,7 @@
 """Write docs/deployment-record.schema.json, the JSON Schema of one deployment record.
 
 The schema states, for a record written as JSON, exactly what the deployment_validate
-filter (plugins/filter/deployments.py) accepts. tests/unit/test_record_schema.py keeps
+filter (plugins/module_utils/deployment_records.py) accepts. tests/unit/test_record_schema.py keeps
 the two equal: it checks that this script's output is the committed file and runs a
 generated corpus of records through both. After changing a rule of the validator,
 change the pieces below to match and rerun:  hacking/gen_record_schema.py

@@ -31,9 +31,12 @@ import time
 from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "collections"))
+sys.path.insert(0, os.path.join(ROOT, "collections"))  # ansible_collections.monstack.stack: this checkout
 
-from ansible_collections.monstack.stack.plugins.filter import deployments  # noqa: E402
+# The record library the deployment_* filters are thin wrappers of (same functions, no Ansible).
+# pylint: disable=wrong-import-position
+from ansible_collections.monstack.stack.plugins.module_utils import deployment_records  # noqa: E402
+from ansible_collections.monstack.stack.plugins.module_utils import deployment_render as deployments  # noqa: E402
 
 ENVIRONMENTS = ("production", "staging", "dev")
 
@@ -83,9 +86,9 @@ def build(services: int, deploys: int, churn_hosts: bool = False) -> list[dict[s
 
 def clear_caches() -> None:
     """Measure cold: forget memoized host/target normalizations between runs."""
-    deployments.normalize_host.cache_clear()
-    deployments.normalize_target.cache_clear()
-    deployments.label_name_ok.cache_clear()
+    deployment_records.normalize_host.cache_clear()
+    deployment_records.normalize_target.cache_clear()
+    deployment_records.label_name_ok.cache_clear()
 
 
 def best_of(repeat: int, func: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -178,13 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     records = build(args.services, args.deploys, args.churn_hosts)
     n = len(records)
     stages: list[tuple[str, Callable[[], Any]]] = [
-        ("deployment_validate", lambda: deployments.deployment_validate(records)),
-        ("deployment_targets", lambda: deployments.deployment_targets(records)),
-        ("deployment_files", lambda: deployments.deployment_files(records)),
+        ("deployment_validate", lambda: deployments.validate(records)),
+        ("deployment_targets", lambda: deployments.targets(records)),
+        ("deployment_files", lambda: deployments.files(records)),
     ]
     extra: list[tuple[str, Callable[[], Any]]] = [
-        ("deployment_info_metrics", lambda: deployments.deployment_info_metrics(records)),
-        ("deployment_annotations", lambda: deployments.deployment_annotations(records)),
+        ("deployment_info_metrics", lambda: deployments.info_metrics(records)),
+        ("deployment_annotations", lambda: deployments.annotations(records)),
     ]
     print(f"{n} records ({args.services} services x {args.deploys} deploys, "
           f"{'new' if args.churn_hosts else 'stable'} hosts per deploy), "

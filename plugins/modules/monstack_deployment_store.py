@@ -22,7 +22,7 @@ description:
     run are not interleaved with another run's.
   - 'Merging: a given entry replaces the stored one of the same file name unless the stored record was
     deployed later: then, with O(on_superseded=fail) (the default), the module fails naming the entry, its
-    service, environment and the store''s later C(deployed_at), and writes nothing. A replaced or new entry
+    record file, service, environment and the store''s later C(deployed_at), and writes nothing. A replaced or new entry
     is owned by O(owner); an identical one keeps its owner. An entry with status C(removed) leaves a
     tombstone, so that an older record cannot bring the service back.'
   - 'Owners: a new or different entry for a service that another owner holds is refused (the module fails
@@ -51,8 +51,11 @@ options:
     default: present
   entries:
     description:
-      - File name (C(<environment>--<service>.json)) to entry, as the C(deployment_store_entries) filter
-        returns them (C(epoch_us), C(status), C(record), and C(file_sd)/C(textfile) for deployed ones).
+      - File name (C(<environment>--<service>.json)) to entry, as P(monstack.stack.deployment_store_entries#filter)
+        (or the C(entries) of P(monstack.stack.deployment_plan#filter)) returns them, as data, with C(epoch_us),
+        C(status), C(record), C(source) (the record file, for messages) and, for a deployed one, C(group), its
+        target group. The module renders the file_sd file and the textfile of each entry itself (the record
+        library in plugins/module_utils, as the filters do).
     type: dict
     default: {}
   owner:
@@ -106,7 +109,10 @@ options:
     description: Directory of the health-check probe targets (file_sd files of the blackbox exporter job); with O(write).
     type: path
   health:
-    description: File name to content of this run's health-check targets (the C(deployment_health_files) filter, as JSON text).
+    description:
+      - File name to the target groups of this run's health-check targets, as
+        P(monstack.stack.deployment_health_files#filter) (or the C(health) of P(monstack.stack.deployment_plan#filter))
+        returns them; written as JSON.
     type: dict
     default: {}
   release:
@@ -228,7 +234,8 @@ applied:
 superseded:
   description:
     - Given entries not applied because the store holds a later record (name, service, environment, given and
-      stored deployed_at, owner). With O(on_superseded=fail) also returned by the failure.
+      stored deployed_at, owner, and C(source), the given record's file). With O(on_superseded=fail) also
+      returned by the failure, whose message names them.
   returned: state=present
   type: list
   elements: dict
@@ -270,6 +277,7 @@ import time
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_render import nice_json, store_files
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
     FileSetError, apply_sets, discard, fsync_dir, not_regular, read_current, untrusted_path, write_temp)
 
@@ -445,7 +453,7 @@ def merge(stored, given, owner, prune, holder, takeover=()):
         if old is not None and new["epoch_us"] < old["epoch_us"]:
             superseded.append({"name": name, "service": new.get("service"), "environment": new.get("environment"),
                                "given": new.get("deployed_at"), "stored": old.get("deployed_at"),
-                               "owner": old.get("owner")})
+                               "owner": old.get("owner"), "source": new.get("source") or ""})
             continue
         if old is not None and all(old.get(f) == new.get(f) for f in SAME_FIELDS):
             applied.append(name)
@@ -484,12 +492,25 @@ def conflict_message(conflicts, owner, store_path):
 
 
 def superseded_message(superseded, store_path):
-    lines = ["%s: the record of service %s in environment %s deployed_at %s is older than the store's, "
-             "deployed_at %s (owner %s)" % (one["name"], one["service"], one["environment"], one["given"],
-                                            one["stored"], one["owner"]) for one in superseded]
-    return ("Not applied, nothing written: %s, in the record store %s. The latest record by deployed_at "
-            "counts; to roll back, write a new record (the old version, a later deployed_at)."
-            % ("; ".join(lines), store_path))
+    """The one message of superseded records: each one's record file, and the store's later deployed_at."""
+    lines = ["%s: the record of service %s in environment %s deployed_at %s (record file %s) is older than the one "
+             "in the record store %s, deployed_at %s (owner %s)"
+             % (one["name"], one["service"], one["environment"], one["given"], one.get("source") or "unknown",
+                store_path, one["stored"], one["owner"]) for one in superseded]
+    return ("Superseded, nothing written: %s. The latest record by deployed_at counts; to roll back, write a new "
+            "record (the old version, a later deployed_at)." % "; ".join(lines))
+
+
+def store_form(entries):
+    """The given entries as the store keeps them: the contents of each deployed one's file_sd file and
+    textfile rendered (by the record library, as the filters render them)."""
+    out = {}
+    for name, entry in entries.items():
+        kept = {key: value for key, value in entry.items() if key != "group"}
+        if entry.get("status") != "removed":
+            kept.update(store_files(entry))
+        out[name] = kept
+    return out
 
 
 def plan_dir(directory, pattern, wanted, known, adopt, compare=True):
@@ -525,7 +546,7 @@ def write_files(params, plans, wanted, applied, check_mode, diff):
         health = params.get("health") or {}
         dirs[params["health_dir"]] = {"owner": "root", "group": group, "mode": "0750"}
         sets.append({"name": "health", "path": params["health_dir"],
-                     "files": {name: content for name, content in health.items() if name in applied},
+                     "files": {name: nice_json(groups) for name, groups in health.items() if name in applied},
                      "remove": plans["file_sd"]["remove"] + [name for name in applied if name not in health],
                      "owner": "root", "group": group, "mode": "0640"})
     if plans.get("textfile") is not None:
@@ -559,7 +580,7 @@ def update(params, check_mode, diff=False):
     if not isinstance(store, dict) or store.get("format") != FORMAT or not isinstance(store.get("entries"), dict):
         raise StoreError("%s: not a deployment record store of format %d" % (store_path, FORMAT))
     entries, applied, superseded, pruned, conflicts, taken_over = merge(
-        store["entries"], params["entries"], params["owner"], params["prune"], params["lock_holder"],
+        store["entries"], store_form(params["entries"]), params["owner"], params["prune"], params["lock_holder"],
         params.get("takeover") or ())
     if conflicts:
         raise StoreError(conflict_message(conflicts, params["owner"], store_path))
@@ -618,9 +639,19 @@ def check_entries(entries):
             raise StoreError("entry %r: expected a file name <environment>--<service>.json" % (name,))
         if not isinstance(entry, dict) or not isinstance(entry.get("epoch_us"), int) or "status" not in entry:
             raise StoreError("entry %s: expected an entry of the deployment_store_entries filter" % name)
-        if entry["status"] != "removed" and not (isinstance(entry.get("file_sd"), str)
-                                                 and isinstance(entry.get("textfile"), str)):
-            raise StoreError("entry %s: a deployed entry needs file_sd and textfile contents" % name)
+        group = entry.get("group")
+        if entry["status"] != "removed" and not (isinstance(group, dict) and isinstance(group.get("targets"), list)
+                                                 and isinstance(group.get("labels"), dict)
+                                                 and isinstance(entry.get("record"), dict)):
+            raise StoreError("entry %s: a deployed entry needs its record and target group (group: {targets, labels})"
+                             % name)
+
+
+def check_health(health):
+    for name, groups in health.items():
+        if "/" in name or not fnmatch.fnmatchcase(name, FILE_SD_PATTERN) or not isinstance(groups, list):
+            raise StoreError("health %r: expected a file name <environment>--<service>.json and its target groups "
+                             "(the deployment_health_files filter)" % (name,))
 
 
 def main():
@@ -659,6 +690,7 @@ def main():
         takeover_names(params["takeover"])
         check_lease(params["lock_timeout"], params["lock_lease"])
         check_entries(params["entries"])
+        check_health(params["health"])
         result, failed = {}, True
         try:
             result = update(params, module.check_mode, diff=module._diff)
@@ -679,11 +711,19 @@ def main():
         for one in result.get("taken_over", []):
             module.warn("%s: taken over from owner '%s' by owner '%s' (takeover)"
                         % (one["name"], one["from"], params["owner"]))
-        module.exit_json(**result)
+        module.exit_json(invocation=invocation(params), **result)
     except Superseded as exc:
-        module.fail_json(msg=str(exc), superseded=exc.superseded)
+        module.fail_json(msg=str(exc), superseded=exc.superseded, invocation=invocation(params))
     except (StoreError, FileSetError, OSError) as exc:
-        module.fail_json(msg=explain(exc, params["path"]))
+        module.fail_json(msg=explain(exc, params["path"]), invocation=invocation(params))
+
+
+def invocation(params):
+    """The arguments echoed back, without the entries and health checks themselves (a thousand records
+    would be most of the answer, and Ansible walks every node of an answer); their names are kept."""
+    args = {key: value for key, value in params.items() if key not in ("entries", "health")}
+    args.update(entries=sorted(params.get("entries") or {}), health=sorted(params.get("health") or {}))
+    return {"module_args": args}
 
 
 def explain(exc, path):

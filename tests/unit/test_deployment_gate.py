@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import grp
 import http.server
+import importlib.util
 import json
 import os
 import socket
@@ -29,7 +30,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.filter import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_local_endpoint
 
@@ -150,13 +151,16 @@ def test_store_entries_hold_the_latest_record_with_its_file_contents():
     api, gone = entries["production--api.json"], entries["production--gone.json"]
     assert api["version"] == "1.1.0" and api["status"] == "deployed" and api["epoch_us"] == 1_795_256_100 * 10**6
     assert "_source" not in api["record"]
+    # the entry is data (its target group); the store module renders its files with the library:
     # the same bytes as the playbook's to_nice_json(indent=2) of deployment_files, plus a newline
-    assert json.loads(api["file_sd"]) == dc.deployment_files(records)["production--api.json"]
-    assert api["file_sd"].startswith('[\n  {\n    "labels": {\n') and api["file_sd"].endswith("]\n")
-    assert api["textfile"] == dc.deployment_info_metrics(records[1:2])
-    assert gone["status"] == "removed" and "file_sd" not in gone and "textfile" not in gone
+    assert [api["group"]] == dc.deployment_files(records)["production--api.json"]
+    api_files = dc.store_files(api)
+    assert json.loads(api_files["file_sd"]) == dc.deployment_files(records)["production--api.json"]
+    assert api_files["file_sd"].startswith('[\n  {\n    "labels": {\n') and api_files["file_sd"].endswith("]\n")
+    assert api_files["textfile"] == dc.deployment_info_metrics(records[1:2])
+    assert gone["status"] == "removed" and "group" not in gone and "file_sd" not in gone and "textfile" not in gone
     no_info = dc.deployment_store_entries(records, info_labels=False)["production--api.json"]
-    assert '"version"' not in no_info["file_sd"]
+    assert '"version"' not in dc.store_files(no_info)["file_sd"]
     with pytest.raises(AnsibleFilterError, match="would both be written to file_sd file 'a--b--c.json'"):
         dc.deployment_store_entries([{**record("b--c", targets=["x:1"]), "environment": "a"},
                                      {**record("c", targets=["x:1"]), "environment": "a--b"}])
@@ -200,6 +204,72 @@ def test_local_endpoint_errors_name_the_component_and_setting(args, kwargs, mess
     with pytest.raises(AnsibleFilterError, match=message) as err:
         monstack_local_endpoint(*args, name="prometheus", **kwargs)
     assert str(err.value).startswith("monstack_local_endpoint (prometheus): ")
+
+
+# --------------------------------------------------------------------------
+# The gate module (plugins/modules/deployment_gate.py) against a fake Prometheus answer
+
+spec = importlib.util.spec_from_file_location("deployment_gate_module", REPO / "plugins" / "modules" / "deployment_gate.py")
+gate_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gate_module)
+
+
+class FakeTargets(QuietHandler):
+    """GET /api/v1/targets: the answers of FakeTargets.answers in turn (status, activeTargets), the last one kept."""
+
+    answers: list = []
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        FakeTargets.seen.append((self.path, self.headers.get("Authorization")))
+        status, targets = FakeTargets.answers[0] if len(FakeTargets.answers) == 1 else FakeTargets.answers.pop(0)
+        self.answer(status, json.dumps({"status": "success", "data": {"activeTargets": targets}}).encode())
+
+
+@pytest.fixture
+def fake_targets():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeTargets)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeTargets.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/prom"
+    server.shutdown()
+
+
+def gate_params(url, **extra):
+    return {"url": url, "user": "", "password": "", "validate_certs": False, "ca_path": None,
+            "files": {"prod--api.json": [GROUP], "prod--other.json": [dict(GROUP, targets=["app9:1"])]},
+            "names": ["prod--api.json"], "since": WRITTEN, "job": "deployments", "timeout": 3, "interval": 1,
+            "request_timeout": 5, **extra}
+
+
+def test_gate_module_waits_for_the_named_files_and_passes_when_up(fake_targets):
+    secret = "body of the app: password=hunter2"
+    FakeTargets.answers = [(200, [active(health="down", error=secret)]), (200, [active()])]
+    left, looks, _waited, problem = gate_module.wait(gate_params(fake_targets, user="ops", password="pw"),
+                                                     sleep=lambda s: None)
+    assert left == [] and looks == 2 and problem is None  # prod--other.json is not this run's: not waited for
+    path, auth = FakeTargets.seen[0]
+    assert path == "/prom/api/v1/targets?state=active" and auth == "Basic " + base64.b64encode(b"ops:pw").decode()
+
+
+def test_gate_module_fails_naming_the_targets_and_what_prometheus_answered(fake_targets):
+    secret = "body of the app: password=hunter2"
+    FakeTargets.answers = [(200, [active(health="down", error=secret + " server returned HTTP status 500")])]
+    clock = [0.0]
+    params = gate_params(fake_targets)
+    left, looks, waited, problem = gate_module.wait(params, clock=lambda: clock[0],
+                                                    sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    assert looks == 4 and waited == 3 and problem is None  # at 0, 1, 2 and 3 s, as the retries did (1 + 3 / 1)
+    text = gate_module.message(params, left, problem)
+    assert text.startswith("Post-deploy gate: after 3s these targets of this run are not up: prod--api.json: app1:8000 "
+                           "(service api, environment prod, version 2.0.0): down at http://app1:8000/metrics, "
+                           "last error: HTTP status 500.")
+    assert secret not in text and secret not in json.dumps(left)
+    FakeTargets.answers = [(401, [])]
+    left, _looks, _waited, problem = gate_module.wait(params, clock=lambda: clock[0],
+                                                      sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    assert problem == "401 Unauthorized" and left[0]["state"] == "not discovered"
+    assert gate_module.message(params, left, problem).endswith(f"Prometheus at {fake_targets} answered: 401 Unauthorized")
 
 
 # --------------------------------------------------------------------------

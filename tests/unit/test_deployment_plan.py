@@ -7,7 +7,7 @@ import time
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.filter import deployments as dc
+import deployment_api as dc
 
 
 def record(service: str, **extra) -> dict:
@@ -50,13 +50,25 @@ def test_plan_equals_the_separate_filters():
     records = [record("api", health_url="http://api.example.com/health"), record("web"),
                record("old", status="removed")]
     records[2].pop("targets")
-    plan = {key: json.loads(text) for key, text in dc.deployment_plan(records, False).items()}
+    plan = dc.deployment_plan(records, False)
+    # data end to end: what the playbook passes on is made of mappings, lists and scalars, no JSON text
+    assert json.loads(json.dumps(plan)) == plan and not any(isinstance(part, str) for part in plan.values())
     assert plan["records"] == dc.deployment_validate(records)
     assert plan["files"] == dc.deployment_files(records, False)
     assert plan["entries"] == dc.deployment_store_entries(records, False)
-    assert plan["health"] == {name: json.dumps(groups, indent=2, sort_keys=True) + "\n"
-                              for name, groups in dc.deployment_health_files(records).items()}
+    assert plan["health"] == dc.deployment_health_files(records)
+    assert plan["annotations"] == dc.deployment_annotations(records)
     assert list(plan["health"]) == ["production--api.json"] and "production--old.json" in plan["entries"]
+    # each entry names its record file (the store's "superseded" message quotes it)
+    assert plan["entries"]["production--api.json"]["source"] == ""
+
+
+def test_plan_entries_carry_their_record_file():
+    parsed = dc.deployment_parse([json.dumps(record("api")), json.dumps(record("web", status="removed"))],
+                                 ["/srv/d/api.json", "/srv/d/web.json"])
+    entries = dc.deployment_plan(parsed)["entries"]
+    assert {name: entry["source"] for name, entry in entries.items()} == {
+        "production--api.json": "/srv/d/api.json", "production--web.json": "/srv/d/web.json"}
 
 
 def test_plan_of_a_thousand_records_takes_well_under_a_second():
@@ -64,6 +76,6 @@ def test_plan_of_a_thousand_records_takes_well_under_a_second():
     names = [f"/srv/d/svc-{n:04d}.json" for n in range(1000)]
     start = time.process_time()
     plan = dc.deployment_plan(dc.deployment_parse(texts, names))
-    assert len(json.loads(plan["entries"])) == 1000 and len(json.loads(plan["files"])) == 1000
+    assert len(plan["entries"]) == 1000 and len(plan["files"]) == 1000
     # a generous bound (about 0.2 s here): a regression to per-record quadratic work fails it
     assert time.process_time() - start < 5

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.monstack.stack.plugins.filter import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_later_record_wins_whatever_the_order_and_an_older_one_is_superseded():
     assert applied == [] and again["production--api.json"]["version"] == "2.0.0"
     assert superseded == [{"name": "production--api.json", "service": "api", "environment": "production",
                            "given": "2026-11-20T10:15:00Z", "stored": "2026-11-21T10:00:00Z",
-                           "owner": "single-record"}]
+                           "owner": "single-record", "source": ""}]
     # an identical record is fine whoever gives it, and keeps its owner
     same, applied, _, _, conflicts, _ = ds.merge(store, v2, "directory", False, "ci 3")
     assert applied == ["production--api.json"] and same == store and conflicts == []
@@ -210,11 +210,9 @@ def test_lock_waits_then_names_its_holder(tmp_path):
 
 def test_lock_serializes_real_processes(tmp_path):
     """Four processes take the lock in turn: never two inside at once."""
-    utils = "ansible_collections.monstack.stack.plugins.module_utils.monstack_files"
+    # the module imports the collection's module_utils by the collection's name
     script = (f"import importlib.util, sys, time\n"
-              f"mu = importlib.util.spec_from_file_location({utils!r}, "
-              f"{str(REPO / 'plugins' / 'module_utils' / 'monstack_files.py')!r})\n"
-              f"sys.modules[mu.name] = importlib.util.module_from_spec(mu); mu.loader.exec_module(sys.modules[mu.name])\n"
+              f"sys.path.insert(0, {str(REPO / 'collections')!r})\n"
               f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins' / 'modules' / 'monstack_deployment_store.py')!r})\n"
               f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
               f"d = sys.argv[1]; t = sys.argv[2]\n"
@@ -325,10 +323,10 @@ def test_a_waiting_run_names_the_holder(tmp_path):
 # --------------------------------------------------------------------------
 # write: true (one round trip per host: store, file_sd, health checks, textfiles)
 
-def write_params(tmp_path: Path, given: str, health: str = "{}", **extra) -> dict:
-    """Parameters as the playbook gives them: the plan's JSON text (AnsibleModule parses a dict argument)."""
-    return dict(params(tmp_path, json.loads(given), **extra), write=True, file_sd_group=MY_GROUP,
-                health_dir=str(tmp_path / "health"), health=json.loads(health))
+def write_params(tmp_path: Path, given: dict, health: dict | None = None, **extra) -> dict:
+    """Parameters as the playbook gives them: the plan's entries and health-check target groups, as data."""
+    return dict(params(tmp_path, given, **extra), write=True, file_sd_group=MY_GROUP,
+                health_dir=str(tmp_path / "health"), health=health or {})
 
 
 def test_write_makes_every_directory_match_the_store_in_one_call(tmp_path):
@@ -339,7 +337,8 @@ def test_write_makes_every_directory_match_the_store_in_one_call(tmp_path):
                       check_mode=False)
     assert first["changed"] and first["written"] == ["production--a.json", "production--b.json"]
     assert sorted(p.name for p in (tmp_path / "sd").iterdir()) == ["production--a.json", "production--b.json"]
-    assert (tmp_path / "sd" / "production--a.json").read_text() == json.loads(plan["entries"])["production--a.json"]["file_sd"]
+    assert (tmp_path / "sd" / "production--a.json").read_text() == json.dumps(
+        [plan["entries"]["production--a.json"]["group"]], indent=2, sort_keys=True) + "\n"
     assert oct((tmp_path / "sd" / "production--a.json").stat().st_mode & 0o777) == "0o640"
     assert [p.name for p in (tmp_path / "health").iterdir()] == ["production--a.json"]
     assert oct((tmp_path / "health").stat().st_mode & 0o777) == "0o750"

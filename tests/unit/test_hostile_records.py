@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleError
 
-from ansible_collections.monstack.stack.plugins.filter import deployments as dc
+import deployment_api as dc
 from helpers import QuietHandler, record_file_args
 from test_deployment_store import MY_GROUP, layout, playbook
 
@@ -135,7 +135,7 @@ FREE = {
 def test_template_syntax_in_a_free_text_field_is_kept_as_data(field, kind, canary):
     payload = payloads(canary)[kind]
     record = {**base(), **FREE[field](payload)}
-    [normalized] = json.loads(plan(record)["records"])
+    [normalized] = plan(record)["records"]
     value = normalized
     for key in field.split("."):
         value = value[key]

@@ -1,24 +1,27 @@
 # -*- coding: utf-8 -*-
-"""Shared, pure helpers behind the ``deployment_*`` filter plugins of monstack.
+# Copyright: monstack contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The deployment record contract of monstack: validation, the policy, the latest record.
 
-"Deployments drive discovery": a CI/CD pipeline writes one record per
-deployment, and these helpers turn the set of records into Prometheus file_sd
-target groups, node_exporter textfile metrics and Grafana annotations.
-
-The filters are defined here; each has its documentation in a YAML file
-of its own name beside this one (``deployment_targets.yml`` ...), which is
-what ``ansible-doc -t filter <name>`` reads for a file with several filters.
+"Deployments drive discovery": a CI/CD pipeline writes one record per deployment.
+This module says what a valid record is (its fields, the limits and allowed
+destinations of the policy) and which record of a service counts (the latest by
+deployed_at). It is the one place that knows the contract: the filters
+(plugins/filter/deployment_*.py), the record store module, the lookup and
+scripts/monstack-record import it. Rendering is in deployment_render, reading
+and parsing record files in deployment_parse, the post-deploy gate in deployment_gate.
 
 Everything here is a pure function of its inputs: no I/O, no clock, no
 randomness, and output order never depends on input order (except where a
-tie would be ambiguous, which is reported as an error instead).
+tie would be ambiguous, which is reported as an error instead). Errors are
+RecordError, whose message names the record's file and field; the filters turn
+it into RecordError. Standard library only (it also runs on managed hosts).
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import ipaddress
-import json
 import posixpath
 import re
 import socket
@@ -29,13 +32,13 @@ from functools import lru_cache
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import unquote, urlsplit
 
-import yaml
-from ansible.errors import AnsibleFilterError
-
 Record = dict[str, Any]
-# libyaml's safe loader where it is built in (a thousand record files in well under a second).
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TargetGroup = dict[str, Any]
+
+
+class RecordError(Exception):
+    """A record (or an option) that breaks the contract; the message names the file and field."""
+
 
 # --------------------------------------------------------------------------
 # Constants (the record contract; keep docs/deployments.md in sync)
@@ -163,7 +166,7 @@ def show(value: Any) -> str:
 
 
 def fail(who: str, field: str, problem: str) -> NoReturn:
-    raise AnsibleFilterError(f"{who}: field '{field}': {problem}")
+    raise RecordError(f"{who}: field '{field}': {problem}")
 
 
 def expected(who: str, field: str, what: str, got: Any, hint: str = "") -> NoReturn:
@@ -609,7 +612,7 @@ def check_keys(who: str, record: Mapping[str, Any]) -> list[str]:
 def check_record(record: Any, number: int) -> Deployment:
     """Validate and normalize one record (``number`` is 1-based, for messages)."""
     if not isinstance(record, Mapping):
-        raise AnsibleFilterError(
+        raise RecordError(
             f"record #{number}: expected a deployment record (a mapping), got {kind_of(record)}"
         )
     who = describe(record, number)
@@ -659,7 +662,7 @@ def check_records(records: Any, policy: Any = None) -> list[Deployment]:
     if isinstance(records, Mapping):
         records = [records]
     if not isinstance(records, (list, tuple)):
-        raise AnsibleFilterError(
+        raise RecordError(
             f"expected a list of deployment records, got {show(records)}"
         )
     rules = None if policy is None else compile_policy(policy)
@@ -697,16 +700,16 @@ def _option_int(key: str, value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected a whole number >= 0, got {show(value)}")
+        raise RecordError(f"{POLICY_VARIABLES[key]}: expected a whole number >= 0, got {show(value)}")
     return int(value)
 
 
 def _option_list(key: str, value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected a list, got {show(value)}")
+        raise RecordError(f"{POLICY_VARIABLES[key]}: expected a list, got {show(value)}")
     for item in value:
         if not isinstance(item, str) or not item.strip():
-            raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: expected non-empty strings, got {show(item)}")
+            raise RecordError(f"{POLICY_VARIABLES[key]}: expected non-empty strings, got {show(item)}")
     return [str(item).strip() for item in value]
 
 
@@ -717,26 +720,26 @@ def _rule(key: str, text: str) -> Rule:
         pass
     glob = text.lower().rstrip(".")
     if not re.fullmatch(r"[a-z0-9_*?.-]+", glob):
-        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: {text!r} is neither a network (such as "
-                                 f"'10.1.0.0/16') nor a host name pattern (such as '*.prod.example.com')")
+        raise RecordError(f"{POLICY_VARIABLES[key]}: {text!r} is neither a network (such as "
+                          f"'10.1.0.0/16') nor a host name pattern (such as '*.prod.example.com')")
     return Rule(text, None, glob)
 
 
 def _path_pattern(key: str, text: str) -> str:
     inner = text.strip("/").lower()
     if not inner:
-        raise AnsibleFilterError(f"{POLICY_VARIABLES[key]}: {text!r}: expected a path such as '/api/v1/admin/'")
+        raise RecordError(f"{POLICY_VARIABLES[key]}: {text!r}: expected a path such as '/api/v1/admin/'")
     return f"/{inner}/"
 
 
 def compile_policy(policy: Any) -> Policy:
     """The policy mapping (keys of DEFAULT_POLICY; missing keys take the defaults) -> Policy."""
     if not isinstance(policy, Mapping):
-        raise AnsibleFilterError(f"policy: expected a mapping with keys {', '.join(DEFAULT_POLICY)}, "
-                                 f"got {show(policy)}")
+        raise RecordError(f"policy: expected a mapping with keys {', '.join(DEFAULT_POLICY)}, "
+                          f"got {show(policy)}")
     unknown = sorted(str(key) for key in policy if key not in DEFAULT_POLICY)
     if unknown:
-        raise AnsibleFilterError(f"policy: unknown keys {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+        raise RecordError(f"policy: unknown keys {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
     given = {**DEFAULT_POLICY, **policy}
     now = given["now"]
     if now is not None:
@@ -745,15 +748,15 @@ def compile_policy(policy: Any) -> Policy:
                 raise ValueError
             now_us = int(float(now) * 1_000_000)
         except (TypeError, ValueError):
-            raise AnsibleFilterError(f"policy: now: expected seconds since the epoch, got {show(now)}") from None
+            raise RecordError(f"policy: now: expected seconds since the epoch, got {show(now)}") from None
     else:
         now_us = None
     allowed = given["allowed_targets"]
     if allowed is None:
         allowed = {}
     if not isinstance(allowed, Mapping):
-        raise AnsibleFilterError(f"deployment_allowed_targets: expected a mapping of environment (or '*') to a "
-                                 f"list of networks and host name patterns, got {show(allowed)}")
+        raise RecordError(f"deployment_allowed_targets: expected a mapping of environment (or '*') to a "
+                          f"list of networks and host name patterns, got {show(allowed)}")
     return Policy(
         max_labels=_option_int("max_labels", given["max_labels"]),
         max_label_name_length=_option_int("max_label_name_length", given["max_label_name_length"]),
@@ -875,7 +878,7 @@ def health_url_problem(url: str, environment: str, policy: Policy) -> str | None
     return destination_problem(host, environment, policy) or path_problem(parts.path or "/", policy)
 
 
-def _content(dep: Deployment) -> dict[str, Any]:
+def record_content(dep: Deployment) -> dict[str, Any]:
     return {k: v for k, v in dep.record.items() if not k.startswith("_")}
 
 
@@ -894,11 +897,11 @@ def latest_records(deployments: list[Deployment]) -> list[Deployment]:
         if best is None or dep.epoch_us > best.epoch_us:
             latest[key] = dep
             ties.pop(key, None)
-        elif dep.epoch_us == best.epoch_us and key not in ties and _content(dep) != _content(best):
+        elif dep.epoch_us == best.epoch_us and key not in ties and record_content(dep) != record_content(best):
             ties[key] = dep
     for key, other in sorted(ties.items()):
         best = latest[key]
-        raise AnsibleFilterError(
+        raise RecordError(
             f"{best.who} and {other.who}: both are the latest deployment of service "
             f"'{key[0]}' in environment '{key[1]}' (deployed_at {best.record['deployed_at']}) "
             f"but differ; make deployed_at distinct or remove one of them"
@@ -909,191 +912,6 @@ def latest_records(deployments: list[Deployment]) -> list[Deployment]:
 def current(deployments: list[Deployment]) -> list[Deployment]:
     """Latest record per (service, environment) by deployed_at, removed ones dropped."""
     return [dep for dep in latest_records(deployments) if dep.status != STATUS_REMOVED]
-
-
-# --------------------------------------------------------------------------
-# Outputs
-# --------------------------------------------------------------------------
-def target_group(dep: Deployment, info_labels: bool) -> TargetGroup:
-    rec = dep.record
-    labels: dict[str, str] = {"service": dep.service, "environment": dep.environment}
-    if info_labels:
-        labels["version"] = dep.version
-        if dep.commit is not None:
-            labels["commit"] = dep.commit
-    labels.update(rec["labels"])
-    labels["__metrics_path__"] = rec["metrics_path"]
-    labels["__scheme__"] = rec["scheme"]
-    return {"targets": sorted(rec["targets"]), "labels": dict(sorted(labels.items()))}
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.lower() in ("true", "yes", "on", "1")
-    raise AnsibleFilterError(f"option '{name}': expected a boolean, got {show(value)}")
-
-
-def file_name(dep: Deployment) -> str:
-    return f"{dep.environment}{FILE_SEPARATOR}{dep.service}{FILE_SUFFIX}"
-
-
-def escape_label_value(value: str) -> str:
-    """Escape per the Prometheus text exposition format."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_labels(pairs: list[tuple[str, str]]) -> str:
-    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
-
-
-def format_epoch(epoch_us: int) -> str:
-    seconds, micros = divmod(epoch_us, 1_000_000)
-    return str(seconds) if not micros else f"{seconds}.{micros:06d}".rstrip("0")
-
-
-def annotation(dep: Deployment) -> dict[str, Any]:
-    rec = dep.record
-    if dep.status == STATUS_REMOVED:
-        text = f"Removed {dep.service} {dep.version} from {dep.environment}"
-    else:
-        text = f"Deployed {dep.service} {dep.version} to {dep.environment}"
-    details = []
-    if dep.commit:
-        details.append(f"commit {dep.commit}")
-    pipeline = rec.get("pipeline") or {}
-    run = " ".join(str(pipeline[k]) if k == "provider" else f"run {pipeline[k]}"
-                   for k in ("provider", "run_id") if k in pipeline)
-    if run or "url" in pipeline:
-        details.append(" ".join(part for part in (run, pipeline.get("url", "")) if part))
-    if details:
-        text += f" ({', '.join(details)})"
-    tags = ["deployment", dep.service, dep.environment, dep.version]
-    if dep.status == STATUS_REMOVED:
-        tags.append(STATUS_REMOVED)
-    return {"time": dep.epoch_us // 1000, "tags": tags, "text": text}
-
-
-# --------------------------------------------------------------------------
-# The filters (thin wrappers; each is registered by its own plugin file)
-# --------------------------------------------------------------------------
-def deployment_validate(records: Any, policy: Any = None) -> list[Record]:
-    """Normalized records (defaults applied, targets as 'host:port', duplicates removed)."""
-    return [dep.record for dep in check_records(records, {} if policy is None else policy)]
-
-
-def deployment_targets(records: Any, info_labels: Any = True) -> list[TargetGroup]:
-    """Prometheus file_sd target groups for the current deployments."""
-    info = check_bool("info_labels", info_labels)
-    return [target_group(dep, info) for dep in current(check_records(records))]
-
-
-def deployment_files(records: Any, info_labels: Any = True) -> dict[str, list[TargetGroup]]:
-    """{'<environment>--<service>.json': [target group]} for the current deployments."""
-    info = check_bool("info_labels", info_labels)
-    return {name: [target_group(dep, info)] for name, dep in named(current(check_records(records)))}
-
-
-def named(deps: list[Deployment]) -> list[tuple[str, Deployment]]:
-    """(file name, deployment) pairs sorted by name; two deployments with one file name are an error."""
-    owners: dict[str, Deployment] = {}
-    for dep in deps:
-        name = file_name(dep)
-        if name in owners:
-            other = owners[name]
-            raise AnsibleFilterError(
-                f"{other.who} in '{other.environment}' and {dep.who} in '{dep.environment}' "
-                f"would both be written to file_sd file '{name}'; rename one of them "
-                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
-            )
-        owners[name] = dep
-    return sorted(owners.items())
-
-
-def deployment_info_metrics(records: Any) -> str:
-    """node_exporter textfile collector text with deployment_info / deployment_timestamp_seconds."""
-    return info_metrics_text(current(check_records(records)))
-
-
-def info_metrics_text(deps: list[Deployment]) -> str:
-    lines = [
-        "# HELP deployment_info Current deployment of each service (always 1); "
-        "join on service and environment to get version and commit.",
-        "# TYPE deployment_info gauge",
-    ]
-    for dep in deps:
-        pairs = [("service", dep.service), ("environment", dep.environment), ("version", dep.version)]
-        if dep.commit is not None:
-            pairs.append(("commit", dep.commit))
-        pairs.append(("deployed_at", dep.record["deployed_at"]))
-        lines.append(f"deployment_info{{{format_labels(pairs)}}} 1")
-    lines += [
-        "# HELP deployment_timestamp_seconds Unix time of the current deployment of each service.",
-        "# TYPE deployment_timestamp_seconds gauge",
-    ]
-    for dep in deps:
-        pairs = [("service", dep.service), ("environment", dep.environment)]
-        lines.append(f"deployment_timestamp_seconds{{{format_labels(pairs)}}} {format_epoch(dep.epoch_us)}")
-    return "\n".join(lines) + "\n"
-
-
-def health_group(dep: Deployment) -> TargetGroup:
-    """The record's health_url as a probe target (the blackbox exporter's ?target=)."""
-    labels = {"service": dep.service, "environment": dep.environment, "version": dep.version}
-    labels.update(dep.record["labels"])
-    return {"targets": [dep.record["health_url"]], "labels": dict(sorted(labels.items()))}
-
-
-def deployment_health_files(records: Any) -> dict[str, list[TargetGroup]]:
-    """{'<environment>--<service>.json': [probe target group]} for current deployments with a health_url."""
-    return health_files(current(check_records(records)))
-
-
-def health_files(live: list[Deployment]) -> dict[str, list[TargetGroup]]:
-    """deployment_health_files of deployments already validated and reduced to the current ones."""
-    files: dict[str, list[TargetGroup]] = {}
-    for dep in live:
-        if "health_url" not in dep.record:
-            continue
-        name = file_name(dep)
-        if name in files:
-            raise AnsibleFilterError(
-                f"{dep.who}: its health check file '{name}' is also another service's; rename one of them "
-                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
-            )
-        files[name] = [health_group(dep)]
-    return files
-
-
-def deployment_annotations(records: Any) -> list[dict[str, Any]]:
-    """Grafana POST /api/annotations bodies, one per record, oldest first."""
-    deps = sorted(check_records(records),
-                  key=lambda dep: (dep.epoch_us, dep.environment, dep.service, dep.version, dep.status))
-    return [annotation(dep) for dep in deps]
-
-
-def nice_json(value: Any) -> str:
-    """JSON text as Ansible's to_nice_json(indent=2) writes it, plus a final newline."""
-    return json.dumps(value, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
-
-
-def store_entry(dep: Deployment, info: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "service": dep.service, "environment": dep.environment, "version": dep.version,
-        "status": dep.status, "deployed_at": dep.record["deployed_at"], "epoch_us": dep.epoch_us,
-        "record": _content(dep),
-    }
-    if dep.status != STATUS_REMOVED:
-        entry["file_sd"] = nice_json([target_group(dep, info)])
-        entry["textfile"] = info_metrics_text([dep])
-    return entry
-
-
-def deployment_store_entries(records: Any, info_labels: Any = True) -> dict[str, dict[str, Any]]:
-    """{'<environment>--<service>.json': entry} for the latest record of each pair, removals included."""
-    info = check_bool("info_labels", info_labels)
-    return {name: store_entry(dep, info) for name, dep in named(latest_records(check_records(records)))}
 
 
 def kind_of(value: Any) -> str:
@@ -1111,226 +929,29 @@ def kind_of(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _yaml_anchor(text: str) -> Any:
-    """The position of the first anchor or alias of a YAML text, or None (no events built
-    into objects: a 'billion laughs' costs nothing here)."""
-    if "&" not in text and "*" not in text:
-        return None
-    for event in yaml.parse(text, Loader=YAML_LOADER):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            return event.start_mark
-    return None
+def check_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise RecordError(f"option '{name}': expected a boolean, got {show(value)}")
 
 
-def parse_record(text: str, source: str) -> Record:
-    """One record file's text -> the record with ``_source``; errors name the file, line and
-    column and the problem, never the file's content."""
-    try:
-        if source.endswith(".json"):
-            record = json.loads(text)
-        else:
-            mark = _yaml_anchor(text)
-            if mark is not None:
-                raise AnsibleFilterError(f"{source}: YAML anchors and aliases (&name, *name) are not allowed in a "
-                                         f"record, at line {mark.line + 1}, column {mark.column + 1}")
-            record = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
-    except json.JSONDecodeError as exc:
-        raise AnsibleFilterError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
-                                 f"fix the file or remove it") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = str(getattr(exc, "problem", None) or "not YAML")[:80]
-        raise AnsibleFilterError(f"{source}: not valid YAML{where}: {problem}; fix the file or remove it") from None
-    except (ValueError, RecursionError):
-        raise AnsibleFilterError(f"{source}: not a usable record (too deeply nested or out of range); "
-                                 f"fix the file or remove it") from None
-    if not isinstance(record, Mapping):
-        raise AnsibleFilterError(f"{source}: expected one deployment record (a mapping of its fields such as "
-                                 f"service, environment, version), got {kind_of(record)}")
-    return dict(record, _source=source)
+def file_name(dep: Deployment) -> str:
+    return f"{dep.environment}{FILE_SEPARATOR}{dep.service}{FILE_SUFFIX}"
 
 
-def deployment_parse(contents: Any, sources: Any = None) -> list[Record]:
-    """Records from the texts of record files (JSON or YAML), each with its file as ``_source``.
-
-    ``contents`` is a list of texts with ``sources`` the file names, or (sources omitted)
-    the list of ``{path, text}`` that the deployment_record_files lookup returns.
-    """
-    if isinstance(contents, (str, bytes)) or not isinstance(contents, (list, tuple)):
-        raise AnsibleFilterError(f"deployment_parse: expected the texts of the record files (a list), "
-                                 f"got {show(contents)}")
-    if sources is None and all(isinstance(item, Mapping) for item in contents):
-        sources = [item.get("path") for item in contents]
-        contents = [item.get("text") for item in contents]
-    if isinstance(sources, (str, bytes)) or not isinstance(sources, (list, tuple)) or len(sources) != len(contents):
-        raise AnsibleFilterError(f"deployment_parse: expected one file name per text ({len(contents)}), "
-                                 f"got {show(sources)}")
-    records = []
-    for text, source in zip(contents, sources):
-        source = str(source)
-        if not isinstance(text, str):
-            raise AnsibleFilterError(f"{source}: expected the file's text, got {kind_of(text)}")
-        records.append(parse_record(text, source))
-    return records
-
-
-def deployment_plan(records: Any, info_labels: Any = True, policy: Any = None) -> dict[str, str]:
-    """Everything deployments.yml sends to a Prometheus host, from one validation of the records, as JSON text.
-
-    Text, not structures: Ansible passes a string on (to set_fact, to a module's
-    arguments) in one step, where it would template a structure of a thousand
-    records node by node. Modules take a JSON object for a dict argument.
-    """
-    info = check_bool("info_labels", info_labels)
-    deps = check_records(records, {} if policy is None else policy)
-    live = current(deps)
-    health = health_files(live)
-    plan = {
-        "records": [dep.record for dep in deps],
-        "files": {name: [target_group(dep, info)] for name, dep in named(live)},
-        "entries": {name: store_entry(dep, info) for name, dep in named(latest_records(deps))},
-        "health": {name: nice_json(groups) for name, groups in health.items()},
-    }
-    return {key: json.dumps(value, sort_keys=True, separators=(",", ":")) for key, value in plan.items()}
-
-
-# Prometheus' lastScrape: RFC 3339 with up to nine fraction digits (Go's time.Time).
-SCRAPE_TIME_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-
-
-def scrape_time(value: Any) -> float | None:
-    """Seconds since the epoch of a lastScrape value; None when it is not a time."""
-    match = SCRAPE_TIME_RE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    whole, fraction, zone = match.groups()
-    stamp = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
-    return stamp.timestamp() + (float(fraction) if fraction else 0.0)
-
-
-# Prometheus' lastError of a target -> what the gate says in the CI log. The target's own
-# answer (a body fragment, a redirect's URL with credentials) never gets there.
-GATE_ERRORS = (
-    (re.compile(r"server returned HTTP status (\d{3})"), "HTTP status {0}"),
-    (re.compile(r"connection refused"), "connection refused"),
-    (re.compile(r"no such host|server misbehaving|lookup .* on "), "name not resolved"),
-    (re.compile(r"i/o timeout|context deadline exceeded|Client\.Timeout|timeout"), "timeout"),
-    (re.compile(r"connection reset|broken pipe|EOF"), "connection closed"),
-    (re.compile(r"no route to host|network is unreachable"), "host unreachable"),
-    (re.compile(r"x509|tls:|certificate"), "TLS error"),
-    (re.compile(r"sample limit exceeded"), "sample_limit exceeded"),
-    (re.compile(r"label_limit exceeded|label limit|label_name_length_limit|label_value_length_limit"),
-     "label limit exceeded"),
-    (re.compile(r"body size limit|exceeds.*bytes"), "body size limit exceeded"),
-    (re.compile(r"stopped after \d+ redirects|redirect"), "redirected"),
-    (re.compile(r"content-type|invalid|unexpected|expected|parse|strconv"), "not a metrics exposition"),
-)
-
-
-def gate_error(text: Any) -> str:
-    """A short, fixed description of a scrape error (its class or HTTP status), never its text."""
-    if not isinstance(text, str) or not text:
-        return "none given"
-    for pattern, short in GATE_ERRORS:
-        match = pattern.search(text)
-        if match:
-            return short.format(*match.groups())
-    return "other error (see the target on Prometheus' targets page)"
-
-
-def safe_url(value: Any) -> str:
-    """A scrape URL for the CI log: scheme, host, port and path; no user info, query or fragment."""
-    if not isinstance(value, str) or not value:
-        return "?"
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "?"
-    if ":" in host:
-        host = f"[{host}]"
-    return CONTROL_RE.sub("?", f"{parts.scheme}://{host}{port}{parts.path}")[:200]
-
-
-def gate_problem(name: str, address: str, labels: Mapping[str, Any],
-                 mine: list[Mapping[str, Any]], since: float) -> dict[str, Any]:
-    """Why the target of ``labels`` at ``address`` does not count (yet)."""
-    shown = ", ".join(f"{key} {labels[key]}" for key in ("service", "environment", "version") if key in labels)
-    found = max(mine, key=lambda t: scrape_time(t.get("lastScrape")) or 0.0, default=None)
-    problem = {"file": name, "target": address, "labels": {k: v for k, v in labels.items() if not k.startswith("__")},
-               "health": None, "last_error": "", "last_scrape": None, "scrape_url": None}
-    if found is None:
-        state = "not discovered"
-        why = "not discovered yet (Prometheus has no target with all of the record's labels at this address)"
-    else:
-        problem.update(health=found.get("health"), last_error=gate_error(found.get("lastError")),
-                       last_scrape=found.get("lastScrape"), scrape_url=safe_url(found.get("scrapeUrl")))
-        if (scrape_time(found.get("lastScrape")) or 0.0) <= since:
-            state = "not scraped yet"
-            why = f"not scraped since its file was written (health {found.get('health')})"
-        else:
-            state = "down"
-            why = f"{problem['health']} at {problem['scrape_url']}, last error: {problem['last_error']}"
-    problem["state"] = state
-    problem["message"] = f"{name}: {address} ({shown}): {why}"
-    return problem
-
-
-def deployment_gate_pending(active_targets: Any, files: Any, since: Any, job: Any = "deployments") -> list[dict[str, Any]]:
-    """The targets of ``files`` that have not been scraped ``up`` after ``since``, with the reason."""
-    if isinstance(since, bool) or not isinstance(since, (int, float, str)):
-        raise AnsibleFilterError(f"deployment_gate_pending: since: expected the time the files were written "
-                                 f"(seconds since the epoch), got {show(since)}")
-    try:
-        written = float(since)
-    except ValueError:
-        raise AnsibleFilterError(f"deployment_gate_pending: since: expected seconds since the epoch, got {show(since)}")
-    if not isinstance(files, Mapping):
-        raise AnsibleFilterError(f"deployment_gate_pending: files: expected a mapping of file name to target groups "
-                                 f"(deployment_files), got {show(files)}")
-    if active_targets is not None and not isinstance(active_targets, (list, tuple)):
-        raise AnsibleFilterError(f"deployment_gate_pending: expected Prometheus' activeTargets (a list), "
-                                 f"got {show(active_targets)}")
-    by_address: dict[Any, list[Mapping[str, Any]]] = {}
-    for target in active_targets or []:
-        if isinstance(target, Mapping) and target.get("scrapePool") == job:
-            found = target.get("discoveredLabels") or {}
-            by_address.setdefault(found.get("__address__"), []).append(target)
-    pending = []
-    for name in sorted(files):
-        groups = files[name]
-        if not isinstance(groups, (list, tuple)):
-            raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected a list of target groups, "
-                                     f"got {show(groups)}")
-        for group in groups:
-            labels = group.get("labels") or {} if isinstance(group, Mapping) else None
-            if labels is None or not isinstance(group.get("targets"), (list, tuple)):
-                raise AnsibleFilterError(f"deployment_gate_pending: file {name}: expected target groups "
-                                         f"{{targets, labels}}, got {show(group)}")
-            for address in group["targets"]:
-                mine = [t for t in by_address.get(address, [])
-                        if all((t.get("discoveredLabels") or {}).get(k) == v for k, v in labels.items())]
-                if not any(t.get("health") == "up" and (scrape_time(t.get("lastScrape")) or 0.0) > written
-                           for t in mine):
-                    pending.append(gate_problem(name, address, labels, mine, written))
-    return pending
-
-
-class FilterModule:
-    """The deployment_* filters (documentation: deployment_*.yml beside this file)."""
-
-    def filters(self) -> dict[str, Any]:
-        return {
-            "deployment_validate": deployment_validate,
-            "deployment_targets": deployment_targets,
-            "deployment_files": deployment_files,
-            "deployment_info_metrics": deployment_info_metrics,
-            "deployment_annotations": deployment_annotations,
-            "deployment_store_entries": deployment_store_entries,
-            "deployment_gate_pending": deployment_gate_pending,
-            "deployment_health_files": deployment_health_files,
-            "deployment_parse": deployment_parse,
-            "deployment_plan": deployment_plan,
-        }
+def named(deps: list[Deployment]) -> list[tuple[str, Deployment]]:
+    """(file name, deployment) pairs sorted by name; two deployments with one file name are an error."""
+    owners: dict[str, Deployment] = {}
+    for dep in deps:
+        name = file_name(dep)
+        if name in owners:
+            other = owners[name]
+            raise RecordError(
+                f"{other.who} in '{other.environment}' and {dep.who} in '{dep.environment}' "
+                f"would both be written to file_sd file '{name}'; rename one of them "
+                f"(avoid '{FILE_SEPARATOR}' in service and environment names)"
+            )
+        owners[name] = dep
+    return sorted(owners.items())
