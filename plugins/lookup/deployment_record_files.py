@@ -57,7 +57,7 @@ _raw:
 
 from ansible.errors import AnsibleLookupError  # noqa: E402  (ansible-test: imports after the documentation)
 from ansible.plugins.lookup import LookupBase  # noqa: E402
-# The reading is the record library's (scripts/monstack-record reads with it too).
+# The reading is the record library's (tools/monstack-record reads with it too).
 from ansible_collections.monstack.stack.plugins.plugin_utils.deployment_parse import read_records  # noqa: E402
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import RecordError  # noqa: E402
 

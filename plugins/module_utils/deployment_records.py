@@ -8,7 +8,7 @@ This module says what a valid record is (its fields, the limits and allowed
 destinations of the policy) and which record of a service counts (the latest by
 deployed_at). It is the one place that knows the contract: the filters
 (plugins/filter/deployment_*.py), the record store module, the lookup and
-scripts/monstack-record import it. Rendering is in deployment_render, reading
+tools/monstack-record import it. Rendering is in deployment_render, reading
 and parsing record files in deployment_parse, the post-deploy gate in deployment_gate.
 
 Everything here is a pure function of its inputs: no I/O, no clock, no

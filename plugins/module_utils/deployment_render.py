@@ -8,7 +8,7 @@ The record contract (validation, the policy, the latest record) is deployment_re
 this module turns validated records (deployment_records.Deployment) into outputs, and
 the public operations below each take raw records, validate them once and render.
 The filters (plugins/filter/deployment_*.py) are these operations; the record store
-module renders the files of its entries with store_files(); scripts/monstack-record
+module renders the files of its entries with store_files(); tools/monstack-record
 uses files(). Pure functions, standard library only (it also runs on managed hosts).
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@
 read_records() reads record files (regular files only, size-limited, UTF-8) and
 parse_texts() turns their texts (JSON or YAML, no anchors) into records, each with
 its file as ``_source``. The lookup deployment_record_files, the filter
-deployment_parse and scripts/monstack-record use these. Errors are
+deployment_parse and tools/monstack-record use these. Errors are
 deployment_records.RecordError and name the file, never its content.
 Controller side (needs PyYAML); the record contract itself is deployment_records.
 """

@@ -2,7 +2,7 @@
 plugins/modules/install_release.py.
 
 Real upstream-layout assets come from the project's mirror ($MONSTACK_CACHE/mirror, built by
-scripts/build_mirror.py), served by a loopback HTTP server that counts the requests. Most tests call
+tools/build_mirror.py), served by a loopback HTTP server that counts the requests. Most tests call
 ensure_release with a stand-in for the action whose module calls run the host module's code in this
 process on temporary directories; two run it through ansible-playbook (local connection, and a
 systemd container when MONSTACK_RELEASE_TEST_HOST names one).
@@ -51,7 +51,7 @@ mod = _load("install_release_module", REPO / "plugins/modules/install_release.py
 ReleaseError = sys.modules["ansible_collections.monstack.stack.plugins.module_utils.release"].ReleaseError
 
 needs_mirror = pytest.mark.skipif(not (NE_DIR / NE_ASSET).is_file(),
-                                  reason=f"no mirror at {MIRROR} (scripts/build_mirror.py builds it)")
+                                  reason=f"no mirror at {MIRROR} (tools/build_mirror.py builds it)")
 
 
 def ne_digest():
