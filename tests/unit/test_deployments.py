@@ -525,12 +525,12 @@ def test_annotations_one_per_record_sorted_by_time():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", FILTERS)
 def test_each_filter_is_registered_and_documented(name):
-    check_filter_sidecar(importlib.import_module(name), name)
+    check_filter_sidecar(importlib.import_module("ansible_collections.monstack.stack.plugins.filter." + name), name)
 
 
 def test_each_filter_file_registers_exactly_its_documented_filter():
     for name in FILTERS:
-        assert sorted(importlib.import_module(name).FilterModule().filters()) == [name]
+        assert sorted(importlib.import_module("ansible_collections.monstack.stack.plugins.filter." + name).FilterModule().filters()) == [name]
     assert sorted(p.stem for p in (REPO / "plugins" / "filter").glob("deployment_*.py")) == sorted(FILTERS)
 
 
