@@ -67,9 +67,9 @@ options:
             C(path), C(owner), C(group), C(mode), C(validate) (a command, C(%s) the file), C(on_change)
             (C(reload), C(restart) or C(none)), C(secret) (never logged, no diff), C(prune_patterns), C(remove)
             and C(files).
-          - C(files) maps a file name to its content, literal text, or C({template: <file of the role's
+          - "C(files) maps a file name to its content: literal text, or C({template: <file of the role's
             templates/>}) (optionally with C(variable_start_string) and C(variable_end_string)), or
-            C({src: <file on the controller>}).
+            C({src: <file on the controller>})."
         type: dict
         default: {}
       web:
