@@ -12,6 +12,7 @@ import time
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
+from ansible._internal._templating import _template_vars
 
 from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow
 from ansible_collections.monstack.stack.plugins.filter.monstack_probe import content_digest
@@ -107,7 +108,11 @@ class ActionModule(ActionBase):
             if entry.get(key):
                 overrides[key] = entry[key]
         searchpath = [os.path.dirname(path)] + list(task_vars.get("ansible_search_path", []))
-        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=task_vars)
+        variables = task_vars.copy()
+        variables.update(_template_vars.generate_ansible_template_vars(
+            path=entry["template"], fullpath=path, dest_path=None,
+            include_ansible_managed="ansible_managed" not in task_vars))
+        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=variables)
         text = templar.template(data, escape_backslashes=False, overrides=overrides)
         return "" if text is None else str(text)
 
