@@ -20,7 +20,7 @@ if FILTER_PLUGINS not in sys.path:
 # module's file directly.
 import importlib.util  # noqa: E402
 
-for _name in ("monstack_files", "monstack_backup"):
+for _name in ("monstack_files", "monstack_backup", "release"):
     _fqname = "ansible_collections.monstack.stack.plugins.module_utils." + _name
     _spec = importlib.util.spec_from_file_location(
         _fqname, os.path.join(REPO_ROOT, "plugins", "module_utils", _name + ".py"))
