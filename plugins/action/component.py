@@ -60,6 +60,8 @@ class ActionModule(ActionBase):
             if probe.get("failed"):
                 return self._fail("probe", probe)
             result.update(drift=probe.get("drift", []), details=probe.get("details", {}))
+            if "unit" in probe:
+                result["unit"] = {k: probe["unit"].get(k) for k in ("LoadState", "ActiveState", "UnitFileState")}
             if not probe["drift"]:
                 return dict(result, changed=False)
             todo = logic.plan(probe["drift"], list(sets), steps)
