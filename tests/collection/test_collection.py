@@ -167,18 +167,22 @@ def test_clone_resolves_the_collection_through_itself():
 
 def test_every_role_has_install_configure_run_tags():
     """Each component role tags its steps <role>_install, <role>_configure and <role>_run
-    (common's steps carry the tags of the component that includes them; the molecule
-    test runs them)."""
+    (its monstack.stack.component task carries all four, and the action runs the steps the
+    run's tags select, tests/unit/test_component.py::test_selected_steps; the molecule test
+    runs them)."""
     for role in ROLES:
         text = "\n".join(p.read_text() for p in (REPO / "roles" / role / "tasks").glob("*.yml"))
         for step in ("install", "configure", "run"):
             assert f"{role}_{step}" in text, f"{role}: no {role}_{step} tag"
-    common = {p.stem: p.read_text() for p in (REPO / "roles" / "common" / "tasks").glob("*.yml")}
-    for stem, step in (("install", "install"), ("user", "install"), ("files", "configure"),
-                       ("service", "run"), ("reload", "configure"), ("probe", "configure")):
-        tasks = yaml.safe_load(common[stem])
-        for task in tasks:
-            assert '{{ common_name }}_' + step in task.get("tags", []), f"common/tasks/{stem}.yml: {task['name']}"
+        if role in ("journal", "backup"):  # not components: tasks of their own
+            continue
+        tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
+        for task in tasks + [t for b in tasks for t in b.get("block", [])]:
+            if "monstack.stack.component" in task:
+                assert {role, f"{role}_install", f"{role}_configure", f"{role}_run"} <= set(task["tags"]), role
+                break
+        else:
+            raise AssertionError(f"{role}: no monstack.stack.component task")
 
 
 def test_docs_of_every_plugin_and_role_from_the_installed_collection(collection):

@@ -287,3 +287,24 @@ def test_action_is_documented():
     doc = json.loads(proc.stdout)["monstack.stack.component"]
     assert set(doc["doc"]["options"]["spec"]["suboptions"]) == set(logic.TOP_KEYS)
     assert {"drift", "steps"} <= set(doc["return"])
+
+
+# ------------------------------------------------------- monstack_file_entries
+def test_file_entries_filter():
+    import monstack_file_entries
+    from ansible.errors import AnsibleFilterError
+    from helpers import check_filter_sidecar
+    from monstack_file_entries import monstack_file_entries as entries
+    assert entries({"a.rules.yml": "rules/a.rules.yml.j2"}, "template", variable_start_string="[[",
+                   variable_end_string="]]") == {"a.rules.yml": {"template": "rules/a.rules.yml.j2",
+                                                                 "variable_start_string": "[[",
+                                                                 "variable_end_string": "]]"}}
+    assert entries({"user-x.yml": "/srv/x.yml"}, "src") == {"user-x.yml": {"src": "/srv/x.yml"}}
+    for bad, word in (([("a", "b")], "mapping"), ({"a": ""}, "'a'")):
+        with pytest.raises(AnsibleFilterError, match=word):
+            entries(bad)
+    with pytest.raises(AnsibleFilterError, match="kind"):
+        entries({}, "copy")
+    with pytest.raises(AnsibleFilterError, match="unknown option"):
+        entries({}, "src", variable_start_string="[[")
+    check_filter_sidecar(monstack_file_entries, "monstack_file_entries")
