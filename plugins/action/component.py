@@ -9,12 +9,13 @@ import os
 import secrets
 import time
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
-from ansible._internal._templating import _template_vars
 
 from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow
+from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import monstack_bcrypt
 from ansible_collections.monstack.stack.plugins.filter.monstack_probe import content_digest
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 
@@ -31,7 +32,6 @@ ACTIVE = ("active", "activating", "reloading")
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("spec",))
-    _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -110,10 +110,9 @@ class ActionModule(ActionBase):
             if entry.get(key):
                 overrides[key] = entry[key]
         searchpath = [os.path.dirname(path)] + list(task_vars.get("ansible_search_path", []))
-        variables = task_vars.copy()
-        variables.update(_template_vars.generate_ansible_template_vars(
-            path=entry["template"], fullpath=path, dest_path=None,
-            include_ansible_managed="ansible_managed" not in task_vars))
+        variables = task_vars
+        if "ansible_managed" not in task_vars:  # as the template action and lookup give it
+            variables = dict(task_vars, ansible_managed=C.DEFAULT_MANAGED_STR)
         templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=variables)
         text = templar.template(data, escape_backslashes=False, overrides=overrides)
         return "" if text is None else str(text)
@@ -135,12 +134,11 @@ class ActionModule(ActionBase):
         if service["ip_restrict"]:
             allow = monstack_ip_allow(service["ip_allow_hosts"], task_vars["hostvars"], service["ip_allow"],
                                       component["name"] + "_ip_allow")
-        managed = str(task_vars.get("ansible_managed") or "Ansible managed")
+        managed = str(task_vars.get("ansible_managed") or C.DEFAULT_MANAGED_STR)
         unit = logic.unit_text(component, component["user"]["name"] or "root", allow, managed) \
             if service["manage_unit"] and service["name"] else None
         web = None
         if component["web"]["config_path"]:
-            from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import monstack_bcrypt
             web = logic.web_config_text(component, task_vars.get("inventory_hostname"), monstack_bcrypt, managed)
         sets.update(logic.extra_sets(component, unit, web))
         return sets
