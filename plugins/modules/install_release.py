@@ -136,6 +136,7 @@ members:
   type: int
 """
 
+import hashlib
 import os
 import shutil
 import stat
@@ -165,12 +166,24 @@ def binary_paths(dest, binaries, subdir):
     return [(name, os.path.join(dest, subdir + check_name(name, "binary"))) for name in binaries]
 
 
-def is_installed(path):
+def is_installed(path, dest):
+    """A regular executable file, or a link to one inside ``dest`` (a release may link its program)."""
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            real, root = os.path.realpath(path), os.path.realpath(dest)
+            if not real.startswith(root + os.sep):
+                return False
+            st = os.stat(real)
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def make_dir(path):
+    """mkdir with mode 0755 whatever the umask (the service users must reach their binaries)."""
+    os.mkdir(path, 0o755)
+    os.chmod(path, 0o755)
 
 
 def member_parts(name, strip):
@@ -188,7 +201,7 @@ def link_escapes(rel, target, links):
     the archive's own links (``links``: path -> target) the way the kernel would."""
     if target.startswith("/"):
         return True
-    todo = [part for part in rel.split("/")[:-1]] + [part for part in target.split("/") if part not in ("", ".")]
+    todo = rel.split("/")[:-1] + [part for part in target.split("/") if part not in ("", ".")]
     todo.reverse()
     stack, expansions = [], 0
     while todo:
@@ -217,7 +230,7 @@ def make_parents(root, rel):
         try:
             st = os.lstat(current)
         except FileNotFoundError:
-            os.mkdir(current, 0o755)
+            make_dir(current)
             continue
         if not stat.S_ISDIR(st.st_mode):
             raise UnsafeArchive("member %r: its folder %s is not a directory in the archive" % (rel, part))
@@ -269,7 +282,7 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
                 if not target or "/".join(target) not in dict(chosen):
                     raise UnsafeArchive("member %r: a hard link to %r, which is not unpacked with it"
                                         % (member.name, member.linkname))
-        found = set(rel for rel, _ in chosen)
+        found = set(entry[0] for entry in chosen)
         absent = sorted(set(wanted) - found)
         if absent:
             names = [member.name for member in members[:12]]
@@ -285,7 +298,7 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
             path = make_parents(root, rel)
             if member.isdir():
                 try:
-                    os.mkdir(path, 0o755)
+                    make_dir(path)
                 except FileExistsError:
                     if os.path.islink(path) or not os.path.isdir(path):
                         raise UnsafeArchive("member %r: a directory where the archive has a file" % member.name)
@@ -308,10 +321,9 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
         return written
 
 
-def fetch(module, url, dest_dir, timeout):
+def fetch(url, dest_dir, timeout):
     """Download ``url`` into a new file in ``dest_dir`` -> (path, sha256)."""
     from ansible.module_utils.urls import open_url  # only for a download on the host
-    import hashlib
     digest = hashlib.sha256()
     fd, path = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     try:
@@ -355,19 +367,23 @@ def install(module, params):
             raise ReleaseError("%s: not installed, %s" % (where, problem))
     links = dict((os.path.join(params["link_dir"], name), path) for name, path in paths) if params["link_dir"] else {}
     result = dict(changed=False, dest=dest, installed=True, unpacked=False, missing=[], links_changed=[])
-    missing = [path for _, path in paths if not is_installed(path)]
-    if missing:
-        source = params["src"] or params["url"]
-        if not source:
-            result.update(installed=False, missing=missing)
-            return result
-        result.update(changed=True, unpacked=True, installed=False)
-        if module.check_mode:
-            result["links_changed"] = ensure_links(links, True) if links else []
-            result["msg"] = "would unpack %s into %s and link %s" % (source, dest, ", ".join(sorted(links)))
-            return result
-        unpack(module, params, dest, parent, paths, result)
-        result["installed"] = True
+    missing = [entry[1] for entry in paths if not is_installed(entry[1], dest)]
+    try:
+        if missing:
+            source = params["src"] or params["url"]
+            if not source:
+                result.update(installed=False, missing=missing)
+                return result
+            result.update(changed=True, unpacked=True, installed=False)
+            if module.check_mode:
+                result["links_changed"] = ensure_links(links, True) if links else []
+                result["msg"] = "would unpack %s into %s and link %s" % (source, dest, ", ".join(sorted(links)))
+                return result
+            unpack(params, dest, parent, paths, result)
+            result["installed"] = True
+    finally:
+        if params["remove_src"] and params["src"] and not module.check_mode and os.path.lexists(params["src"]):
+            os.unlink(params["src"])
     if links:
         try:
             result["links_changed"] = ensure_links(links, module.check_mode)
@@ -377,9 +393,14 @@ def install(module, params):
     return result
 
 
-def unpack(module, params, dest, parent, paths, result):
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
+def unpack(params, dest, parent, paths, result):
+    missing_dirs = []
+    here = parent
+    while not os.path.isdir(here):
+        missing_dirs.append(here)
+        here = os.path.dirname(here)
+    for directory in reversed(missing_dirs):
+        make_dir(directory)
     downloaded = None
     src = params["src"]
     try:
@@ -388,7 +409,7 @@ def unpack(module, params, dest, parent, paths, result):
                 raise ReleaseError("url %s: needs a checksum (sha256:<hex> or sha256:<sums file URL>)" % params["url"])
             asset = params["url"].rstrip("/").rsplit("/", 1)[-1]
             want = expected_digest(params["checksum"], asset, params["timeout"])
-            downloaded, have = fetch(module, params["url"], parent, params["timeout"])
+            downloaded, have = fetch(params["url"], parent, params["timeout"])
             src = downloaded
         else:
             have = sha256_file(src)
@@ -401,13 +422,13 @@ def unpack(module, params, dest, parent, paths, result):
         work = tempfile.mkdtemp(prefix=".%s.new-" % os.path.basename(dest), dir=parent)
         try:
             if params["format"] == "binary":
-                name, path = paths[0]
+                path = paths[0][1]
                 target = make_parents(work, os.path.relpath(path, dest))
                 with open(src, "rb") as stream:
                     write_stream(stream, target, 0o755)
                 result["members"] = 1
             else:
-                wanted = set(os.path.relpath(path, dest) for _, path in paths)
+                wanted = set(os.path.relpath(entry[1], dest) for entry in paths)
                 try:
                     result["members"] = unpack_tar(src, work, wanted, params["strip_top"], params["unpack_all"])
                 except tarfile.TarError as exc:
@@ -420,8 +441,6 @@ def unpack(module, params, dest, parent, paths, result):
     finally:
         if downloaded:
             os.unlink(downloaded)
-        if params["remove_src"] and params["src"] and os.path.lexists(params["src"]):
-            os.unlink(params["src"])
 
 
 def replace_dir(new, dest):

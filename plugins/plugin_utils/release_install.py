@@ -21,6 +21,7 @@ already there is never downloaded for: the module is asked first, without a sour
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 
@@ -70,8 +71,8 @@ TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tar")
 
 
 def default_cache_dir():
-    return os.environ.get("MONSTACK_DOWNLOAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "monstack",
-                                                                      "downloads")
+    default = os.path.join(os.path.expanduser("~"), ".cache", "monstack", "downloads")
+    return os.environ.get("MONSTACK_DOWNLOAD_CACHE") or default
 
 
 def _fill(template, **values):
@@ -115,9 +116,7 @@ def release_plan(release, arch):
     plan = {"name": name, "method": method, "download_on": where,
             "packages": [str(p) for p in spec["packages"] or []],
             "package_services": [str(s) for s in spec["package_services"] or []]}
-    if method == "package":
-        if not plan["packages"]:
-            raise ReleaseError("%s release: method package needs its packages" % name)
+    if method == "package":  # no packages: the role installs its package itself (Grafana's repository)
         return plan
     binaries = [str(b) for b in spec["binaries"] or []]
     if not binaries:
@@ -240,7 +239,6 @@ def fetch_to_cache(plan, timeout=60):
             return path, want, False
         fd, tmp = tempfile.mkstemp(prefix=".%s." % plan["asset"], dir=directory)
         try:
-            import hashlib
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 try:
@@ -285,7 +283,8 @@ def _summary(plan, result, how):
     out = {"changed": bool(result.get("changed")), "version_dir": plan["version_dir"],
            "links_changed": result.get("links_changed", []), "unpacked": bool(result.get("unpacked"))}
     if result.get("failed"):
-        out.update(failed=True, msg="%s %s: %s" % (plan["name"], plan["version"], result.get("msg", result)))
+        out.update(failed=True, msg="%s %s (%s): %s" % (plan["name"], plan["version"], how or plan["version_dir"],
+                                                        result.get("msg", result)))
         return out
     if out["unpacked"]:
         out["msg"] = "%s %s %s %s into %s" % (plan["name"], plan["version"], "would be installed from" if result.get(
@@ -297,8 +296,10 @@ def _summary(plan, result, how):
     return out
 
 
-def _install_package(action, task_vars, plan):
+def _install_package(action, task_vars, plan, check_mode):
     changed = False
+    if not plan["packages"]:
+        return {"changed": False}
     for service in plan["package_services"]:
         result = action._execute_module(module_name="ansible.builtin.systemd_service",
                                         module_args={"name": service, "masked": True}, task_vars=task_vars)
@@ -314,7 +315,8 @@ def _install_package(action, task_vars, plan):
                 "msg": "%s: installing %s failed: %s" % (plan["name"], ", ".join(plan["packages"]), result.get("msg", ""))}
     out = {"changed": changed or bool(result.get("changed"))}
     if result.get("changed"):
-        out["msg"] = "%s: package %s installed" % (plan["name"], ", ".join(plan["packages"]))
+        out["msg"] = "%s: package %s %s" % (plan["name"], ", ".join(plan["packages"]),
+                                            "would be installed" if check_mode else "installed")
     return out
 
 
@@ -329,8 +331,11 @@ def ensure_release(action, task_vars, release, arch, check_mode):
     except ReleaseError as exc:
         return {"changed": False, "failed": True, "msg": str(exc)}
     if plan["method"] == "package":
-        return _install_package(action, task_vars, plan)
-    run = lambda args: action._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)  # noqa: E731
+        return _install_package(action, task_vars, plan, check_mode)
+
+    def run(args):
+        return action._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+
     args = _module_args(plan)
     if plan["method"] == "archive" and plan["download_on"] == "host":
         # one call: the module looks first and downloads only when the release is missing
@@ -341,13 +346,13 @@ def ensure_release(action, task_vars, release, arch, check_mode):
     if first.get("failed") or first.get("installed"):
         return _summary(plan, first, "")
     how = plan["local_path"] if plan["method"] == "local" else plan["url"]
+    if plan["method"] == "local" and not os.path.isfile(plan["local_path"]):  # said in check mode too
+        return {"changed": False, "failed": True, "msg": "%s: %s is not a file on the controller. Fix: the path of "
+                "the release asset ({arch} becomes %s)" % (plan["local_var"], plan["local_path"], plan["arch"])}
     if check_mode:
         return _summary(plan, dict(first, changed=True, unpacked=True, _check=True), how)
     try:
         if plan["method"] == "local":
-            if not os.path.isfile(plan["local_path"]):
-                raise ReleaseError("%s: %s is not a file on the controller. Fix: the path of the release asset "
-                                   "({arch} becomes %s)" % (plan["local_var"], plan["local_path"], plan["arch"]))
             path, digest, downloaded = plan["local_path"], sha256_file(plan["local_path"]), False
         else:
             path, digest, downloaded = fetch_to_cache(plan)

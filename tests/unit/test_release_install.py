@@ -210,6 +210,31 @@ def test_plan_errors_name_the_variable(extra, message):
     assert result["failed"] and message in result["msg"]
 
 
+def test_package_method_without_packages_does_nothing():
+    """Grafana's package (apt, .deb) is installed by the role's own tasks: nothing to do here."""
+    action = FakeAction()
+    assert ri.ensure_release(action, {}, {"name": "grafana", "method": "package", "packages": []}, "x86_64", False) \
+        == {"changed": False}
+    assert not action.calls
+
+
+def test_package_method_masks_the_packaged_service_first():
+    calls = []
+
+    class Recorder(FakeAction):
+        def _execute_module(self, module_name, module_args, task_vars):
+            calls.append((module_name, module_args))
+            return {"changed": module_name == "ansible.builtin.apt"}
+
+    result = ri.ensure_release(Recorder(), {}, {"name": "node_exporter", "method": "package",
+                                                "packages": ["prometheus-node-exporter"],
+                                                "package_services": ["prometheus-node-exporter.service"]}, "x86_64", True)
+    assert calls == [("ansible.builtin.systemd_service", {"name": "prometheus-node-exporter.service", "masked": True}),
+                     ("ansible.builtin.apt", {"name": ["prometheus-node-exporter"], "state": "present",
+                                              "update_cache": True, "cache_valid_time": 86400})]
+    assert result == {"changed": True, "msg": "node_exporter: package prometheus-node-exporter would be installed"}
+
+
 def test_pinned_checksum_allows_plain_http():
     plan = ri.release_plan({"name": "node_exporter", "version": "1.11.1", "binaries": ["node_exporter"],
                             "base_url": "http://mirror.corp.test", "checksums": {"amd64": "SHA256:" + "AB" * 32}},
@@ -369,6 +394,9 @@ def test_local_asset_and_a_single_binary(tmp_path):
     missing = ri.ensure_release(FakeAction(), {}, release(tmp_path / "m", method="local", local_path="/nope-{arch}"),
                                 "aarch64", False)
     assert missing["failed"] and missing["msg"].startswith("node_exporter_local_archive: /nope-arm64 is not a file")
+    checked = ri.ensure_release(FakeAction(check=True), {}, release(tmp_path / "m", method="local",
+                                                                    local_path="/nope-{arch}"), "aarch64", True)
+    assert checked["failed"] and "is not a file on the controller" in checked["msg"]
     cad_dir = MIRROR / "google/cadvisor/releases/download/v0.38.7"
     if not (cad_dir / "cadvisor").is_file():
         pytest.skip("no cAdvisor 0.38.7 in the mirror")
@@ -505,7 +533,7 @@ def test_module_documentation_parses():
 
 def playbook(tmp_path, inventory, hosts, spec, arch, check=False):
     play = [{"hosts": hosts, "gather_facts": False, "tasks": [
-        {"name": "Release", "release_install_test": {"release": spec, "arch": arch}, "register": "out"},
+        {"name": "Release", "release_install_run": {"release": spec, "arch": arch}, "register": "out"},
         {"name": "Show", "ansible.builtin.debug": {"var": "out"}}]}]
     (tmp_path / "play.yml").write_text(json.dumps(play))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
@@ -564,3 +592,41 @@ def test_real_host_node_exporter_installed_and_linked(tmp_path, mirror):
     assert playbook(tmp_path, str(inv), "all", spec, "x86_64")[REAL_HOST]["changed"] is False
     assert playbook(tmp_path, str(inv), "all", spec, "x86_64", check=True)[REAL_HOST]["changed"] is False
     assert mirror.hits[f"/prometheus/node_exporter/releases/download/v1.11.1/{NE_ASSET}"] == 1
+
+
+def test_modes_do_not_depend_on_the_umask(tmp_path):
+    src = make_tar(tmp_path / "a.tar.gz", [("x-1/bin/", "dir", None, 0o700), ("x-1/bin/x", "file", b"#!/bin/sh\n", 0o700)])
+    old = os.umask(0o077)
+    try:
+        run_module(tmp_path, src, binary_subdir="bin/", dest=str(tmp_path / "opt/new/x/1.0.0"))
+    finally:
+        os.umask(old)
+    for path in ("opt/new", "opt/new/x", "opt/new/x/1.0.0", "opt/new/x/1.0.0/bin", "opt/new/x/1.0.0/bin/x"):
+        assert oct((tmp_path / path).stat().st_mode & 0o777) == "0o755", path
+
+
+def test_a_binary_linked_inside_the_release_counts_as_installed(tmp_path):
+    src = make_tar(tmp_path / "a.tar.gz", [("x-1/real", "file", b"#!/bin/sh\n", 0o755), ("x-1/x", "sym", "real", 0o777)])
+    assert run_module(tmp_path, src, unpack_all=True)["unpacked"]
+    again = run_module(tmp_path, src, unpack_all=True)
+    assert again["changed"] is False and again["installed"]
+    assert os.path.exists(src)  # not sent by the controller: kept
+    assert run_module(tmp_path, src, unpack_all=True, remove_src=True)["changed"] is False and not os.path.exists(src)
+
+
+@needs_mirror
+def test_upgrade_then_rollback_is_a_link_switch(tmp_path):
+    if not (MIRROR / "prometheus/node_exporter/releases/download/v1.5.0").is_dir():
+        pytest.skip("no node_exporter 1.5.0 in the mirror")
+    base = {"base_url": f"file://{MIRROR}", "install_root": str(tmp_path / "opt")}
+    old = release(tmp_path, version="1.5.0", version_dir="", **base)
+    new = release(tmp_path, version_dir="", **base)
+    assert ri.ensure_release(FakeAction(), {}, old, "x86_64", False)["unpacked"]
+    upgrade = ri.ensure_release(FakeAction(), {}, new, "x86_64", False)
+    assert upgrade["unpacked"] and os.readlink(tmp_path / "bin/node_exporter") == str(
+        tmp_path / "opt/node_exporter/1.11.1/node_exporter")
+    action = FakeAction()
+    rollback = ri.ensure_release(action, {}, old, "x86_64", False)
+    assert rollback["changed"] and not rollback["unpacked"] and not action.sent
+    assert os.readlink(tmp_path / "bin/node_exporter") == str(tmp_path / "opt/node_exporter/1.5.0/node_exporter")
+    assert tree(tmp_path / "opt/node_exporter") == ["1.11.1", "1.11.1/node_exporter", "1.5.0", "1.5.0/node_exporter"]
