@@ -135,8 +135,9 @@ def outside_env(collections_dir: Path | None, **extra: str) -> dict[str, str]:
 
 def json_run_tasks(stdout: str) -> list[dict]:
     """Every task result of a run with the json callback, flattened:
-    {play, role, task, host, changed, skipped, failed}, in order (a role's task is
-    named "<role> : <task>" there: role and task apart here)."""
+    {play, role, task, host, changed, skipped, failed, steps}, in order (a role's task is
+    named "<role> : <task>" there: role and task apart here; steps: what a
+    monstack.stack.component task did, its result's steps)."""
     data = json.loads(stdout[stdout.index("{"):])
     rows = []
     for play in data["plays"]:
@@ -145,7 +146,7 @@ def json_run_tasks(stdout: str) -> list[dict]:
             for host, res in task["hosts"].items():
                 rows.append({"play": play["play"]["name"], "role": role, "task": name, "host": host,
                              "changed": bool(res.get("changed")), "skipped": bool(res.get("skipped")),
-                             "failed": bool(res.get("failed"))})
+                             "failed": bool(res.get("failed")), "steps": list(res.get("steps") or [])})
     return rows
 
 

@@ -145,6 +145,11 @@ unit:
   returned: when O(service) is given
   type: dict
   sample: {LoadState: loaded, ActiveState: active, UnitFileState: enabled}
+arch:
+  description: The host's machine architecture (C(uname -m), such as C(x86_64)), for the release install.
+  returned: always
+  type: str
+  sample: x86_64
 user_group_exists:
   description: Whether a group named like the user of O(user) exists (it becomes the user's primary group).
   returned: when O(user) names a user
@@ -367,7 +372,7 @@ def probe(params, run):
         since = loaded_since(reload_spec)
         if since is not None and changed_at > since:
             note("reload", ["configuration written at %.0f, last loaded at %.0f" % (changed_at, since)])
-    result.update(changed=False, drift=drift, details=details)
+    result.update(changed=False, drift=drift, details=details, arch=os.uname().machine)
     return result
 
 

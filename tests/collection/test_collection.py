@@ -143,31 +143,34 @@ def shipped_texts():
                 yield path, path.read_text()
 
 
+def task_keys(node):
+    """The keys of every task (and handler) in a tasks file or playbook, blocks included."""
+    if isinstance(node, list):
+        for item in node:
+            yield from task_keys(item)
+    elif isinstance(node, dict):
+        if "hosts" not in node and "import_playbook" not in node and "ansible.builtin.import_playbook" not in node:
+            yield from node
+        for key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
+            yield from task_keys(node.get(key))
+
+
 def test_package_content_uses_full_names():
     """In a collection, short names of its own filters do not resolve from its roles
     (Ansible looks filters up by short name only among ansible.builtin and configured
     paths), so every filter, module and role of the package is named in full; the
-    clone resolves the same names through collections/."""
+    clone resolves the same names through collections/. A module is looked for among the
+    keys of the tasks (its short name, such as component, may also be an option's name)."""
     found = []
     for path, text in shipped_texts():
         for pattern in (SHORT_FILTER, SHORT_ROLE):
             found += [f"{path.relative_to(REPO)}: {m.group(1)}" for m in pattern.finditer(text)]
-        if path.suffix == ".yml" and (path.relative_to(REPO).parts[0] == "playbooks"
-                                      or path.parent.name in ("tasks", "handlers")):
-            # a module named by its short name: a key of a task (names such as backup and
-            # probe are also the keys of options and entry points elsewhere)
-            found += [f"{path.relative_to(REPO)}: {key}" for task in tasks_in(yaml.safe_load(text))
-                      for key in task if key in MODULES]
+        if path.suffix == ".yml" and ("/tasks/" in str(path) or "/handlers/" in str(path) or "playbooks" in path.parts):
+            found += [f"{path.relative_to(REPO)}: {key}" for key in task_keys(yaml.safe_load(text)) if key in MODULES]
     assert not found, found
+    # the check finds a short name where one is used
+    assert [key for key in task_keys([{"name": "x", "monstack_probe": {}}]) if key in MODULES] == ["monstack_probe"]
 
-
-def tasks_in(node):
-    """Every task (and play) of a tasks file or playbook, blocks included."""
-    for item in node if isinstance(node, list) else []:
-        if isinstance(item, dict):
-            yield item
-            for key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
-                yield from tasks_in(item.get(key))
 
 
 def test_clone_resolves_the_collection_through_itself():
@@ -189,18 +192,22 @@ def test_clone_resolves_the_collection_through_itself():
 
 def test_every_role_has_install_configure_run_tags():
     """Each component role tags its steps <role>_install, <role>_configure and <role>_run
-    (common's steps carry the tags of the component that includes them; the molecule
-    test runs them)."""
+    (its monstack.stack.component task carries all four, and the action runs the steps the
+    run's tags select, tests/unit/test_component.py::test_selected_steps; the molecule test
+    runs them)."""
     for role in ROLES:
         text = "\n".join(p.read_text() for p in (REPO / "roles" / role / "tasks").glob("*.yml"))
         for step in ("install", "configure", "run"):
             assert f"{role}_{step}" in text, f"{role}: no {role}_{step} tag"
-    common = {p.stem: p.read_text() for p in (REPO / "roles" / "common" / "tasks").glob("*.yml")}
-    for stem, step in (("install", "install"), ("user", "install"), ("files", "configure"),
-                       ("service", "run"), ("reload", "configure"), ("probe", "configure")):
-        tasks = yaml.safe_load(common[stem])
-        for task in tasks:
-            assert '{{ common_name }}_' + step in task.get("tags", []), f"common/tasks/{stem}.yml: {task['name']}"
+        if role in ("journal", "backup"):  # not components: tasks of their own
+            continue
+        tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
+        for task in tasks + [t for b in tasks for t in b.get("block", [])]:
+            if "monstack.stack.component" in task:
+                assert {role, f"{role}_install", f"{role}_configure", f"{role}_run"} <= set(task["tags"]), role
+                break
+        else:
+            raise AssertionError(f"{role}: no monstack.stack.component task")
 
 
 def test_docs_of_every_plugin_and_role_from_the_installed_collection(collection):

@@ -479,20 +479,23 @@ def test_dashboards_follow_the_metric_contract(tmp_path):
 
 # --------------------------------------------------------------- systemd unit
 def test_unit_runs_grafana_server_hardened(tmp_path):
-    """The common role's unit template with the grafana role's own common_* values (tasks/main.yml)."""
-    main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
-    common = main[1]["vars"]
+    """The unit the component action makes (plugin_utils/component.py) from the grafana role's
+    grafana_component (vars/main.yml), templated by Ansible with the role's defaults."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("monstack_component_logic", ROOT / "plugins/plugin_utils/component.py")
+    logic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(logic)
     play = [{"name": "Render the unit", "hosts": "graf1", "gather_facts": False, "tasks": [
-        {"name": "Common defaults", "ansible.builtin.include_vars": str(ROOT / "roles" / "common" / "defaults" / "main.yml")},
         {"name": "Role defaults", "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml")},
         {"name": "Role vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
-        {"name": "Render", "ansible.builtin.template": {
-            "src": str(ROOT / "roles" / "common" / "templates" / "service.j2"),
-            "dest": str(tmp_path / "grafana-server.service"), "mode": "0600"}}]}]
-    # The block's vars outrank role defaults in the role; extra vars outrank include_vars here.
-    extra = {**common, "grafana_install_method": "archive", "ansible_facts": {"architecture": "x86_64"}}
+        {"name": "The component", "ansible.builtin.copy": {
+            "content": "{{ grafana_component | to_json }}",
+            "dest": str(tmp_path / "grafana.json"), "mode": "0600"}}]}]
+    extra = {"grafana_install_method": "archive", "ansible_facts": {"architecture": "x86_64"}}
     run_playbook(tmp_path, {"all": {"hosts": {"graf1": LOCAL}}}, play, extra)
-    unit = (tmp_path / "grafana-server.service").read_text()
+    component = logic.normalise(json.loads((tmp_path / "grafana.json").read_text()))
+    assert component["service"]["manage_unit"] is True
+    unit = logic.unit_text(component, component["user"]["name"])
     assert "User=grafana\nGroup=grafana\n" in unit
     assert ("ExecStart=/opt/monstack/grafana/12.4.6/bin/grafana server \\\n"
             "    --homepath=/opt/monstack/grafana/12.4.6 \\\n"

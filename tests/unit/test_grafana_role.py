@@ -122,10 +122,11 @@ def test_notified_handlers_exist():
 def test_main_is_a_table_of_contents():
     main = load(ROLE / "tasks" / "main.yml")
     block = main[1]["block"]
-    assert [t["name"] for t in block] == ["Facts of this host", "Preflight", "Probe", "Install", "Configure", "Run"]
+    assert [t["name"] for t in block] == ["Facts of this host", "Preflight", "Install the package",
+                                          "Install, configure and run", "Dashboards", "Run"]
     assert [t.get("ansible.builtin.import_tasks") for t in block] == [
-        None, "preflight.yml", None, "install.yml", "configure.yml", "run.yml"]
-    assert block[2]["ansible.builtin.include_role"] == {"name": "monstack.stack.common", "tasks_from": "probe"}
+        None, "preflight.yml", "install_package.yml", None, "dashboards.yml", "run.yml"]
+    assert block[3]["monstack.stack.component"] == {"spec": "{{ grafana_component }}"}
 
 
 def tasks_by_name(filename):
@@ -133,13 +134,15 @@ def tasks_by_name(filename):
 
 
 def test_secrets_are_written_and_applied_without_logging():
-    configure = tasks_by_name("configure.yml")
-    ini = configure["Configure | Write grafana.ini"]
-    assert ini["no_log"] is True
-    assert ini["ansible.builtin.template"]["mode"] == "0640"
-    assert ini["ansible.builtin.template"]["owner"] == "root"
-    assert ini["ansible.builtin.template"]["group"] == "{{ grafana_owner }}"
-    assert configure["Configure | Provision the Prometheus and Alertmanager data sources"]["no_log"] is True
+    sets = load(ROLE / "vars" / "main.yml")["grafana_component"]["file_sets"]
+    ini = sets["config"]
+    assert ini["files"] == {"grafana.ini": {"template": "grafana.ini.j2"}}
+    assert ini["secret"] is True  # written by the component action without logging, no diff
+    assert ini["mode"] == "0640"
+    assert ini["owner"] == "root"
+    assert ini["group"] == "{{ grafana_owner }}"
+    assert sets["datasources"]["files"] == {"monstack.yml": {"template": "datasources.yml.j2"}}
+    assert sets["datasources"]["secret"] is True
     run = tasks_by_name("run.yml")
     reset = run["Run | Apply a new admin password"]
     assert reset["no_log"] is True

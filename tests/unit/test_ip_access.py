@@ -1,11 +1,12 @@
 """Who may connect to each service (issue 24, row 12): systemd's IPAddressAllow=/IPAddressDeny=any.
 
 The filters (monstack_ip_allow, monstack_ip_sources_unknown) are tested on their own; then the
-units themselves are rendered by Ansible from roles/common/templates/service.j2 with each role's
-own wiring (the vars of its "Install, configure and run" block, its defaults and vars) for a
-demo-like inventory: a monitoring host (prometheus, alertmanager) and two application hosts.
-The Prometheus host's addresses come from its monstack_ip_addresses or from the network facts
-that the first task of roles/common/tasks/probe.yml gathers (once per run).
+units themselves are made as the monstack.stack.component action makes them (plugin_utils/
+component.py unit_text, the allow list from monstack_ip_allow over hostvars) from each role's
+<role>_component (its defaults and vars, templated by Ansible) for a demo-like inventory: a
+monitoring host (prometheus, alertmanager) and two application hosts. The Prometheus host's
+addresses come from its monstack_ip_addresses or from the network facts that each role's task
+"Addresses of the hosts that may connect to <role>" gathers (once per run).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -27,6 +30,9 @@ from ansible_collections.monstack.stack.plugins.filter.monstack_access import mo
 from ansible_collections.monstack.stack.plugins.filter import monstack_access
 
 REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("monstack_component_logic", REPO / "plugins/plugin_utils/component.py")
+component_logic = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(component_logic)
 FACTS = {"ansible_facts": {"all_ipv4_addresses": ["10.0.0.5", "172.17.0.1"],
                            "all_ipv6_addresses": ["fe80::1", "fd00::5"]}}
 
@@ -107,42 +113,49 @@ all:
 ROLES = ["node_exporter", "cadvisor", "victoriametrics", "prometheus", "alertmanager"]
 
 
-def _block_vars(role: str) -> dict:
-    """The vars a role passes to roles/common (its "Install, configure and run" block)."""
+def _gather_task(role: str) -> dict:
+    """The role's task that gathers the network facts of the hosts that may connect (run_once)."""
     tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
-    [block] = [t for t in tasks if "block" in t and "common_name" in t.get("vars", {})]
-    return block["vars"]
+    [gather] = [t for t in tasks if t["name"].startswith("Addresses of the hosts that may connect to")]
+    return gather
 
 
 def _render(tmp_path: Path, monitor: dict | None = None, group_vars: dict | None = None,
             roles: list[str] = ROLES) -> tuple[dict, list[dict]]:
     """Render every role's unit for every host: {(role, host): unit text}, and the gather task's results."""
     (tmp_path / "group_vars" / "all").mkdir(parents=True)
-    shutil.copy(REPO / "roles" / "common" / "defaults" / "main.yml", tmp_path / "group_vars" / "all" / "0-common.yml")
     (tmp_path / "group_vars" / "all" / "zz-test.yml").write_text(yaml.safe_dump(group_vars or {}))
     (tmp_path / "inventory.yml").write_text(DEMO.format(python=sys.executable, monitor=yaml.safe_dump(
         monitor, default_flow_style=True).strip() if monitor else ""))
-    gather = yaml.safe_load((REPO / "roles" / "common" / "tasks" / "probe.yml").read_text())[0]
-    assert gather["ansible.builtin.setup"]["gather_subset"] == ["!all", "!min", "network"]
-    gather.pop("tags")
     plays = []
     for role in roles:
         defaults = REPO / "roles" / role / "defaults"
         default_files = [defaults / "main.yml"] if (defaults / "main.yml").exists() else sorted((defaults / "main").glob("*.yml"))
         for path in default_files:  # role defaults: below the inventory's variables
             shutil.copy(path, tmp_path / "group_vars" / "all" / f"1-{role}-{path.name}")
-        role_vars = _block_vars(role)
+        gather = _gather_task(role)
+        assert gather["ansible.builtin.setup"]["gather_subset"] == ["!all", "!min", "network"]
+        assert gather["run_once"] is True and gather["delegate_facts"] is True
+        gather.pop("tags")
+        spec = f"{role}_component"
+        # what the action computes: the allow list over hostvars, then the unit (below, in Python)
+        wanted = ("{{ {'spec': %s, 'allow': (%s.service.ip_allow_hosts | monstack.stack.monstack_ip_allow(hostvars, "
+                  "%s.service.ip_allow, '%s_ip_allow')) if %s.service.ip_restrict | bool else []} | to_json }}"
+                  % (spec, spec, spec, role, spec))
         plays.append({
             "name": role, "hosts": "all", "gather_facts": False,
-            "vars_files": [str(REPO / "roles" / "common" / "vars" / "main.yml"), str(REPO / "roles" / role / "vars" / "main.yml")],
-            "vars": role_vars,
+            "vars_files": [str(REPO / "roles" / role / "vars" / "main.yml")],
             "tasks": [gather, {"name": "unit", "ansible.builtin.copy": {
-                "content": "{{ lookup('ansible.builtin.template', '%s') }}" % (REPO / "roles/common/templates/service.j2"),
-                "dest": f"{tmp_path}/{role}--{{{{ inventory_hostname }}}}.service", "mode": "0644"}}],
+                "content": wanted, "dest": f"{tmp_path}/{role}--{{{{ inventory_hostname }}}}.json", "mode": "0644"}}],
         })
     (tmp_path / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
     results = _play_results(tmp_path)
-    units = {tuple(p.name.removesuffix(".service").split("--")): p.read_text() for p in tmp_path.glob("*--*.service")}
+    units = {}
+    for path in tmp_path.glob("*--*.json"):
+        wanted = json.loads(path.read_text())
+        comp = component_logic.normalise(wanted["spec"])
+        units[tuple(path.name.removesuffix(".json").split("--"))] = component_logic.unit_text(
+            comp, comp["user"]["name"] or "root", wanted["allow"])
     return units, results
 
 
@@ -185,7 +198,7 @@ def test_the_prometheus_hosts_facts_are_gathered_once_per_run(tmp_path):
     ran = [r for r in gather.values() if not r.get("skipped")]
     assert len(ran) == 1, gather  # run_once, for every host of the play
     [item] = ran[0]["results"]
-    assert item["common_ip_source"] == "monstack-demo-monitor"
+    assert item["monstack_ip_source"] == "monstack-demo-monitor"
     facts = item["ansible_facts"]
     addresses = [a for a in facts["ansible_all_ipv4_addresses"] + facts.get("ansible_all_ipv6_addresses", [])
                  if not ipaddress.ip_address(a.split("%")[0]).is_link_local]

@@ -146,10 +146,17 @@ def test_pinned_checksum_wins_over_any_sums_file():
 
 
 def test_roles_verify_downloads_through_the_filter():
-    """Every download (controller or host, every role) takes its checksum from monstack_checksum."""
-    common = (Path(REPO_ROOT) / "roles/common/vars/main.yml").read_text()
-    assert "monstack.stack.monstack_checksum(common_checksums" in common
-    grafana = (Path(REPO_ROOT) / "roles/grafana/tasks/main.yml").read_text()
-    assert "monstack.stack.monstack_checksum(grafana_checksums" in grafana
-    install = (Path(REPO_ROOT) / "roles/common/tasks/install.yml").read_text()
-    assert install.count('checksum: "{{ common_checksum_ref }}"') == 2
+    """Every download (controller or host, every role) takes its checksum from the function behind
+    monstack_checksum (module_utils/release.checksum_ref): the release install of the component
+    action, fed each role's <role>_checksums."""
+    import yaml
+    filt = (Path(REPO_ROOT) / "plugins/filter/monstack_release.py").read_text()
+    assert "return checksum_ref(arch, checksums, sums_url, checksums_var)" in filt
+    install = (Path(REPO_ROOT) / "plugins/plugin_utils/release_install.py").read_text()
+    assert 'ref = checksum_ref(asset_arch, spec["checksums"], sums_url, var("checksums"))' in install
+    assert "plan[\"checksum\"]" in install  # the verified digest of every download (controller and host)
+    for role in ("node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "victoriametrics", "alertmanager",
+                 "grafana"):
+        spec = yaml.safe_load((Path(REPO_ROOT) / "roles" / role / "vars/main.yml").read_text())[role + "_component"]
+        assert spec["release"]["checksums"] == "{{ %s_checksums }}" % role, role
+        assert not spec["release"].get("checksum_ref"), role

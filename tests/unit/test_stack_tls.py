@@ -192,7 +192,11 @@ def stack(tmp_path_factory):
         "tasks": [{"name": "Advertise address", "ansible.builtin.set_fact": {
                       "alertmanager_cluster_advertise_ip": "127.0.0.1"}},
                   dump("alertmanager_flags", "{{ inventory_hostname }}_flags.json"),
-                  dump("alertmanager_file_sets.cluster_tls.files", "{{ inventory_hostname }}_tls.json")]}]
+                  dump("alertmanager_file_sets.cluster_tls.files", "{{ inventory_hostname }}_tls.json"),
+                  # its {template: cluster-tls.yml.j2} entry, rendered as the component action renders it
+                  {"name": "cluster-tls.yml", "ansible.builtin.template": {
+                      "src": str(REPO / "roles/alertmanager/templates/cluster-tls.yml.j2"),
+                      "dest": str(out / "{{ inventory_hostname }}_cluster-tls.yml"), "mode": "0600"}}]}]
     extra = {"prometheus_config_dir": str(tmp / "prom"), "victoriametrics_config_dir": str(tmp / "vm"),
              "victoriametrics_data_dir": str(tmp / "vm-data"), "victoriametrics_listen_address": "127.0.0.1",
              "alertmanager_config_dir": "{{ '%s/' ~ inventory_hostname }}" % tmp,
@@ -208,6 +212,13 @@ def stack(tmp_path_factory):
 
 def load(stack, name):
     return json.loads((stack["out"] / name).read_text())
+
+
+def tls_files(stack, host):
+    """The cluster_tls file set of an Alertmanager host, its template entry rendered."""
+    files = load(stack, f"{host}_tls.json")
+    assert files["cluster-tls.yml"] == {"template": "cluster-tls.yml.j2"}
+    return dict(files, **{"cluster-tls.yml": (stack["out"] / f"{host}_cluster-tls.yml").read_text()})
 
 
 def test_victoriametrics_flags_turn_on_tls_and_auth_without_the_password(stack):
@@ -255,7 +266,7 @@ def test_alertmanager_cluster_tls_flag_and_file(stack):
         flags = load(stack, f"{host}_flags.json")
         tls_dir = stack["tmp"] / host / "cluster-tls"
         assert f"--cluster.tls-config={tls_dir}/cluster-tls.yml" in flags
-        files = load(stack, f"{host}_tls.json")
+        files = tls_files(stack, host)
         assert sorted(files) == ["ca.crt", "cluster-tls.yml", "tls.crt", "tls.key"]
         conf = yaml.safe_load(files["cluster-tls.yml"])
         assert conf["tls_server_config"]["client_auth_type"] == "RequireAndVerifyClientCert"
@@ -371,7 +382,7 @@ def test_alertmanager_cluster_gossips_over_mutual_tls_and_keeps_a_plain_peer_out
     web = []
     try:
         for host in ("am1", "am2"):
-            _write_files(tmp / host / "cluster-tls", load(stack, f"{host}_tls.json"))
+            _write_files(tmp / host / "cluster-tls", tls_files(stack, host))
             (tmp / host / "alertmanager.yml").write_text("route: {receiver: default}\nreceivers: [{name: default}]\n")
             flags = load(stack, f"{host}_flags.json")
             web.append(int(next(f for f in flags if f.startswith("--web.listen-address=")).rsplit(":", 1)[1]))

@@ -4,12 +4,16 @@ These run after the read-only checks: each one changes the stack and puts it
 back the way the scenario converged it.
 """
 import subprocess
+import sys
 import textwrap
 
 import pytest
 import requests
 
-from conftest import MONITOR, container_ip, dump, playbook, recap_changed, sh
+from conftest import MONITOR, ROOT, container_ip, dump, playbook, recap_changed, sh
+
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import json_run_tasks  # noqa: E402
 
 NEW_HOST = "monstack-app4"
 
@@ -88,18 +92,25 @@ def test_node_exporter_version_upgrade(tmp_path):
     def version():
         return sh(host, "/usr/local/bin/node_exporter --version 2>&1 | head -1").stdout
 
-    # The older release is downloaded by the host itself this time (download_on: host).
+    # The older release is downloaded by the host itself this time (download_on: host): the
+    # controller's download cache is not even made.
+    json_env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+    cache = tmp_path / "controller-cache"
     run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter",
-                   "-e", "node_exporter_version=1.5.0", "-e", "node_exporter_download_on=host")
+                   "-e", "node_exporter_version=1.5.0", "-e", "node_exporter_download_on=host",
+                   "-e", f"common_cache_dir={cache}", env=json_env)
     assert run.returncode == 0, run.stdout[-3000:]
-    assert "Fetch and verify the release asset on the host" in run.stdout
+    [steps] = [r["steps"] for r in json_run_tasks(run.stdout) if r["task"] == "Install, configure and run node_exporter"]
+    assert "install" in steps, steps
+    assert not cache.exists(), "the host downloads the release itself"
     assert sh(host, "ls /opt/monstack/node_exporter/1.5.0").stdout.split() == ["node_exporter"]
     assert "version 1.5.0" in version()
     assert 'version="1.5.0"' in sh(host, "curl -sf 127.0.0.1:9100/metrics | grep ^node_exporter_build_info").stdout
 
-    run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter")
+    run = playbook("playbooks/exporters.yml", "--limit", host, "--tags", "node_exporter", env=json_env)
     assert run.returncode == 0, run.stdout[-3000:]
-    assert run.stdout.count("common : Service | Restart node_exporter]") == 1  # TASK [monstack.stack.common : ...]
+    [steps] = [r["steps"] for r in json_run_tasks(run.stdout) if r["task"] == "Install, configure and run node_exporter"]
+    assert steps.count("restart") == 1, steps
     assert "version 1.11.1" in version()
     assert 'version="1.11.1"' in sh(host, "curl -sf 127.0.0.1:9100/metrics | grep ^node_exporter_build_info").stdout
 

@@ -1,0 +1,302 @@
+# Copyright: monstack contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Action monstack.stack.component: converge one component (install, user, files, service) from its spec.
+
+The documentation is in plugins/modules/component.py (ansible-doc reads it there)."""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
+
+from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow
+from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.filter.monstack_probe import content_digest
+from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
+
+try:  # the release install (controller download, unpack, links, package)
+    from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
+except ImportError:  # pragma: no cover - until the install library is there
+    ensure_release = None
+
+PROBE = "monstack.stack.monstack_probe"
+FILE_SET = "monstack.stack.monstack_file_set"
+ACTIVE = ("active", "activating", "reloading")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("spec",))
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+        try:
+            component = logic.normalise(self._task.args.get("spec"))
+        except logic.ComponentError as exc:
+            return dict(result, failed=True, msg=str(exc))
+        self._component = component
+        self._name = name = component["name"]
+        self._result = result
+        self._changed = []
+        steps = logic.selected_steps(name, task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
+        try:
+            sets = self._all_sets(component, task_vars)
+            key = secrets.token_hex(32)
+            digests = {}
+            for set_name, fset in sets.items():
+                digests[set_name] = {k: fset[k] for k in ("path", "owner", "group", "mode", "prune_patterns", "remove")
+                                     if k in fset}
+                digests[set_name]["files"] = {fname: content_digest(text, key) for fname, text in fset["files"].items()}
+            args = logic.probe_args(component, digests, self._install_root(task_vars))
+            args["key"] = key
+            probe = self._module(PROBE, args, task_vars, check_mode=False)
+            if probe.get("failed"):
+                return self._fail("probe", probe)
+            result.update(drift=probe.get("drift", []), details=probe.get("details", {}))
+            if "unit" in probe:
+                result["unit"] = {k: probe["unit"].get(k) for k in ("LoadState", "ActiveState", "UnitFileState")}
+            if not probe["drift"]:
+                return dict(result, changed=False)
+            todo = logic.plan(probe["drift"], list(sets), steps)
+            unit_state = probe.get("unit") or {}
+            return self._apply(todo, probe, sets, unit_state, task_vars)
+        except _StepFailed as exc:
+            return dict(result, failed=True, msg=exc.msg, changed=bool(self._changed), steps=self._changed)
+        except (AnsibleError, logic.ComponentError) as exc:
+            return dict(result, failed=True, msg="%s: %s" % (name, exc), changed=bool(self._changed))
+
+    # ------------------------------------------------------------------ helpers
+    def _module(self, module, args, task_vars, check_mode=None, no_log=False):
+        saved = self._task.check_mode, self._task.no_log
+        try:
+            if check_mode is not None:
+                self._task.check_mode = check_mode
+            if no_log:
+                self._task.no_log = True
+            answer = self._execute_module(module_name=module, module_args=args, task_vars=task_vars)
+        finally:
+            self._task.check_mode, self._task.no_log = saved
+        answer.pop("invocation", None)
+        return answer
+
+    def _fail(self, step, answer, secret=False):
+        msg = answer.get("msg") or "failed"
+        if secret:
+            msg = "(details hidden: the set holds secrets)"
+        raise _StepFailed("%s, step %s: %s" % (self._name, step, msg))
+
+    @staticmethod
+    def _install_root(task_vars):
+        return str(task_vars.get("common_install_root") or logic.INSTALL_ROOT)
+
+    def _render(self, entry, task_vars):
+        if isinstance(entry, str):
+            return entry
+        if entry.get("src"):
+            path = self._find_needle("files", entry["src"])
+            with open(path, "r", encoding="utf-8", errors="surrogateescape") as handle:
+                return handle.read()
+        path = self._find_needle("templates", entry["template"])
+        data = trust_as_template(self._loader.get_text_file_contents(path))
+        overrides = {"trim_blocks": True, "lstrip_blocks": False}
+        for key in ("variable_start_string", "variable_end_string"):
+            if entry.get(key):
+                overrides[key] = entry[key]
+        searchpath = [os.path.dirname(path)] + list(task_vars.get("ansible_search_path", []))
+        variables = task_vars
+        if "ansible_managed" not in task_vars:  # as the template action and lookup give it
+            variables = dict(task_vars, ansible_managed=C.DEFAULT_MANAGED_STR)
+        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=variables)
+        text = templar.template(data, escape_backslashes=False, overrides=overrides)
+        return "" if text is None else str(text)
+
+    def _all_sets(self, component, task_vars):
+        """The component's file sets with their contents rendered, then its web configuration and unit."""
+        sets = {}
+        for set_name, fset in component["file_sets"].items():
+            rendered = dict(fset)
+            rendered["files"] = {}
+            for fname, entry in fset["files"].items():
+                try:
+                    rendered["files"][fname] = self._render(entry, task_vars)
+                except AnsibleError as exc:
+                    raise AnsibleError("file set %s, file %s: %s" % (set_name, fname, exc)) from exc
+            sets[set_name] = rendered
+        service = component["service"]
+        allow = []
+        if service["ip_restrict"]:
+            allow = monstack_ip_allow(service["ip_allow_hosts"], task_vars["hostvars"], service["ip_allow"],
+                                      component["name"] + "_ip_allow")
+        managed = str(task_vars.get("ansible_managed") or C.DEFAULT_MANAGED_STR)
+        unit = logic.unit_text(component, component["user"]["name"] or "root", allow, managed) \
+            if service["manage_unit"] and service["name"] else None
+        web = None
+        if component["web"]["config_path"]:
+            web = logic.web_config_text(component, task_vars.get("inventory_hostname"), monstack_bcrypt, managed)
+        sets.update(logic.extra_sets(component, unit, web))
+        return sets
+
+    # -------------------------------------------------------------------- steps
+    def _apply(self, todo, probe, sets, unit_state, task_vars):
+        result, component, name = self._result, self._component, self._name
+        check_mode = bool(self._task.check_mode)
+        installed = False
+        if todo["install"]:
+            installed = self._install(component["release"], probe, task_vars, check_mode)
+        if todo["user"]:
+            self._user(component["user"], probe, task_vars)
+        changed_on = set()
+        if todo["dirs"] or todo["sets"]:
+            changed_on = self._files(todo, sets, task_vars)
+        service = component["service"]["name"]
+        active = unit_state.get("ActiveState", "") in ACTIVE
+        check = component["check"]
+        actions = logic.service_actions(todo, active, changed_on, installed,
+                                        bool(check["reload_metric_prefix"] or check["reload_url"]))
+        restarted = started = False
+        if service and actions["restart"]:
+            answer = self._module("ansible.builtin.systemd_service",
+                                  {"name": service, "state": "restarted", "daemon_reload": True}, task_vars)
+            if answer.get("failed"):
+                self._fail("restart", answer)
+            restarted = True
+            self._changed.append("restart")
+        elif service and actions["reload"] and not check_mode:
+            self._reload(service, check, task_vars)
+        if service and actions["start"] and (not check_mode or unit_state.get("LoadState", "") != "not-found"):
+            answer = self._module("ansible.builtin.systemd_service",
+                                  {"name": service, "state": "started", "enabled": True,
+                                   "daemon_reload": "unit" in probe["drift"]}, task_vars)
+            if answer.get("failed"):
+                self._fail("start", answer)
+            if answer.get("changed"):
+                started = True
+                self._changed.append("start")
+        if check["ready_url"] and (restarted or started) and not check_mode:
+            self._wait(check, task_vars)
+        result.update(changed=bool(self._changed), steps=self._changed)
+        return result
+
+    def _install(self, release, probe, task_vars, check_mode):
+        if ensure_release is None:
+            raise _StepFailed("%s, step install: the release is missing on the host (%s) and this controller has "
+                              "no release installer (plugin_utils/release_install.py)"
+                              % (self._name, "; ".join(probe.get("details", {}).get("install", []))))
+        release = dict(release)
+        if task_vars.get("common_cache_dir") and not release.get("cache_dir"):
+            release["cache_dir"] = task_vars["common_cache_dir"]
+        release.setdefault("install_root", self._install_root(task_vars))
+        answer = ensure_release(self, task_vars, release, probe.get("arch", ""), check_mode)
+        if answer.get("failed"):
+            self._fail("install", answer)
+        if answer.get("diff"):
+            self._diff(answer["diff"])
+        if answer.get("changed"):
+            self._changed.append("install")
+            return True
+        return False
+
+    def _user(self, user, probe, task_vars):
+        for group in user["groups"]:
+            answer = self._module("ansible.builtin.group", {"name": group, "system": True}, task_vars)
+            if answer.get("failed"):
+                self._fail("user (group %s)" % group, answer)
+            if answer.get("changed"):
+                self._changed.append("group " + group)
+        args = {"name": user["name"], "groups": user["groups"], "append": True, "system": True,
+                "shell": "/usr/sbin/nologin", "home": "/nonexistent", "create_home": False}
+        if probe.get("user_group_exists", True):
+            args["group"] = user["name"]
+        answer = self._module("ansible.builtin.user", args, task_vars)
+        if answer.get("failed"):
+            self._fail("user", answer)
+        if answer.get("changed"):
+            self._changed.append("user")
+
+    def _diff(self, diff):
+        self._result.setdefault("diff", [])
+        self._result["diff"].extend(diff if isinstance(diff, list) else [diff])
+
+    def _files(self, todo, sets, task_vars):
+        """Directories and the drifted sets (secret ones in a call of their own, not logged) ->
+        the on_change values of the sets that changed."""
+        drifted = [dict(sets[n], name=n) for n in todo["sets"]]
+        plain = [s for s in drifted if not s["secret"]]
+        hidden = [s for s in drifted if s["secret"]]
+        changed = []
+        for group, secret in ((plain, False), (hidden, True)):
+            dirs = self._component["dirs"] if todo["dirs"] and not secret else {}
+            if not group and not dirs:
+                continue
+            args = {"sets": [{k: v for k, v in s.items() if k not in ("on_change", "secret")} for s in group]}
+            if dirs:
+                args["dirs"] = dirs
+            answer = self._module(FILE_SET, args, task_vars, no_log=secret)
+            if answer.get("failed"):
+                self._fail("files", answer, secret=secret)
+            if not secret and answer.get("diff"):
+                self._diff(answer["diff"])
+            if answer.get("dirs_changed"):
+                self._changed.append("dirs")
+            changed.extend(answer.get("changed_sets") or [])
+        self._changed.extend("files " + n for n in changed)
+        return {sets[n]["on_change"] for n in changed}
+
+    def _http(self, url, check, task_vars, method="GET", status=(200,)):
+        args = {"url": url, "method": method, "validate_certs": False, "return_content": True,
+                "status_code": list(status)}
+        if check["user"]:
+            args.update(url_username=check["user"], url_password=check["password"], force_basic_auth=True)
+        return self._module("ansible.builtin.uri", args, task_vars, check_mode=False, no_log=bool(check["user"]))
+
+    def _reload(self, service, check, task_vars):
+        if check["reload_url"]:
+            answer = self._http(check["reload_url"], check, task_vars, method="POST")
+            if answer.get("failed"):
+                raise _StepFailed("%s on %s did not load its new configuration: %s; it keeps running with the "
+                                  "previous one" % (service, task_vars.get("inventory_hostname"),
+                                                    answer.get("content") or answer.get("msg")))
+            self._changed.append("reload")
+            return
+        prefix = check["reload_metric_prefix"]
+        before = self._http(check["metrics_url"], check, task_vars, status=range(100, 600)).get("content", "")
+        answer = self._module("ansible.builtin.systemd_service", {"name": service, "state": "reloaded"}, task_vars)
+        if answer.get("failed"):
+            self._fail("reload", answer)
+        outcome = "pending"
+        for _attempt in range(16):
+            after = self._http(check["metrics_url"], check, task_vars, status=range(100, 600)).get("content", "")
+            outcome = logic.reload_outcome(before, after, prefix)
+            if outcome != "pending":
+                break
+            time.sleep(1)
+        if outcome != "applied":
+            journal = self._module("ansible.builtin.command", {"argv": [
+                "journalctl", "--unit=" + service, "--since=-5min", "--no-pager", "--output=cat",
+                "--grep=level=(ERROR|error)"]}, task_vars, check_mode=False)
+            lines = (journal.get("stdout_lines") or [])[-5:]
+            raise _StepFailed("%s on %s did not load its new configuration (%s); it keeps running with the previous "
+                              "one. Its log: %s" % (service, task_vars.get("inventory_hostname"), outcome,
+                                                    " | ".join(lines) or "see journalctl -u " + service))
+        self._changed.append("reload")
+
+    def _wait(self, check, task_vars):
+        for _attempt in range(60):
+            answer = self._http(check["ready_url"], check, task_vars, status=range(100, 600))
+            if answer.get("status") == 200:
+                return
+            time.sleep(1)
+        raise _StepFailed("%s: not ready after 60 s (%s)" % (self._name, check["ready_url"]))
+
+
+class _StepFailed(Exception):
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg

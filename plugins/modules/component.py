@@ -1,0 +1,134 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: monstack contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Documentation of the monstack.stack.component action (the work is in plugins/action/component.py)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: component
+short_description: Install, configure and run one component of the stack from its spec, in one step
+description:
+  - An action (it runs on the controller and calls modules on the host). A component role's
+    C(tasks/main.yml) reads remove, preflight, component; what the component installs, writes
+    and runs is the data of O(spec), the role's C(<role>_component) variable.
+  - "The cycle: the contents of every file set are rendered on the controller (literal text,
+    a template of the role's C(templates/), or a file of the controller), with the systemd
+    unit and the exporter-toolkit web configuration made from O(spec); they are digested
+    (HMAC-SHA256 under a random key of the run) and the host is probed in one module call
+    (M(monstack.stack.monstack_probe)). Only when something differs: the release is installed,
+    the system user made, the directories and the file sets written (M(monstack.stack.monstack_file_set),
+    sets that hold secrets in a call of their own that is never logged), and the service
+    restarted (binary or unit changed), reloaded (a set with C(on_change: reload) changed;
+    verified, see O(spec.check)) or started, then waited for."
+  - A restart or reload that an earlier failed run lost (the unit, a binary or a configuration
+    newer than the running process or its last successful load) is caught up.
+  - "Tags: the task is tagged C(N), C(N_install), C(N_configure), C(N_run) (N the component's name); the
+    action reads C(ansible_run_tags) and C(ansible_skip_tags) and runs only the steps they select:
+    C(N_install) the release and the user (and the restart a new release needs), C(N_configure) the
+    directories, file sets and the restart or reload they need, C(N_run) the start and a lost restart
+    or reload."
+  - A rerun with nothing to change costs one module call on the host.
+version_added: "1.1.0"
+author: monstack (!UNKNOWN)
+options:
+  spec:
+    description:
+      - The component, plain data (Jinja only in leaf values such as C("{{ prometheus_version }}")).
+    type: dict
+    required: true
+    suboptions:
+      name:
+        description: The component's name (the role's), also its tags' prefix.
+        type: str
+        required: true
+      release:
+        description:
+          - How the release is installed (the release installer's input), for example C(version), C(method)
+            (C(archive), C(local), C(package)), C(download_on) (C(controller), C(host)), C(base_url), C(asset_name),
+            C(asset_format), C(checksums), C(checksums_file), C(local_path), C(binaries), C(binary_subdir),
+            C(unpack_all), C(archive_flat), C(packages), C(package_services), C(version_dir).
+          - The probe checks the first binary in C(<install root>/<name>/<version>/) (or C(version_dir)) and
+            the links in C(/usr/local/bin), or the C(packages) with method C(package).
+        type: dict
+        default: {}
+      user:
+        description: The system user C(name) (none, or C(root), for no user) and its extra C(groups).
+        type: dict
+        default: {}
+      dirs:
+        description: Directories, path to C(owner), C(group), C(mode).
+        type: dict
+        default: {}
+      file_sets:
+        description:
+          - Sets of files, each written in one step (M(monstack.stack.monstack_file_set)), name to
+            C(path), C(owner), C(group), C(mode), C(validate) (a command, C(%s) the file), C(on_change)
+            (C(reload), C(restart) or C(none)), C(secret) (never logged, no diff), C(prune_patterns), C(remove)
+            and C(files).
+          - "C(files) maps a file name to its content: literal text, or C({template: <file of the role's
+            templates/>}) (optionally with C(variable_start_string) and C(variable_end_string)), or
+            C({src: <file on the controller>})."
+        type: dict
+        default: {}
+      web:
+        description:
+          - The exporter-toolkit web configuration C(config_path), C(tls_cert_file), C(tls_key_file) and
+            C(basic_auth_users) (user to plain password; only bcrypt hashes are written). Written as the secret set
+            C(web) when TLS or a user is given, removed otherwise.
+        type: dict
+        default: {}
+      service:
+        description:
+          - The systemd service C(name), and its unit (set C(unit), when C(manage_unit), default true)
+            C(description), C(documentation), C(exec), C(flags), C(environment), C(reload) (an ExecReload by
+            SIGHUP), C(hardening) (merged over the shared sandboxing; null drops a directive), C(ip_restrict),
+            C(ip_allow_hosts) (inventory hosts whose addresses may connect) and C(ip_allow) (more addresses
+            or networks).
+        type: dict
+        default: {}
+      check:
+        description:
+          - C(metrics_url) and C(reload_metric_prefix) (a reload by SIGHUP is verified by the
+            C(<prefix>_last_reload_success_timestamp_seconds) metric; a rejected configuration fails the task with
+            the service's log lines and the service keeps its previous one), C(reload_url) (a reload by HTTP POST,
+            which answers non-200 with the error), C(ready_url) (waited for after a start or restart), C(user) and
+            C(password) for these URLs.
+        type: dict
+        default: {}
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts without changing the host.
+    support: full
+  diff_mode:
+    description: Returns the diffs of the files it writes, except those of secret sets.
+    support: full
+notes:
+  - The contents of secret sets, the web configuration and the check password are never part of the result.
+"""
+
+EXAMPLES = r"""
+- name: Install, configure and run node_exporter
+  monstack.stack.component:
+    spec: "{{ node_exporter_component }}"
+  when: node_exporter_state == 'present'
+  tags: [node_exporter, node_exporter_install, node_exporter_configure, node_exporter_run]
+"""
+
+RETURN = r"""
+drift:
+  description: The parts the probe found different (C(install), C(user), C(dirs), set names, C(service), C(restart), C(reload)).
+  returned: always
+  type: list
+  elements: str
+details:
+  description: For each part in RV(drift), what differs.
+  returned: always
+  type: dict
+steps:
+  description: What this run did (or would do in check mode), such as C(files config), C(reload), C(restart).
+  returned: when something differed
+  type: list
+  elements: str
+"""
