@@ -23,7 +23,7 @@ As a command:
     tools/dashboard_queries.py --url URL --contract examples/metric-contracts/fastapi-instrumentator.yml
 
 The ML dashboards are first set to a metric contract, as the grafana role
-sets them (plugins/filter/monstack_ml_dashboard.py): the values the files
+sets them (plugins/filter/ml_dashboard.py): the values the files
 hold (the sample app's), or those of a vars file with grafana_ml_metrics and
 grafana_ml_labels (--contract; prometheus_ml_* when it has no grafana_ml_*).
 
@@ -58,13 +58,13 @@ from typing import Any, Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "roles" / "grafana" / "files" / "dashboards"
-# The contract filter the grafana role runs (plugins/filter/monstack_ml_dashboard.py), imported
+# The contract filter the grafana role runs (plugins/filter/ml_dashboard.py), imported
 # by the collection's name: from an installed copy through its collections path, from a
 # clone through collections/.
 _COLLECTIONS = str(ROOT.parents[2] if ROOT.parent.parent.name == "ansible_collections" else ROOT / "collections")
 if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
-from ansible_collections.monstack.stack.plugins.filter.monstack_ml_dashboard import apply_contract  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter.ml_dashboard import apply_contract  # noqa: E402
 
 # Grafana's global variables, with the values used to run the queries.
 BUILTINS = {

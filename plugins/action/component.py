@@ -14,9 +14,9 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow
-from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import monstack_bcrypt
-from ansible_collections.monstack.stack.plugins.filter.monstack_probe import content_digest
+from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip_allow
+from ansible_collections.monstack.stack.plugins.filter.bcrypt import monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.filter.probe_filters import content_digest
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 
 try:  # the release install (controller download, unpack, links, package)
@@ -24,8 +24,8 @@ try:  # the release install (controller download, unpack, links, package)
 except ImportError:  # pragma: no cover - until the install library is there
     ensure_release = None
 
-PROBE = "monstack.stack.monstack_probe"
-FILE_SET = "monstack.stack.monstack_file_set"
+PROBE = "monstack.stack.probe"
+FILE_SET = "monstack.stack.file_set"
 ACTIVE = ("active", "activating", "reloading")
 
 

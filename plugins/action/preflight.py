@@ -27,7 +27,7 @@ from ansible.errors import AnsibleError, AnsibleUndefinedVariable
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_preflight import _plain
+from ansible_collections.monstack.stack.plugins.filter.preflight_filters import _plain
 from ansible_collections.monstack.stack.plugins.plugin_utils import preflight_checks as checks
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS, notes
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: monstack contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Filter deployment_store_entries: The record store entries (monstack_deployment_store's input) of the latest record of each service.
+"""Filter deployment_store_entries: The record store entries (deployment_store's input) of the latest record of each service.
 
 A thin wrapper: the work is plugins/module_utils/deployment_render.py (render.store_entries); its
 documentation is deployment_store_entries.yml beside this file (ansible-doc -t filter deployment_store_entries).
@@ -15,7 +15,7 @@ from ansible_collections.monstack.stack.plugins.module_utils.deployment_records 
 
 
 def deployment_store_entries(records, info_labels=True):
-    """The record store entries (monstack_deployment_store's input) of the latest record of each service."""
+    """The record store entries (deployment_store's input) of the latest record of each service."""
     try:
         return render.store_entries(records, info_labels)
     except RecordError as exc:

@@ -19,7 +19,7 @@ def global_store_remote_write(hosts: Any, clients: Any, replica_label: str) -> l
     for host in hosts:
         client = clients.get(host) if isinstance(clients, Mapping) else None
         if not isinstance(client, Mapping) or "url" not in client:
-            raise AnsibleFilterError(f"global_store_remote_write: no client settings (monstack_service_clients) "
+            raise AnsibleFilterError(f"global_store_remote_write: no client settings (service_clients) "
                                      f"for the store host '{host}'")
         entry = {"name": f"global-{host}", "url": f"{client['url']}/api/v1/write",
                  "write_relabel_configs": [{"action": "labeldrop", "regex": replica_label}]}

@@ -10,7 +10,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import to_nice_yaml
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import monstack_scrape_targets
+from ansible_collections.monstack.stack.plugins.filter.scrape_targets import monstack_scrape_targets
 
 TARGET_FILE_HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
 JOB_KEYS = ("job", "group", "port_var", "default_port")

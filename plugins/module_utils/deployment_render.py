@@ -124,7 +124,7 @@ def nice_json(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------
-# Record store entries (the monstack_deployment_store module's input and store)
+# Record store entries (the deployment_store module's input and store)
 # --------------------------------------------------------------------------
 def store_entry(dep: Deployment, info: bool) -> dict[str, Any]:
     """The store entry of the latest record of a service: structured data, no file contents.

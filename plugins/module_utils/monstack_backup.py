@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Backups of Prometheus, Alertmanager and Grafana data, and their restore (monstack).
 
-The engine of the module monstack.stack.monstack_backup (playbooks/backup.yml,
+The engine of the module monstack.stack.backup (playbooks/backup.yml,
 playbooks/restore.yml) and of the scheduled local backups
 (roles/backup/files/monstack_backup_scheduled.py, installed beside a copy of this
 file on the hosts, where Ansible is not installed). So it needs only Python's

@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
-"""File-set logic shared by the modules monstack_file_set, monstack_probe and
-monstack_deployment_store.
+"""File-set logic shared by the modules file_set, probe and
+deployment_store.
 
 A *file set* is the files of one directory that one owner manages: their
 names and contents, one owner, group and mode, and optionally glob patterns
 of the names the set owns (a file matching them that is not in the set is
-stale). monstack_file_set applies a set; monstack_probe only compares it, so
+stale). file_set applies a set; probe only compares it, so
 that a rerun learns in one round trip whether anything must be written.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Upstream releases of the stack's components: asset names, URLs and checksums.
 
-Shared by the filters in plugins/filter/monstack_release.py (preflight, docs),
+Shared by the filters in plugins/filter/release.py (preflight, docs),
 the controller side of the release install (plugins/plugin_utils/release_install.py)
 and the host module install_release (a download on the host verifies the same
 way). Pure functions; errors are ReleaseError with a message that names the
@@ -47,7 +47,7 @@ def parse_version(component, version):
 
 
 def _unknown(component):
-    return ReleaseError("monstack_release: unknown component %r; known: %s" % (component, ", ".join(sorted(REPOS))))
+    return ReleaseError("release: unknown component %r; known: %s" % (component, ", ".join(sorted(REPOS))))
 
 
 def upstream_asset(component, version, arch):

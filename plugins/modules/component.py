@@ -17,8 +17,8 @@ description:
     a template of the role's C(templates/), or a file of the controller), with the systemd
     unit and the exporter-toolkit web configuration made from O(spec); they are digested
     (HMAC-SHA256 under a random key of the run) and the host is probed in one module call
-    (M(monstack.stack.monstack_probe)). Only when something differs: the release is installed,
-    the system user made, the directories and the file sets written (M(monstack.stack.monstack_file_set),
+    (M(monstack.stack.probe)). Only when something differs: the release is installed,
+    the system user made, the directories and the file sets written (M(monstack.stack.file_set),
     sets that hold secrets in a call of their own that is never logged), and the service
     restarted (binary or unit changed), reloaded (a set with C(on_change: reload) changed;
     verified, see O(spec.check)) or started, then waited for."
@@ -63,7 +63,7 @@ options:
         default: {}
       file_sets:
         description:
-          - Sets of files, each written in one step (M(monstack.stack.monstack_file_set)), name to
+          - Sets of files, each written in one step (M(monstack.stack.file_set)), name to
             C(path), C(owner), C(group), C(mode), C(validate) (a command, C(%s) the file), C(on_change)
             (C(reload), C(restart) or C(none)), C(secret) (never logged, no diff), C(prune_patterns), C(remove)
             and C(files).

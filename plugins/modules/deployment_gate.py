@@ -55,7 +55,7 @@ options:
     type: list
     elements: str
   since:
-    description: When the files were written, seconds since the epoch (the C(time) that M(monstack.stack.monstack_deployment_store) returns).
+    description: When the files were written, seconds since the epoch (the C(time) that M(monstack.stack.deployment_store) returns).
     type: float
     required: true
   job:

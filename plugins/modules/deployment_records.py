@@ -64,7 +64,7 @@ EXAMPLES = r"""
   register: deployment_plan
 
 - name: Merge them into each Prometheus host's record store
-  monstack.stack.monstack_deployment_store:
+  monstack.stack.deployment_store:
     path: /var/lib/monstack/deployments
     entries: "{{ hostvars['localhost'].deployment_plan.entries }}"
     file_sd_dir: /etc/prometheus/file_sd/deployments
@@ -83,7 +83,7 @@ entries:
   description:
     - File name (C(<environment>--<service>.json)) to the record store entry of the latest record of each service
       (removals included), as P(monstack.stack.deployment_store_entries#filter); each with C(source), its record
-      file, and (deployed) C(group), its target group. The input of M(monstack.stack.monstack_deployment_store).
+      file, and (deployed) C(group), its target group. The input of M(monstack.stack.deployment_store).
   returned: success
   type: dict
 files:

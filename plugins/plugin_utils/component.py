@@ -300,7 +300,7 @@ def extra_sets(component, unit, web_config):
 
 # ----------------------------------------------------------------------- probe
 def probe_args(component, sets_digests, install_root=INSTALL_ROOT):
-    """The monstack_probe arguments (without the key): ``sets_digests`` are the sets with
+    """The probe arguments (without the key): ``sets_digests`` are the sets with
     their contents already digested."""
     release, check, service = component["release"], component["check"], component["service"]
     install = install_paths(release, install_root) if release.get("binaries") or release.get("packages") else {}

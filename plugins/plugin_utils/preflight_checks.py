@@ -2,9 +2,9 @@
 
 Pure functions: each takes plain values and returns a list of problem messages
 ("<variable>: <what is wrong>. Fix: <what to do>"), empty when all is well. The
-messages of the pre-existing filters (monstack_spec_problems, monstack_unknown_vars,
-monstack_bad_checksums, monstack_example_secrets, monstack_release_problems,
-monstack_sums_problems) come from those filters, so a playbook that calls a filter
+messages of the pre-existing filters (spec_problems, unknown_vars,
+bad_checksums, example_secrets, release_problems,
+sums_problems) come from those filters, so a playbook that calls a filter
 and the preflight say the same thing.
 
 ``v`` below is a read-only mapping of one host's variables in one role's context
@@ -14,14 +14,14 @@ value on first use; the unit tests pass plain dicts.
 """
 from __future__ import annotations
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_preflight import (
+from ansible_collections.monstack.stack.plugins.filter.preflight_filters import (
     monstack_bad_checksums,
     monstack_example_secrets,
     monstack_loopback,
     monstack_spec_problems,
     monstack_unknown_vars,
 )
-from ansible_collections.monstack.stack.plugins.filter.monstack_release import (
+from ansible_collections.monstack.stack.plugins.filter.release import (
     monstack_release_problems,
     monstack_sums_problems,
 )

@@ -169,7 +169,7 @@ def test_package_content_uses_full_names():
             found += [f"{path.relative_to(REPO)}: {key}" for key in task_keys(yaml.safe_load(text)) if key in MODULES]
     assert not found, found
     # the check finds a short name where one is used
-    assert [key for key in task_keys([{"name": "x", "monstack_probe": {}}]) if key in MODULES] == ["monstack_probe"]
+    assert [key for key in task_keys([{"name": "x", "probe": {}}]) if key in MODULES] == ["probe"]
 
 
 
@@ -254,7 +254,7 @@ def test_fqcn_playbook_with_filters_and_modules_converges_and_reruns_clean(colle
           vars:
             ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
             target: {target}
-            content: "{{{{ 'secret' | monstack.stack.monstack_bcrypt('seed') }}}}"
+            content: "{{{{ 'secret' | monstack.stack.bcrypt('seed') }}}}"
             wanted:
               demo:
                 path: "{{{{ target }}}}"
@@ -266,16 +266,16 @@ def test_fqcn_playbook_with_filters_and_modules_converges_and_reruns_clean(colle
             - name: Filters
               ansible.builtin.assert:
                 that:
-                  - "'127.0.0.1' | monstack.stack.monstack_loopback"
-                  - "('::1' | monstack.stack.monstack_hostport(9090)) == '[::1]:9090'"
+                  - "'127.0.0.1' | monstack.stack.loopback"
+                  - "('::1' | monstack.stack.hostport(9090)) == '[::1]:9090'"
                   - content is match('[$]2b[$]')
             - name: A module writing a file set
-              monstack.stack.monstack_file_set:
+              monstack.stack.file_set:
                 path: "{{{{ target }}}}"
                 files: {{"a.txt": "{{{{ content }}}}"}}
                 mode: "0640"
             - name: A module comparing with the wanted state
-              monstack.stack.monstack_probe:
+              monstack.stack.probe:
                 sets: "{{{{ wanted }}}}"
               register: probe
             - name: The probe sees what the file set wrote

@@ -328,7 +328,7 @@ class TestGrafanaServer:
         assert api(grafana["base"], "/api/user", password=PASSWORD)[0] == 401
 
     def test_backup_and_restore_of_the_live_database(self, grafana):
-        """What backup.yml and restore.yml do to Grafana (the module monstack_backup's engine,
+        """What backup.yml and restore.yml do to Grafana (the module backup's engine,
         plugins/module_utils/monstack_backup.py): SQLite's online backup of the running server's
         database, then stop, swap, start, check."""
         import importlib.util

@@ -1,5 +1,5 @@
 """Unit tests of backups and their restore: the engine (plugins/module_utils/monstack_backup.py),
-the module monstack.stack.monstack_backup and the scheduled command
+the module monstack.stack.backup and the scheduled command
 (roles/backup/files/monstack_backup_scheduled.py).
 
 The module's functions run here against real programs where it matters: a
@@ -38,7 +38,7 @@ from helpers import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_PATH = REPO / "plugins" / "module_utils" / "monstack_backup.py"
-MODULE_PATH = REPO / "plugins" / "modules" / "monstack_backup.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "backup.py"
 SCHEDULED_PATH = REPO / "roles" / "backup" / "files" / "monstack_backup_scheduled.py"
 
 
@@ -640,7 +640,7 @@ def test_scheduled_command_without_its_configuration_says_how_to_run_it(tmp_path
 def test_the_module_documents_its_options():
     import yaml
     doc = yaml.safe_load(module.DOCUMENTATION)
-    assert doc["module"] == "monstack_backup"
+    assert doc["module"] == "backup"
     source = MODULE_PATH.read_text()
     for option, spec in doc["options"].items():
         assert f"{option}=dict(type=\"{spec['type']}\"" in source, option
@@ -662,7 +662,7 @@ def ansible_env(**extra: str) -> dict:
 
 @needs_alertmanager
 def test_the_module_runs_the_program_and_asks_the_api_through_ansible(alertmanager, tmp_path):
-    """monstack.stack.monstack_backup by its full name: the version from `alertmanager --version`
+    """monstack.stack.backup by its full name: the version from `alertmanager --version`
     (run_program) and the silences over the API (open_url), the password of the checks never shown."""
     proc = alertmanager["start"]()
     silence(alertmanager["url"], "ThroughAnsible")
@@ -673,7 +673,7 @@ def test_the_module_runs_the_program_and_asks_the_api_through_ansible(alertmanag
     play.write_text(json.dumps([{
         "name": "The module", "hosts": "localhost", "connection": "local", "gather_facts": False,
         "vars": {"ansible_python_interpreter": sys.executable},
-        "tasks": [{"name": "Back up Alertmanager", "register": "made", "monstack.stack.monstack_backup": {
+        "tasks": [{"name": "Back up Alertmanager", "register": "made", "monstack.stack.backup": {
             "action": "create", "component": "alertmanager", "host": "h1", "name": "20261130T000000Z",
             "source": source, "spool_dir": str(tmp_path / "spool"), "compression": "xz"}}]}]))
     run = subprocess.run([ansible_playbook(), "-i", "localhost,", str(play), "-v"], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""plugins/filter/monstack_bcrypt.py: bcrypt hashes with a salt derived from a seed."""
+"""plugins/filter/bcrypt.py: bcrypt hashes with a salt derived from a seed."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,7 @@ import bcrypt
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_bcrypt import FilterModule, monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.filter.bcrypt import FilterModule, monstack_bcrypt
 
 BCRYPT_HASH = re.compile(r"^\$2b\$(\d\d)\$[./A-Za-z0-9]{53}$")
 
@@ -87,4 +87,4 @@ def test_rounds_must_be_an_integer_4_to_31(rounds):
 
 
 def test_registered():
-    assert FilterModule().filters() == {"monstack_bcrypt": monstack_bcrypt}
+    assert FilterModule().filters() == {"bcrypt": monstack_bcrypt}

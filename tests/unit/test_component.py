@@ -289,12 +289,12 @@ def test_action_is_documented():
     assert {"drift", "steps"} <= set(doc["return"])
 
 
-# ------------------------------------------------------- monstack_file_entries
+# ------------------------------------------------------- file_entries
 def test_file_entries_filter():
-    import monstack_file_entries
+    from ansible_collections.monstack.stack.plugins.filter import file_entries as monstack_file_entries
     from ansible.errors import AnsibleFilterError
     from helpers import check_filter_sidecar
-    from monstack_file_entries import monstack_file_entries as entries
+    from ansible_collections.monstack.stack.plugins.filter.file_entries import monstack_file_entries as entries
     assert entries({"a.rules.yml": "rules/a.rules.yml.j2"}, "template", variable_start_string="[[",
                    variable_end_string="]]") == {"a.rules.yml": {"template": "rules/a.rules.yml.j2",
                                                                  "variable_start_string": "[[",
@@ -307,4 +307,4 @@ def test_file_entries_filter():
         entries({}, "copy")
     with pytest.raises(AnsibleFilterError, match="unknown option"):
         entries({}, "src", variable_start_string="[[")
-    check_filter_sidecar(monstack_file_entries, "monstack_file_entries")
+    check_filter_sidecar(monstack_file_entries, "file_entries")

@@ -5,7 +5,7 @@ the tests skip without it) runs on loopback with a 1 s scrape interval and reads
 file_sd directory that the playbook writes; the playbook runs with localhost (local
 connection) as the Prometheus host. The services are small HTTP servers in this
 process. Also the pure parts: deployment_gate_pending, deployment_store_entries,
-monstack_local_endpoint.
+local_endpoint.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from ansible.errors import AnsibleFilterError
 
 import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
-from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_local_endpoint
+from ansible_collections.monstack.stack.plugins.filter.hostport import monstack_local_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path(os.environ.get("PROMETHEUS_BIN", "/var/cache/monstack/bin/prometheus"))
@@ -167,7 +167,7 @@ def test_store_entries_hold_the_latest_record_with_its_file_contents():
 
 
 # --------------------------------------------------------------------------
-# monstack_local_endpoint (pure)
+# local_endpoint (pure)
 
 def test_local_endpoint_follows_the_roles_settings():
     plain = monstack_local_endpoint("0.0.0.0", 9090)
@@ -203,7 +203,7 @@ def test_local_endpoint_follows_the_roles_settings():
 def test_local_endpoint_errors_name_the_component_and_setting(args, kwargs, message):
     with pytest.raises(AnsibleFilterError, match=message) as err:
         monstack_local_endpoint(*args, name="prometheus", **kwargs)
-    assert str(err.value).startswith("monstack_local_endpoint (prometheus): ")
+    assert str(err.value).startswith("local_endpoint (prometheus): ")
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""plugins/modules/monstack_deployment_store.py: the record store of a Prometheus host and its lock.
+"""plugins/modules/deployment_store.py: the record store of a Prometheus host and its lock.
 
 The module's functions are called on tmp directories; the last tests run
 playbooks/deployments.yml with localhost (local connection) as the Prometheus
@@ -25,8 +25,8 @@ import deployment_api as dc
 from helpers import QuietHandler, ansible_playbook, record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("monstack_deployment_store",
-                                              REPO / "plugins" / "modules" / "monstack_deployment_store.py")
+spec = importlib.util.spec_from_file_location("deployment_store",
+                                              REPO / "plugins" / "modules" / "deployment_store.py")
 ds = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ds)
 
@@ -130,7 +130,7 @@ def params(tmp_path: Path, given: dict, owner: str = "single-record", prune: boo
 
 
 def apply(tmp_path: Path, result: dict) -> None:
-    """What the playbook's monstack_file_set calls do with the result."""
+    """What the playbook's file_set calls do with the result."""
     for sub, key in (("sd", "file_sd"), ("tf", "textfile")):
         for name, content in result[key]["write"].items():
             (tmp_path / sub / name).write_text(content)
@@ -213,7 +213,7 @@ def test_lock_serializes_real_processes(tmp_path):
     # the module imports the collection's module_utils by the collection's name
     script = (f"import importlib.util, sys, time\n"
               f"sys.path.insert(0, {str(REPO / 'collections')!r})\n"
-              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins' / 'modules' / 'monstack_deployment_store.py')!r})\n"
+              f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins' / 'modules' / 'deployment_store.py')!r})\n"
               f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
               f"d = sys.argv[1]; t = sys.argv[2]\n"
               f"m.acquire(d, t, t, 30, 60)\n"

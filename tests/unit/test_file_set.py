@@ -1,4 +1,4 @@
-"""Unit tests of plugins/modules/monstack_file_set.py (one step for a whole set of files).
+"""Unit tests of plugins/modules/file_set.py (one step for a whole set of files).
 
 The module's logic is imported and called on a tmp directory; a few tests run
 it through ``ansible localhost -m`` (local connection) and through
@@ -22,9 +22,9 @@ import pytest
 from helpers import record_file_args
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE_PATH = REPO / "plugins" / "modules" / "monstack_file_set.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "file_set.py"
 
-spec = importlib.util.spec_from_file_location("monstack_file_set", MODULE_PATH)
+spec = importlib.util.spec_from_file_location("file_set", MODULE_PATH)
 fs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fs)
 
@@ -160,7 +160,7 @@ def test_other_errors(tmp_path):
 def adhoc(args: dict, *flags: str) -> tuple[int, dict]:
     proc = subprocess.run(
         [tool("ansible"), "localhost", "-c", "local", "-i", "localhost,", "-e",
-         f"ansible_python_interpreter={sys.executable}", "-m", "monstack.stack.monstack_file_set",
+         f"ansible_python_interpreter={sys.executable}", "-m", "monstack.stack.file_set",
          "-a", json.dumps(args), "-o", *flags],
         capture_output=True, text=True, env=env(), cwd=REPO, timeout=120)
     line = proc.stdout.strip().splitlines()[-1]
@@ -209,14 +209,14 @@ def test_validate_needs_placeholder(tmp_path):
 
 
 def test_ansible_doc():
-    proc = subprocess.run([tool("ansible-doc"), "--json", "monstack.stack.monstack_file_set"], capture_output=True,
+    proc = subprocess.run([tool("ansible-doc"), "--json", "monstack.stack.file_set"], capture_output=True,
                           text=True, env=env(), cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)["monstack.stack.monstack_file_set"]
+    doc = json.loads(proc.stdout)["monstack.stack.file_set"]
     assert set(doc["doc"]["options"]) == {"path", "dirs", "links", "sets", "files", "owner", "group", "mode",
                                        "prune_patterns", "remove", "validate"}
     assert set(doc["return"]) >= {"changed", "written", "removed", "unchanged"}
-    assert "monstack.stack.monstack_file_set:" in doc["examples"]
+    assert "monstack.stack.file_set:" in doc["examples"]
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""plugins/filter/monstack_hostport.py: host:port with IPv6 brackets, and the local address of a listener."""
+"""plugins/filter/hostport.py: host:port with IPv6 brackets, and the local address of a listener."""
 from __future__ import annotations
 
 import re
@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.filter import monstack_hostport as hp
+from ansible_collections.monstack.stack.plugins.filter import hostport as hp
 from helpers import check_filter_sidecar, filter_docs, play_results
-from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_hostport, monstack_local_host
+from ansible_collections.monstack.stack.plugins.filter.hostport import monstack_hostport, monstack_local_host
 
 REPO = Path(__file__).resolve().parents[2]
-FILTERS = ["monstack_hostport", "monstack_local_endpoint", "monstack_local_host", "monstack_service_clients",
-           "monstack_service_endpoint", "peer_addresses"]
+FILTERS = ["hostport", "local_endpoint", "local_host", "service_clients",
+           "service_endpoint", "peer_addresses"]
 
 
 @pytest.mark.parametrize("address, port, expected", [
@@ -59,7 +59,7 @@ def test_hostport_refuses_what_is_not_an_address(address, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)) as err:
         monstack_hostport(address, 80)
     assert repr(address) in str(err.value), "the message names the value"
-    assert str(err.value).startswith("monstack_hostport: ")
+    assert str(err.value).startswith("hostport: ")
 
 
 @pytest.mark.parametrize("address", [None, 10, ["mon1"], {"host": "mon1"}])
@@ -106,7 +106,7 @@ def test_local_host_then_hostport():
 
 @pytest.mark.parametrize("address", ["mon1:80", "[mon1]", None, "a b"])
 def test_local_host_refuses_what_is_not_an_address(address):
-    with pytest.raises(AnsibleFilterError, match=r"^monstack_local_host: "):
+    with pytest.raises(AnsibleFilterError, match=r"^local_host: "):
         monstack_local_host(address)
 
 
@@ -136,11 +136,11 @@ def test_ansible_runs_the_filters(tmp_path):
   tasks:
     - name: join
       ansible.builtin.debug:
-        msg: "{{ ['2001:db8::1', '[::1]', 'mon1', ''] | map('monstack.stack.monstack_hostport', 9093) | list
-                 + [':: ' | trim | monstack.stack.monstack_local_host | monstack.stack.monstack_hostport('9090')] }}"
+        msg: "{{ ['2001:db8::1', '[::1]', 'mon1', ''] | map('monstack.stack.hostport', 9093) | list
+                 + [':: ' | trim | monstack.stack.local_host | monstack.stack.hostport('9090')] }}"
     - name: refuse
       ansible.builtin.debug:
-        msg: "{{ 'mon1:80' | monstack.stack.monstack_hostport(9093) }}"
+        msg: "{{ 'mon1:80' | monstack.stack.hostport(9093) }}"
       ignore_errors: true
 """)
     joined, refused = (hosts["localhost"] for hosts in play_results(tmp_path, "play.yml", "-i", "localhost,",
@@ -151,7 +151,7 @@ def test_ansible_runs_the_filters(tmp_path):
 
 
 def test_no_role_or_playbook_brackets_addresses_by_hand():
-    """Every host:port goes through monstack_hostport: no copy of the bracket logic."""
+    """Every host:port goes through hostport: no copy of the bracket logic."""
     pattern = re.compile(r"""'\['\s*~|~\s*'\]'|if\s+':'\s+in\s""")
     found = []
     for root in ("roles", "playbooks"):
@@ -160,4 +160,4 @@ def test_no_role_or_playbook_brackets_addresses_by_hand():
                 for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                     if pattern.search(line) and "inventory_hostname ~ '] '" not in line:
                         found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
-    assert not found, "use monstack_hostport instead:\n" + "\n".join(found)
+    assert not found, "use hostport instead:\n" + "\n".join(found)

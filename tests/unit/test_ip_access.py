@@ -1,6 +1,6 @@
 """Who may connect to each service (issue 24, row 12): systemd's IPAddressAllow=/IPAddressDeny=any.
 
-The filters (monstack_ip_allow, monstack_ip_sources_unknown) are tested on their own; then the
+The filters (monstack_ip_allow, ip_sources_unknown) are tested on their own; then the
 units themselves are made as the monstack.stack.component action makes them (plugin_utils/
 component.py unit_text, the allow list from monstack_ip_allow over hostvars) from each role's
 <role>_component (its defaults and vars, templated by Ansible) for a demo-like inventory: a
@@ -26,8 +26,8 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from helpers import ansible_playbook, check_filter_sidecar
-from ansible_collections.monstack.stack.plugins.filter.monstack_access import monstack_ip_allow, monstack_ip_sources_unknown
-from ansible_collections.monstack.stack.plugins.filter import monstack_access
+from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip_allow, monstack_ip_sources_unknown
+from ansible_collections.monstack.stack.plugins.filter import access as monstack_access
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("monstack_component_logic", REPO / "plugins/plugin_utils/component.py")
@@ -80,8 +80,8 @@ def test_sources_unknown_are_those_without_facts_or_explicit_addresses():
 
 
 def test_registered_and_documented():
-    check_filter_sidecar(monstack_access, "monstack_ip_allow")
-    check_filter_sidecar(monstack_access, "monstack_ip_sources_unknown")
+    check_filter_sidecar(monstack_access, "ip_allow")
+    check_filter_sidecar(monstack_access, "ip_sources_unknown")
 
 
 # ------------------------------------------------- the units, rendered by Ansible
@@ -139,7 +139,7 @@ def _render(tmp_path: Path, monitor: dict | None = None, group_vars: dict | None
         gather.pop("tags")
         spec = f"{role}_component"
         # what the action computes: the allow list over hostvars, then the unit (below, in Python)
-        wanted = ("{{ {'spec': %s, 'allow': (%s.service.ip_allow_hosts | monstack.stack.monstack_ip_allow(hostvars, "
+        wanted = ("{{ {'spec': %s, 'allow': (%s.service.ip_allow_hosts | monstack.stack.ip_allow(hostvars, "
                   "%s.service.ip_allow, '%s_ip_allow')) if %s.service.ip_restrict | bool else []} | to_json }}"
                   % (spec, spec, spec, role, spec))
         plays.append({

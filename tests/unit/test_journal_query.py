@@ -1,4 +1,4 @@
-"""monstack_journal_query: journalctl command, field matches on JSON and logfmt messages."""
+"""journal_query: journalctl command, field matches on JSON and logfmt messages."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("monstack_journal_query", REPO / "plugins" / "modules" / "monstack_journal_query.py")
+spec = importlib.util.spec_from_file_location("journal_query", REPO / "plugins" / "modules" / "journal_query.py")
 jq = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(jq)
 
@@ -140,7 +140,7 @@ def test_command_uses_the_journal_indexes():
 
 @pytest.mark.skipif(shutil.which("ansible-doc") is None, reason="ansible-doc not on PATH")
 def test_documentation_parses():
-    result = subprocess.run(["ansible-doc", "monstack.stack.monstack_journal_query"], capture_output=True, text=True,
+    result = subprocess.run(["ansible-doc", "monstack.stack.journal_query"], capture_output=True, text=True,
                             env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections")}, timeout=120)
     assert result.returncode == 0, result.stderr
 

@@ -1,4 +1,4 @@
-"""plugins/filter/monstack_ml_dashboard.py: dashboards set to an ML metric contract."""
+"""plugins/filter/ml_dashboard.py: dashboards set to an ML metric contract."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +6,7 @@ import json
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.monstack.stack.plugins.filter.monstack_ml_dashboard import FilterModule, apply_contract, monstack_ml_dashboard
+from ansible_collections.monstack.stack.plugins.filter.ml_dashboard import FilterModule, apply_contract, monstack_ml_dashboard
 
 DS = {"type": "prometheus", "uid": "monstack-prometheus"}
 METRICS = {"requests_total": "req_total", "model_info": "model_info", "drift_ratio": ""}
@@ -137,7 +137,7 @@ def test_filter_text_in_text_out():
     # A dashboard without contract constants is never parsed.
     assert monstack_ml_dashboard('{"title": "mine"} ', METRICS, LABELS) == '{"title": "mine"} '
     assert monstack_ml_dashboard("not json at all", METRICS, LABELS) == "not json at all"
-    assert FilterModule().filters()["monstack_ml_dashboard"] is monstack_ml_dashboard
+    assert FilterModule().filters()["ml_dashboard"] is monstack_ml_dashboard
 
 
 @pytest.mark.parametrize("metrics, labels, message", [

@@ -170,9 +170,9 @@ def test_plain_http_mirror_passes_with_pinned_checksums(tmp_path):
     _assert_untouched(out)
 
 
-PREFLIGHT_FILTERS = ["monstack_release", "monstack_release_problems", "monstack_unknown_vars",
-                     "monstack_bad_checksums", "monstack_loopback", "monstack_spec_problems",
-                     "monstack_checksum", "monstack_sums_problems", "monstack_example_secrets"]
+PREFLIGHT_FILTERS = ["release", "release_problems", "unknown_vars",
+                     "bad_checksums", "loopback", "spec_problems",
+                     "checksum", "sums_problems", "example_secrets"]
 
 
 def test_ansible_doc_documents_each_filter_on_its_own(tmp_path):
@@ -190,7 +190,7 @@ def test_ansible_doc_documents_each_filter_on_its_own(tmp_path):
 
 
 def test_filters_give_actionable_messages():
-    from ansible_collections.monstack.stack.plugins.filter.monstack_preflight import monstack_bad_checksums, monstack_loopback, monstack_spec_problems, monstack_unknown_vars
+    from ansible_collections.monstack.stack.plugins.filter.preflight_filters import monstack_bad_checksums, monstack_loopback, monstack_spec_problems, monstack_unknown_vars
     assert monstack_unknown_vars(["prometheus_retention", "prometheus_port"], ["prometheus_port", "prometheus_retention_time"]) \
         == ["prometheus_retention: not a variable of this role, so it would be ignored. Did you mean prometheus_retention_time?"]
     assert monstack_bad_checksums({"amd64": "sha256:" + "a" * 64, "arm64": "A" * 64}, "x_checksums") == []
@@ -204,7 +204,7 @@ def test_filters_give_actionable_messages():
 
 def test_spec_check_on_values_of_subclassed_types():
     """Values arrive as Ansible's tagged str/dict/list subclasses; they are checked as plain ones."""
-    from ansible_collections.monstack.stack.plugins.filter.monstack_preflight import _plain, monstack_spec_problems
+    from ansible_collections.monstack.stack.plugins.filter.preflight_filters import _plain, monstack_spec_problems
 
     class Tagged(str):
         pass
@@ -271,9 +271,9 @@ def test_own_vault_values_pass_without_the_test_switch(tmp_path):
 
 
 def test_example_secret_hashes_match_the_example_vault(tmp_path):
-    """The preflight's hash list (plugins/filter/monstack_preflight.py) knows every value of the
+    """The preflight's hash list (plugins/filter/preflight_filters.py) knows every value of the
     example vault, under its variable's name."""
-    from ansible_collections.monstack.stack.plugins.filter.monstack_preflight import EXAMPLE_SECRETS, monstack_example_secrets
+    from ansible_collections.monstack.stack.plugins.filter.preflight_filters import EXAMPLE_SECRETS, monstack_example_secrets
     _dest, vault_pass = _inventory(tmp_path)
     vault = _example_vault(vault_pass)
     assert sorted(vault.values()) == sorted(EXAMPLE_VALUES)

@@ -1,5 +1,5 @@
-"""Unit tests of plugins/modules/monstack_probe.py (what of a component differs, in one
-round trip) and of the monstack_probe_sets filter that prepares its arguments.
+"""Unit tests of plugins/modules/probe.py (what of a component differs, in one
+round trip) and of the probe_sets filter that prepares its arguments.
 
 The module's logic is called on tmp directories as the current user; the
 service part runs against a stand-in for `systemctl show` (a function given
@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.monstack.stack.plugins.filter import monstack_probe as probe_filter
+from ansible_collections.monstack.stack.plugins.filter import probe_filters as probe_filter
 from helpers import ansible_tool, check_filter_sidecar
-from ansible_collections.monstack.stack.plugins.filter.monstack_probe import monstack_probe_sets
+from ansible_collections.monstack.stack.plugins.filter.probe_filters import monstack_probe_sets
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("monstack_probe", REPO / "plugins" / "modules" / "monstack_probe.py")
+spec = importlib.util.spec_from_file_location("probe", REPO / "plugins" / "modules" / "probe.py")
 probe_mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(probe_mod)
 
@@ -171,8 +171,8 @@ def test_probe_sets_filter_digest_is_keyed_by_a_random_key_of_the_run():
     assert secret not in digest
     # another run (another key) gives another digest of the same content
     assert hmac_digest(secret, "cd" * 32) != hmac_digest(secret, KEY)
-    check_filter_sidecar(probe_filter, "monstack_probe_sets")
-    check_filter_sidecar(probe_filter, "monstack_probe_key")
+    check_filter_sidecar(probe_filter, "probe_sets")
+    check_filter_sidecar(probe_filter, "probe_key")
 
 
 def test_hmac_digests_detect_changes_with_their_key(tmp_path):
@@ -230,7 +230,7 @@ def test_module_through_ansible(tmp_path):
     """The module as Ansible runs it (by its collection name, through ansible.cfg's collections path), on localhost."""
     (tmp_path / "a").write_text("a")
     args = json.dumps({"sets": {"s": {"path": str(tmp_path), "files": {"a": sha1("b")}}}})
-    proc = subprocess.run([ansible_tool("ansible"), "localhost", "-m", "monstack.stack.monstack_probe", "-a", args, "-o"],
+    proc = subprocess.run([ansible_tool("ansible"), "localhost", "-m", "monstack.stack.probe", "-a", args, "-o"],
                           capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -239,16 +239,16 @@ def test_module_through_ansible(tmp_path):
 
 def test_ansible_doc_documents_module_and_filter():
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    proc = subprocess.run([ansible_tool("ansible-doc"), "--json", "monstack.stack.monstack_probe"], capture_output=True, text=True,
+    proc = subprocess.run([ansible_tool("ansible-doc"), "--json", "monstack.stack.probe"], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)["monstack.stack.monstack_probe"]
+    doc = json.loads(proc.stdout)["monstack.stack.probe"]
     assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "key", "service", "restart_files", "reload"}
     assert {"drift", "details", "unit"} <= set(doc["return"])
-    proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack.stack.monstack_probe_sets"],
+    proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack.stack.probe_sets"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "monstack.stack.monstack_probe_sets" in json.loads(proc.stdout)
+    assert "monstack.stack.probe_sets" in json.loads(proc.stdout)
 
 
 VVV_PLAYBOOK = """\

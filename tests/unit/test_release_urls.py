@@ -2,7 +2,7 @@
 
 The URLs below are release assets as the projects published them on GitHub
 (checked against their release pages). The roles compute their URL with the
-monstack_release filter (roles/common/vars/main.yml), so the filter must give
+release filter (roles/common/vars/main.yml), so the filter must give
 each of them exactly.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from conftest import REPO_ROOT
-from ansible_collections.monstack.stack.plugins.filter.monstack_release import monstack_checksum, monstack_release, monstack_sums_problems
+from ansible_collections.monstack.stack.plugins.filter.release import monstack_checksum, monstack_release, monstack_sums_problems
 
 GH = "https://github.com"
 UPSTREAM = [
@@ -147,10 +147,10 @@ def test_pinned_checksum_wins_over_any_sums_file():
 
 def test_roles_verify_downloads_through_the_filter():
     """Every download (controller or host, every role) takes its checksum from the function behind
-    monstack_checksum (module_utils/release.checksum_ref): the release install of the component
+    checksum (module_utils/release.checksum_ref): the release install of the component
     action, fed each role's <role>_checksums."""
     import yaml
-    filt = (Path(REPO_ROOT) / "plugins/filter/monstack_release.py").read_text()
+    filt = (Path(REPO_ROOT) / "plugins/filter/release.py").read_text()
     assert "return checksum_ref(arch, checksums, sums_url, checksums_var)" in filt
     install = (Path(REPO_ROOT) / "plugins/plugin_utils/release_install.py").read_text()
     assert 'ref = checksum_ref(asset_arch, spec["checksums"], sums_url, var("checksums"))' in install

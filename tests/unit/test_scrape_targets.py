@@ -1,11 +1,11 @@
-"""plugins/filter/monstack_scrape_targets.py: file_sd target groups from inventory hosts."""
+"""plugins/filter/scrape_targets.py: file_sd target groups from inventory hosts."""
 from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from helpers import play_results
-from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import FilterModule, monstack_scrape_targets
+from ansible_collections.monstack.stack.plugins.filter.scrape_targets import FilterModule, monstack_scrape_targets
 
 
 def targets(hostvars, hosts=None, port_var="node_exporter_port", default_port=9100, state_var=""):
@@ -121,7 +121,7 @@ def test_result_is_independent_of_input_order():
 
 
 def test_registered():
-    assert FilterModule().filters() == {"monstack_scrape_targets": monstack_scrape_targets}
+    assert FilterModule().filters() == {"scrape_targets": monstack_scrape_targets}
 
 
 def test_with_ansible_hostvars(tmp_path):
@@ -139,7 +139,7 @@ all:
   tasks:
     - name: targets
       ansible.builtin.debug:
-        msg: "{{ groups['all'] | monstack.stack.monstack_scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') }}"
+        msg: "{{ groups['all'] | monstack.stack.scrape_targets(hostvars, 'node_exporter_port', 9100, 'node_exporter_state') }}"
 """)
     [task] = play_results(tmp_path, "play.yml", "-i", "inventory.yml", "-c", "local")
     assert task["localhost"]["msg"] == [

@@ -1,7 +1,7 @@
 """Encrypted and authenticated links between the stack's own servers (issue 24, row 12).
 
 VictoriaMetrics with TLS and basic auth, Prometheus' remote_write and scrape job and
-Grafana's "Global" data source following it (monstack_service_endpoint), and the
+Grafana's "Global" data source following it (service_endpoint), and the
 Alertmanager cluster gossiping over mutual TLS. The roles' variables are rendered by
 ansible-playbook as the roles do (a certificate per host from common's certificates
 entry point, the CA the journal role uses too), then run for real on loopback:
@@ -30,7 +30,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from helpers import ansible_playbook
 
-from ansible_collections.monstack.stack.plugins.filter.monstack_hostport import monstack_service_clients, monstack_service_endpoint
+from ansible_collections.monstack.stack.plugins.filter.hostport import monstack_service_clients, monstack_service_endpoint
 from test_dashboards import Processes, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def _run(tmp: Path, inventory: dict, play: list, extra: dict) -> subprocess.Comp
 
 
 # ---------------------------------------------------------------------------
-# monstack_service_endpoint
+# service_endpoint
 
 def test_endpoint_plain_by_default():
     ep = monstack_service_endpoint("vm1", {}, "victoriametrics")
@@ -112,7 +112,7 @@ def test_clients_keep_secrets_in_files():
 
 
 def test_no_stack_url_hard_codes_http():
-    """Every URL of a stack server goes through monstack_service_endpoint / monstack_local_endpoint."""
+    """Every URL of a stack server goes through service_endpoint / local_endpoint."""
     found = []
     for path in [*sorted((REPO / "roles").rglob("*.j2")), *sorted((REPO / "roles").rglob("vars/*.yml"))]:
         for number, line in enumerate(path.read_text().splitlines(), 1):

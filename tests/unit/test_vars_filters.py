@@ -29,11 +29,11 @@ if str(REPO / "collections") not in sys.path:
 from ansible_collections.monstack.stack.plugins.filter import global_store_remote_write as gsrw  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter import journal_certificate_hosts as jch  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter import journal_senders as js  # noqa: E402
-from ansible_collections.monstack.stack.plugins.filter import monstack_hostport as hp  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter import hostport as hp  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter import present_hosts as ph  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter import prometheus_shards as ps  # noqa: E402
 from ansible_collections.monstack.stack.plugins.filter import scrape_target_files as stf  # noqa: E402
-from ansible_collections.monstack.stack.plugins.filter.monstack_scrape_targets import (  # noqa: E402
+from ansible_collections.monstack.stack.plugins.filter.scrape_targets import (  # noqa: E402
     monstack_scrape_targets)
 
 HEADER = "# Managed by Ansible (monstack): changes here are overwritten.\n"
@@ -312,7 +312,7 @@ def rendered(tmp_path_factory):
             "dest": f"{out}/{role}-{{{{ inventory_hostname }}}}.json", "mode": "0600"}}
 
     senders = yaml.safe_load((REPO / "playbooks" / "logs.yml").read_text())[0]["tasks"][0][
-        "monstack.stack.monstack_journal_query"]["senders"]
+        "monstack.stack.journal_query"]["senders"]
     plays = [
         {"name": "Prometheus", "hosts": "prometheus", "gather_facts": False,
          "vars_files": [str(REPO / "roles/prometheus/vars/main.yml")],

@@ -63,7 +63,7 @@ def test_fqcn_playbook_from_the_installed_collection_changes_nothing(collection)
           gather_facts: false
           tasks:
             - name: Compare Prometheus on the host with its wanted service state (read only)
-              monstack.stack.monstack_probe:
+              monstack.stack.probe:
                 service: prometheus
               register: stack_probe
 
@@ -71,8 +71,8 @@ def test_fqcn_playbook_from_the_installed_collection_changes_nothing(collection)
               ansible.builtin.assert:
                 that:
                   - stack_probe.drift == []
-                  - ('0.0.0.0' | monstack.stack.monstack_local_host) == '127.0.0.1'
-                  - ('127.0.0.1' | monstack.stack.monstack_loopback)
+                  - ('0.0.0.0' | monstack.stack.local_host) == '127.0.0.1'
+                  - ('127.0.0.1' | monstack.stack.loopback)
         """))
     result = run(collection, str(playbook))
     output = result.stdout + result.stderr

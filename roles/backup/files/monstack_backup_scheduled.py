@@ -11,7 +11,7 @@ others; the exit status is 1 when any failed.
 
 The backups themselves are the engine's, monstack_backup.py beside this file (the
 collection's plugins/module_utils/monstack_backup.py, which the module
-monstack.stack.monstack_backup runs through Ansible). Here there is no Ansible: this
+monstack.stack.backup runs through Ansible). Here there is no Ansible: this
 file gives the engine programs through subprocess and HTTP through urllib. Standard
 library only (python3 of Debian 11-13).
 """
