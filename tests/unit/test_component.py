@@ -190,9 +190,9 @@ def test_every_role_is_remove_preflight_component(role):
     assert "{%" not in dumped and "lookup(" not in dumped, "plain data: Jinja only in leaf values"
 
 
-def test_common_keeps_only_remove_certificates_preflight():
+def test_common_keeps_only_remove_and_certificates():
     tasks = sorted(p.name for p in (REPO / "roles/common/tasks").glob("*.yml"))
-    assert tasks == ["certificates.yml", "main.yml", "preflight.yml", "remove.yml"]
+    assert tasks == ["certificates.yml", "main.yml", "remove.yml"]
     assert "{%" not in (REPO / "roles/common/vars/main.yml").read_text()
 
 

@@ -384,8 +384,12 @@ def test_rendered_cluster_peers_and_templates(rendered):
     assert rendered("alertmanager", "am2")["alertmanager_cluster_peers"] == "am1:9094,am3:9094"
     texts = rendered("alertmanager", "am1")["alertmanager_template_texts"]
     assert list(texts) == ["monstack.tmpl", "extra.tmpl"]
-    assert texts["extra.tmpl"] == '{{ define "extra" }}x{{ end }}\n', "read as is (rstrip=false)"
-    assert texts["monstack.tmpl"] == (REPO / "roles/alertmanager/files/monstack.tmpl").read_text()
+    # entries the component action reads as they are (plugins/action/component.py), the
+    # shipped one from the role's files/
+    assert texts["extra.tmpl"] == {"src": texts["extra.tmpl"]["src"]}
+    assert Path(texts["extra.tmpl"]["src"]).read_text() == '{{ define "extra" }}x{{ end }}\n'
+    assert texts["monstack.tmpl"] == {"src": "monstack.tmpl"}
+    assert (REPO / "roles/alertmanager/files/monstack.tmpl").is_file()
     assert list(rendered("alertmanager", "am2")["alertmanager_template_texts"]) == ["monstack.tmpl"]
 
 
