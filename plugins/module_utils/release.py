@@ -171,6 +171,18 @@ def sums_problems(role, base_url, checksums=None):
     return []
 
 
+def copy_hashed(response, out, chunk=1 << 20):
+    """Copy a download (any object with read()) to the open file ``out`` -> its SHA-256 (hex).
+    Used by the controller's cache and by the host download (modules/install_release.py)."""
+    digest = hashlib.sha256()
+    while True:
+        block = response.read(chunk)
+        if not block:
+            return digest.hexdigest()
+        digest.update(block)
+        out.write(block)
+
+
 def sha256_file(path, chunk=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

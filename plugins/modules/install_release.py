@@ -136,7 +136,6 @@ members:
   type: int
 """
 
-import hashlib
 import os
 import shutil
 import stat
@@ -147,7 +146,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
     FileSetError, check_name, ensure_links, untrusted_path)
 from ansible_collections.monstack.stack.plugins.module_utils.release import (
-    ReleaseError, digest_from_sums, plain_http, plain_http_message, sha256_file, split_checksum_ref)
+    ReleaseError, copy_hashed, digest_from_sums, plain_http, plain_http_message, sha256_file, split_checksum_ref)
 
 NOFOLLOW_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -324,21 +323,14 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
 def fetch(url, dest_dir, timeout):
     """Download ``url`` into a new file in ``dest_dir`` -> (path, sha256)."""
     from ansible.module_utils.urls import open_url  # only for a download on the host
-    digest = hashlib.sha256()
     fd, path = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            response = open_url(url, timeout=timeout, http_agent="monstack-install-release")
-            while True:
-                block = response.read(1 << 20)
-                if not block:
-                    break
-                digest.update(block)
-                out.write(block)
+            have = copy_hashed(open_url(url, timeout=timeout, http_agent="monstack-install-release"), out)
     except Exception as exc:
         os.unlink(path)
         raise ReleaseError("download of %s failed: %s" % (url, exc))
-    return path, digest.hexdigest()
+    return path, have
 
 
 def expected_digest(checksum, asset, timeout):

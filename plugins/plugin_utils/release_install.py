@@ -21,12 +21,11 @@ already there is never downloaded for: the module is asked first, without a sour
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import tempfile
 
 from ansible_collections.monstack.stack.plugins.module_utils.release import (
-    ARCH_MAP, ReleaseError, checksum_ref, digest_from_sums, parse_version, plain_http, plain_http_message,
+    ARCH_MAP, ReleaseError, checksum_ref, copy_hashed, digest_from_sums, parse_version, plain_http, plain_http_message,
     release_location, sha256_file, split_checksum_ref)
 
 MODULE = "monstack.stack.install_release"
@@ -239,23 +238,15 @@ def fetch_to_cache(plan, timeout=60):
             return path, want, False
         fd, tmp = tempfile.mkstemp(prefix=".%s." % plan["asset"], dir=directory)
         try:
-            digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 try:
-                    response = _open(plan["url"], timeout)
-                    while True:
-                        block = response.read(1 << 20)
-                        if not block:
-                            break
-                        digest.update(block)
-                        out.write(block)
+                    have = copy_hashed(_open(plan["url"], timeout), out)
                 except ReleaseError:
                     raise
                 except Exception as exc:
                     raise ReleaseError("%s %s: download of %s failed (%s). Fix: check the version and the download "
                                        "base URL, or install from a local file" % (plan["name"], plan["version"],
                                                                                    plan["url"], exc))
-            have = digest.hexdigest()
             if have != want:
                 raise ReleaseError(
                     "%s: SHA-256 %s, but %s expected (%s); refused, nothing installed. Fix: if the pinned value in %s "
