@@ -16,13 +16,9 @@ from ansible.template import trust_as_template
 
 from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip_allow
 from ansible_collections.monstack.stack.plugins.filter.bcrypt import monstack_bcrypt
-from ansible_collections.monstack.stack.plugins.filter.probe_filters import content_digest
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 
-try:  # the release install (controller download, unpack, links, package)
-    from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
-except ImportError:  # pragma: no cover - until the install library is there
-    ensure_release = None
+from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
 
 PROBE = "monstack.stack.probe"
 FILE_SET = "monstack.stack.file_set"
@@ -49,12 +45,7 @@ class ActionModule(ActionBase):
         try:
             sets = self._all_sets(component, task_vars)
             key = secrets.token_hex(32)
-            digests = {}
-            for set_name, fset in sets.items():
-                digests[set_name] = {k: fset[k] for k in ("path", "owner", "group", "mode", "prune_patterns", "remove")
-                                     if k in fset}
-                digests[set_name]["files"] = {fname: content_digest(text, key) for fname, text in fset["files"].items()}
-            args = logic.probe_args(component, digests, self._install_root(task_vars))
+            args = logic.probe_args(component, logic.probe_sets(sets, key), self._install_root(task_vars))
             args["key"] = key
             probe = self._module(PROBE, args, task_vars, check_mode=False)
             if probe.get("failed"):
@@ -185,10 +176,6 @@ class ActionModule(ActionBase):
         return result
 
     def _install(self, release, probe, task_vars, check_mode):
-        if ensure_release is None:
-            raise _StepFailed("%s, step install: the release is missing on the host (%s) and this controller has "
-                              "no release installer (plugin_utils/release_install.py)"
-                              % (self._name, "; ".join(probe.get("details", {}).get("install", []))))
         release = dict(release)
         if task_vars.get("common_cache_dir") and not release.get("cache_dir"):
             release["cache_dir"] = task_vars["common_cache_dir"]

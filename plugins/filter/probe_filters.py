@@ -1,15 +1,15 @@
 """Filters that prepare the arguments of the probe module."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.monstack.stack.plugins.plugin_utils.component import (
+    PROBE_SET_KEYS as PROBE_KEYS, content_digest)
+
 # What a file set may hold; the write step (file_set) also takes
 # validate, on_change and secret, which the probe does not need.
-PROBE_KEYS = ("path", "owner", "group", "mode", "prune_patterns", "remove")
 SET_KEYS = PROBE_KEYS + ("files", "validate", "on_change", "secret")
 ON_CHANGE = ("restart", "reload", "none")
 
@@ -23,18 +23,6 @@ ON_CHANGE = ("restart", "reload", "none")
 # id in each digest lets the module refuse a mismatch instead of reporting
 # drift.
 _RUN_KEY = secrets.token_hex(32)
-HMAC_PREFIX = "hmac-sha256:"
-
-
-def key_id(key):
-    """A short public name of a key (not enough to learn anything about it)."""
-    return hashlib.sha256(b"monstack-probe-key-id:" + key.encode("ascii")).hexdigest()[:12]
-
-
-def content_digest(content, key):
-    """``hmac-sha256:<key id>:<hex>`` of text ``content`` under hex ``key``."""
-    mac = hmac.new(bytes.fromhex(key), content.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
-    return "%s%s:%s" % (HMAC_PREFIX, key_id(key), mac)
 
 
 def monstack_probe_key(_value=None):

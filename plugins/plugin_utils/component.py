@@ -10,6 +10,9 @@ the run's tags select, and the outcome of a reload read from the program's metri
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import re
 
 # Where release binaries are unpacked on the hosts: <root>/<name>/<version>/.
@@ -380,3 +383,34 @@ def reload_outcome(before, after, prefix):
     if re.search(r"(?m)^%s_last_reload_successful 0$" % re.escape(prefix), after):
         return "failed"
     return "pending"
+
+
+# ------------------------------------------------------------- probe digests
+# Contents travel to the probe as HMAC-SHA256 digests under a random key of
+# the run (sent in the probe's no_log argument ``key``), so the arguments shown
+# at -vvv or kept by ARA hold no digest that a guessed secret could be checked
+# against. The probe_sets filter uses the same functions.
+HMAC_PREFIX = "hmac-sha256:"
+PROBE_SET_KEYS = ("path", "owner", "group", "mode", "prune_patterns", "remove")
+
+
+def key_id(key):
+    """A short public name of a key (not enough to learn anything about it)."""
+    return hashlib.sha256(b"monstack-probe-key-id:" + key.encode("ascii")).hexdigest()[:12]
+
+
+def content_digest(content, key):
+    """``hmac-sha256:<key id>:<hex>`` of text ``content`` under hex ``key``."""
+    mac = hmac.new(bytes.fromhex(key), content.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+    return "%s%s:%s" % (HMAC_PREFIX, key_id(key), mac)
+
+
+def probe_sets(sets, key):
+    """Rendered file sets (name -> {path, files: {name: text}, ...}) -> what the probe reads:
+    the keys it compares and each content as its digest under ``key``."""
+    probed = {}
+    for name, fset in sets.items():
+        probed[name] = {k: fset[k] for k in PROBE_SET_KEYS if k in fset}
+        probed[name]["files"] = {fname: content_digest("" if text is None else text, key)
+                                 for fname, text in (fset.get("files") or {}).items()}
+    return probed

@@ -24,6 +24,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.monstack.stack.plugins.filter import probe_filters as probe_filter
 from helpers import ansible_tool, check_filter_sidecar
 from ansible_collections.monstack.stack.plugins.filter.probe_filters import monstack_probe_sets
+from ansible_collections.monstack.stack.plugins.plugin_utils import component as component_logic
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("probe", REPO / "plugins" / "modules" / "probe.py")
@@ -165,7 +166,7 @@ def test_probe_sets_filter_digest_is_keyed_by_a_random_key_of_the_run():
     run_key = probe_filter.monstack_probe_key("any input")
     assert run_key == probe_filter.monstack_probe_key() and len(bytes.fromhex(run_key)) == 32
     prefix, key_id, mac = digest.split(":")
-    assert prefix == "hmac-sha256" and key_id == probe_filter.key_id(run_key) and run_key not in digest
+    assert prefix == "hmac-sha256" and key_id == component_logic.key_id(run_key) and run_key not in digest
     assert mac == hmac.new(bytes.fromhex(run_key), secret.encode(), hashlib.sha256).hexdigest()
     assert not plain_digests(secret) & {mac}
     assert secret not in digest
