@@ -239,6 +239,14 @@ superseded:
   returned: state=present
   type: list
   elements: dict
+replaced:
+  description:
+    - The applied entries that deploy a new version of a service (a new service too), each with C(name), C(service),
+      C(environment), C(version), and C(previous_version) and C(previous_record) (the version and record it replaced;
+      null for a new service). What M(monstack.stack.deployment_compare) compares.
+  returned: state=present
+  type: list
+  elements: dict
 taken_over:
   description: Entries taken from another owner through O(takeover) (name, and C(from), the previous owner).
   returned: state=present
@@ -480,6 +488,24 @@ def merge(stored, given, owner, prune, holder, takeover=()):
     return entries, applied, superseded, pruned, conflicts, taken_over
 
 
+def replaced(stored, entries, applied):
+    """The applied entries that deploy a new version, each with the version and record they replaced
+    (null for a new service): what the comparing gate (deployment_compare) compares."""
+    out = []
+    for name in applied:
+        new, old = entries[name], stored.get(name)
+        if new.get("status") == "removed":
+            continue
+        if old is not None and old.get("status") == "removed":
+            old = None
+        if old is not None and old.get("version") == new.get("version"):
+            continue  # the same version (identical or re-registered): nothing to compare
+        out.append({"name": name, "service": new.get("service"), "environment": new.get("environment"),
+                    "version": new.get("version"), "previous_version": old.get("version") if old else None,
+                    "previous_record": old.get("record") if old else None})
+    return out
+
+
 def conflict_message(conflicts, owner, store_path):
     text = ("%s: service %s in environment %s belongs to owner '%s' (registered by %s), and this run's owner is "
             "'%s' (deployment_owner)")
@@ -602,6 +628,7 @@ def update(params, check_mode, diff=False):
     }
     if params.get("return_records"):
         result["records"] = [deployed[name]["record"] for name in sorted(deployed)]
+    result["replaced"] = replaced(store["entries"], entries, applied)
     textfile_dir = params.get("textfile_dir")
     if textfile_dir and os.path.isdir(textfile_dir):
         result["textfile"] = plan_dir(textfile_dir, TEXTFILE_PATTERN, wanted["textfile"],
