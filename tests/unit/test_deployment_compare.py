@@ -268,3 +268,99 @@ def test_compare_flow_fails_writes_rollback_and_annotates(monkeypatch):
     assert got["annotations"][0]["tags"][:3] == ["deployment", "comparison", "fail"]
     assert "previous_record" not in got["results"][0]
     assert "FAIL" in got["table"] and "20.00%" in got["table"]
+
+
+# ---------------------------------------------------------------- the playbook, a real Prometheus, the real sample app
+# (loopback only; the harness of test_deployment_gate.py: localhost is the Prometheus host)
+WINDOW = 15  # seconds of each comparison window; the sample app sends itself 20 requests a second
+
+
+class SampleApp:
+    """tests/sample_app/inference_app.py on a loopback port, with its own traffic."""
+
+    def __init__(self, *args: str):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from test_deployment_gate import free_port
+        self.port = free_port()
+        app = Path(__file__).resolve().parents[1] / "sample_app" / "inference_app.py"
+        self.proc = subprocess.Popen([sys.executable, str(app), "--listen", "127.0.0.1", "--port", str(self.port),
+                                      "--self-traffic", "20", "--request-log", "off", "--seed", "1", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.address = f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def compare_prom(tmp_path_factory):
+    import test_deployment_gate as gate
+    gate.need_prometheus()
+    server = gate.Prometheus(tmp_path_factory.mktemp("compare-prometheus"))
+    yield server
+    server.stop()
+
+
+def test_playbook_fails_a_worse_version_with_a_table_and_passes_a_good_one(compare_prom, tmp_path):
+    import json
+    import time
+
+    import test_deployment_gate as gate
+    prom = compare_prom
+    settings = json.dumps({"deployment_compare": {"window": WINDOW, "min_requests": 100,
+                                                  "rollback_dir": str(tmp_path)}})
+    apps = [SampleApp()]
+    try:
+        first = gate.run(prom, gate.record("scoring", "1.0.0", "2026-11-20T10:00:00Z", targets=[apps[0].address]),
+                         "-e", settings)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert "Comparing gate failed" not in first.stdout
+        assert "PASS: no previous version to compare with" in first.stdout, first.stdout[-3000:]
+        time.sleep(WINDOW + 2)  # the baseline: 1.0.0's traffic before the next write
+        apps.append(SampleApp("--error-rate", "0.5"))
+        apps[0].stop()
+        bad = gate.run(prom, gate.record("scoring", "2.0.0", "2026-11-20T11:00:00Z", targets=[apps[1].address]),
+                       "-e", settings)
+        out = bad.stdout
+        assert bad.returncode != 0, out[-4000:]
+        assert "Comparing gate failed" in out, out[-4000:]
+        rows = [line for line in out.splitlines() if "scoring" in line and "production" in line and "%" in line]
+        assert any("1.0.0" in row and "previous" in row and "(baseline)" in row for row in rows), out[-4000:]
+        assert any("2.0.0" in row and " new " in row and "FAIL: error ratio" in row for row in rows), out[-4000:]
+        rollback = json.loads((tmp_path / "production--scoring.json").read_text())
+        assert rollback["version"] == "1.0.0" and rollback["targets"] == [apps[0].address]
+        assert rollback["deployed_at"] > "2026-11-20T11:00:00Z"
+
+        # a good version after the bad one: better than its baseline, passes, table shown
+        apps.append(SampleApp())
+        apps[1].stop()
+        good = gate.run(prom, gate.record("scoring", "3.0.0", "2026-11-20T12:00:00Z", targets=[apps[2].address]),
+                        "-e", settings)
+        assert good.returncode == 0, good.stdout[-4000:]
+        assert "PASS: not worse than the previous version" in good.stdout, good.stdout[-4000:]
+    finally:
+        for app in apps:
+            if app.proc.poll() is None:
+                app.stop()
+
+
+def test_playbook_says_too_little_traffic(compare_prom, tmp_path):
+    import json
+
+    import test_deployment_gate as gate
+    prom = compare_prom
+    quiet = SampleApp("--self-traffic", "0")
+    try:
+        first = gate.run(prom, gate.record("quiet", "1.0.0", "2026-11-20T10:00:00Z", targets=[quiet.address]))
+        assert first.returncode == 0, first.stdout[-3000:]
+        again = gate.run(prom, gate.record("quiet", "1.1.0", "2026-11-20T11:00:00Z", targets=[quiet.address]),
+                         "-e", json.dumps({"deployment_compare": {"window": 10, "on_low_traffic": "pass"}}))
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert "PASS (low traffic): too little traffic to compare (previous 0, new 0 requests in 10s" in again.stdout, \
+            again.stdout[-3000:]
+    finally:
+        quiet.stop()
