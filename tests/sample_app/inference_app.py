@@ -8,6 +8,7 @@ exposition format, with the names of docs/metrics.md:
   inference_request_duration_seconds{endpoint}         histogram (0.005 .. 10 s)
   inference_predictions_total{model_version}           counter
   inference_prediction_value                           histogram (0.1 .. 1.0)
+  inference_predicted_class_total{predicted_class}     counter   (positive: >= 0.5, negative)
   inference_model_info{model_name,model_version}       gauge, always 1
   inference_drift_checked_total                        counter
   inference_drift_detected_total                       counter
@@ -17,6 +18,8 @@ Endpoints:
   GET  /predict  ?x=1.5&x=2 (optional)
        -> 200 {"prediction": 0.73, "model_name": ..., "model_version": ..., "drift": false}
        -> 500 for a fraction --error-rate of the requests
+       --constant-prediction V: every prediction is V (a silent failure: 200
+       answers, one class, no spread of scores)
   GET  /health   -> 200 "ok"
   GET  /metrics  -> Prometheus text format
 
@@ -54,6 +57,8 @@ from urllib.parse import parse_qs, urlsplit
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+CLASSES = ("negative", "positive")
+CLASS_THRESHOLD = 0.5
 PREDICT = "/predict"
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 WEIGHTS = (0.8, -0.5, 0.3, 1.1)
@@ -122,6 +127,7 @@ class Metrics:
         self.durations: Dict[str, Histogram] = {PREDICT: Histogram(LATENCY_BUCKETS)}
         self.predictions: Dict[str, int] = {model_version: 0}
         self.prediction_value = Histogram(PREDICTION_BUCKETS)
+        self.predicted_class: Dict[str, int] = {name: 0 for name in CLASSES}
         self.drift_checked = 0
         self.drift_detected = 0
 
@@ -135,6 +141,8 @@ class Metrics:
         with self.lock:
             self.predictions[self.model_version] = self.predictions.get(self.model_version, 0) + 1
             self.prediction_value.observe(value)
+            label = predicted_class(value)
+            self.predicted_class[label] = self.predicted_class.get(label, 0) + 1
             self.drift_checked += 1
             if drifted:
                 self.drift_detected += 1
@@ -165,6 +173,12 @@ class Metrics:
                 "# TYPE inference_prediction_value histogram",
             ]
             out += self.prediction_value.render("inference_prediction_value", [])
+            out += [
+                "# HELP inference_predicted_class_total Predictions by predicted class.",
+                "# TYPE inference_predicted_class_total counter",
+            ]
+            for label, count in sorted(self.predicted_class.items()):
+                out.append(f"inference_predicted_class_total{labels_text([('predicted_class', label)])} {count}")
             info = [("model_name", self.model_name), ("model_version", self.model_version)]
             out += [
                 "# HELP inference_model_info Model currently loaded (always 1).",
@@ -180,14 +194,21 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
-class Model:
-    """A toy model: logistic regression on the features plus a little noise."""
+def predicted_class(value: float) -> str:
+    """The class of a score: positive from CLASS_THRESHOLD on."""
+    return CLASSES[1] if value >= CLASS_THRESHOLD else CLASSES[0]
 
-    def __init__(self, name: str, version: str, rng: random.Random) -> None:
+
+class Model:
+    """A toy model: logistic regression on the features plus a little noise
+    (or one constant value, the silent failure of --constant-prediction)."""
+
+    def __init__(self, name: str, version: str, rng: random.Random, constant: Optional[float] = None) -> None:
         self.name = name
         self.version = version
         self.rng = rng
         self.rng_lock = threading.Lock()
+        self.constant = constant
 
     def random(self) -> float:
         with self.rng_lock:
@@ -198,6 +219,8 @@ class Model:
             return self.rng.gauss(0.0, sigma)
 
     def predict(self, features: List[float]) -> float:
+        if self.constant is not None:
+            return self.constant
         if not features:
             features = [self.gauss(1.0) for _ in WEIGHTS]
         score = sum(w * x for w, x in zip(WEIGHTS * (len(features) // len(WEIGHTS) + 1), features))
@@ -316,7 +339,8 @@ class Server(ThreadingHTTPServer):
 def make_server(options: argparse.Namespace) -> Server:
     handler = type("BoundHandler", (Handler,), {
         "metrics": Metrics(options.model_name, options.model_version),
-        "model": Model(options.model_name, options.model_version, random.Random(options.seed)),
+        "model": Model(options.model_name, options.model_version, random.Random(options.seed),
+                       options.constant_prediction),
         "options": options,
     })
     server_class = Server
@@ -392,6 +416,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="fraction of /predict requests answered with 500 (default 0)")
     parser.add_argument("--drift-rate", type=fraction, default=0.05,
                         help="fraction of predictions flagged as drifted (default 0.05)")
+    parser.add_argument("--constant-prediction", type=fraction, default=None, metavar="VALUE",
+                        help="predict VALUE (0-1) for every request, answered with 200: a model whose "
+                             "output collapsed (default: off)")
     parser.add_argument("--latency", type=non_negative, default=0.0,
                         help="seconds added to every /predict request (default 0)")
     parser.add_argument("--self-traffic", type=non_negative, default=2.0,
@@ -421,7 +448,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     host = f"[{options.listen}]" if ":" in options.listen else options.listen
     print(f"inference app {options.model_name} {options.model_version} listening on http://{host}:{port}/ "
           f"(self-traffic {options.self_traffic:g}/s, error-rate {options.error_rate:g}, "
-          f"drift-rate {options.drift_rate:g})", flush=True)
+          f"drift-rate {options.drift_rate:g}"
+          + (f", constant-prediction {options.constant_prediction:g}" if options.constant_prediction is not None else "")
+          + ")", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

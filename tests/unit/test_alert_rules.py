@@ -62,10 +62,10 @@ VARIABLES = {
 }
 ML_METRIC_KEYS = {
     "requests_total", "request_duration_seconds", "predictions_total",
-    "prediction_value", "model_info", "drift_checked_total", "drift_detected_total",
+    "prediction_value", "predicted_class_total", "model_info", "drift_checked_total", "drift_detected_total",
     "drift_ratio",
 }
-ML_LABEL_KEYS = {"status", "endpoint", "model_name", "model_version"}
+ML_LABEL_KEYS = {"status", "endpoint", "model_name", "model_version", "predicted_class"}
 
 GROUPS = sorted(p.name[: -len(".rules.yml.j2")] for p in TEMPLATES.glob("*.rules.yml.j2"))
 TEST_FILES = sorted(RULE_TESTS.glob("*.test.yml"))
@@ -206,7 +206,7 @@ def test_defaults_define_exactly_the_documented_variables():
     assert values["prometheus_alert_runbook_url"] == ""
     assert values["prometheus_alert_extra_labels"] == {}
     assert values["prometheus_alert_rule_groups"] == [
-        "ml_inference", "availability", "node", "containers", "prometheus",
+        "ml_inference", "ml_outputs", "availability", "node", "containers", "prometheus",
         "alertmanager", "watchdog", "journal", "backup"]
     assert sorted(values["prometheus_alert_rule_groups"]) == GROUPS
     assert set(values["prometheus_ml_metrics"]) == ML_METRIC_KEYS

@@ -59,6 +59,16 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
+    yield from run_service(tmp_path_factory, {})
+
+
+@pytest.fixture(scope="module")
+def constant_service(tmp_path_factory):
+    """The service with its silent-failure switch on: every prediction 0.93."""
+    yield from run_service(tmp_path_factory, {"CONSTANT_PREDICTION": "0.93"})
+
+
+def run_service(tmp_path_factory, extra_env: dict[str, str]):
     wheels = sorted(WHEELS.glob("*.whl"))
     if not any(w.name.startswith("prometheus_fastapi_instrumentator-8.1.0-") for w in wheels):
         pytest.skip(f"no prometheus-fastapi-instrumentator 8.1.0 wheel in {WHEELS} (run scripts/setup.sh)")
@@ -79,7 +89,7 @@ def service(tmp_path_factory):
     log = open(lib / "uvicorn.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([interpreter, "-s", "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
                              "--port", str(port), "--no-access-log"],
-                            cwd=APP, env=dict(os.environ, PYTHONPATH=str(lib), PYTHONDONTWRITEBYTECODE="1"),
+                            cwd=APP, env=dict(os.environ, PYTHONPATH=str(lib), PYTHONDONTWRITEBYTECODE="1", **extra_env),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -136,3 +146,54 @@ def test_the_real_instrumentator_exposes_the_contract(service):
         assert metrics[key] == "", f"the library has no {key} metric"
     assert not any("endpoint" in s[1] for s in found), "the library calls the route 'handler'"
     assert "http_request_duration_highr_seconds_bucket" in names
+
+
+def outputs(found) -> tuple[dict[str, float], dict[str, float]]:
+    """(predicted class -> count, le -> cumulative count of the scores) from /metrics samples."""
+    classes = {s[1]["predicted_class"]: s[2] for s in found if s[0] == "inference_predicted_class_total"}
+    buckets = {s[1]["le"]: s[2] for s in found if s[0] == "inference_prediction_value_bucket"}
+    return classes, buckets
+
+
+def test_the_model_outputs_are_exposed_under_the_sample_contract_names(service):
+    sample = yaml.safe_load((CONTRACT.parent / "sample-app.yml").read_text())["prometheus_ml_metrics"]
+    answers = [get(f"{service}/predict?x={x}") for x in (-3, -1, 0, 2, 4)]
+    assert {status for status, _ in answers} == {200}
+    classes, buckets = outputs(samples(get(f"{service}/metrics")[1]))
+    names = {s[0] for s in samples(get(f"{service}/metrics")[1])}
+    assert sample["predicted_class_total"] in names and sample["prediction_value"] + "_bucket" in names
+    assert classes["positive"] > 0 and classes["negative"] > 0  # a healthy model: both classes
+    assert classes["positive"] + classes["negative"] == buckets["+Inf"]
+    assert len({count for count in buckets.values()}) > 2  # scores in several buckets
+
+
+def test_constant_prediction_answers_200_with_one_value(constant_service):
+    answers = [get(f"{constant_service}/predict?x={x}") for x in (-3, -1, 0, 2, 4)]
+    assert {status for status, _ in answers} == {200}
+    assert {body for _, body in answers} == {'{"prediction":0.93,"score":0.93,"class":"positive"}'}
+    classes, buckets = outputs(samples(get(f"{constant_service}/metrics")[1]))
+    assert classes == {"positive": 5, "negative": 0}
+    assert buckets["0.9"] == 0 and buckets["1.0"] == 5 and buckets["+Inf"] == 5
+
+
+@pytest.mark.parametrize("text, expected", [("", None), (None, None), ("0.5", 0.5), ("0", 0.0), ("1", 1.0)])
+def test_constant_prediction_setting(text, expected):
+    assert constant(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1.5", "-0.1", "nan?", "x"])
+def test_constant_prediction_setting_refuses_non_scores(text):
+    with pytest.raises(ValueError):
+        constant(text)
+
+
+def constant(text):
+    """app.constant_prediction, read from the file (importing app.py needs FastAPI)."""
+    import ast
+    source = (APP / "app.py").read_text()
+    tree = ast.parse(source)
+    function = next(node for node in tree.body if isinstance(node, ast.FunctionDef)
+                    and node.name == "constant_prediction")
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[function], type_ignores=[]), "app.py", "exec"), namespace)  # noqa: S102
+    return namespace["constant_prediction"](text)

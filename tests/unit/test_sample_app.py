@@ -128,6 +128,8 @@ def test_predict_and_metrics(start_app):
     assert value(samples, "inference_drift_detected_total") == 0
     assert value(samples, "inference_prediction_value_count") == 5
     assert 0 < value(samples, "inference_prediction_value_sum") < 5
+    assert (value(samples, "inference_predicted_class_total", predicted_class="positive")
+            + value(samples, "inference_predicted_class_total", predicted_class="negative")) == 5
 
     buckets = [(dict(labels)["le"], count) for (name, labels), count in samples.items()
                if name == "inference_request_duration_seconds_bucket"]
@@ -142,6 +144,7 @@ def test_predict_and_metrics(start_app):
                        ("inference_request_duration_seconds", "histogram"),
                        ("inference_predictions_total", "counter"),
                        ("inference_prediction_value", "histogram"),
+                       ("inference_predicted_class_total", "counter"),
                        ("inference_model_info", "gauge"),
                        ("inference_drift_checked_total", "counter"),
                        ("inference_drift_detected_total", "counter")]:
@@ -211,7 +214,7 @@ def test_metric_names_match_the_contract(start_app):
     """Every metric in docs/metrics.md is exposed with its type and labels."""
     contract = re.findall(r"^\| `(inference_[a-z_]+)` \| (\w+)[^|]*\| ([^|]*)\|", (REPO / "docs" / "metrics.md")
                           .read_text(), flags=re.M)
-    assert len(contract) == 7
+    assert len(contract) == 8
     app = start_app("--self-traffic", "0")
     app.predict()
     text, samples = app.metrics()
@@ -264,3 +267,48 @@ def test_request_log_off(start_app):
     assert app.get("/health")[0] == 200
     time.sleep(0.3)
     assert app.log_lines == []
+
+
+def test_predicted_classes_exist_before_the_first_prediction(start_app):
+    app = start_app("--self-traffic", "0")
+    _, samples = app.metrics()
+    assert value(samples, "inference_predicted_class_total", predicted_class="positive") == 0
+    assert value(samples, "inference_predicted_class_total", predicted_class="negative") == 0
+
+
+def test_healthy_model_predicts_both_classes_with_spread_scores(start_app):
+    app = start_app("--self-traffic", "0")
+    features = [[(i % 7 - 3) * 0.8, (i % 5 - 2) * -0.6, 0.1 * i % 1.0, (i % 9 - 4) * 0.7] for i in range(40)]
+    answers = [json.loads(app.predict(one)[1])["prediction"] for one in features]
+    assert max(answers) - min(answers) > 0.3
+    _, samples = app.metrics()
+    positive = value(samples, "inference_predicted_class_total", predicted_class="positive")
+    negative = value(samples, "inference_predicted_class_total", predicted_class="negative")
+    assert positive + negative == 40 and positive > 0 and negative > 0
+
+
+def test_constant_prediction_is_a_silent_failure(start_app):
+    """--constant-prediction: every answer 200 with the same value; one class, one score bucket."""
+    app = start_app("--self-traffic", "0", "--constant-prediction", "0.93")
+    statuses, predictions = set(), set()
+    for features in ([1.0, -2.0, 0.5, 3.0], [-3.0, 2.0, 0.0, -1.0], None):
+        for _ in range(5):
+            status, body = app.predict(features) if features is not None else app.predict()
+            statuses.add(status)
+            predictions.add(json.loads(body)["prediction"])
+    assert statuses == {200} and predictions == {0.93}
+    _, samples = app.metrics()
+    assert value(samples, "inference_requests_total", endpoint="/predict", method="POST", status="200") == 15
+    assert value(samples, "inference_requests_total", endpoint="/predict", method="POST", status="500") == 0
+    assert value(samples, "inference_predicted_class_total", predicted_class="positive") == 15
+    assert value(samples, "inference_predicted_class_total", predicted_class="negative") == 0
+    buckets = {dict(labels)["le"]: count for (name, labels), count in samples.items()
+               if name == "inference_prediction_value_bucket"}
+    assert buckets["0.9"] == 0 and buckets["1.0"] == 15 and buckets["+Inf"] == 15
+
+
+@pytest.mark.parametrize("bad", ["1.5", "-0.1", "x"])
+def test_constant_prediction_must_be_a_fraction(bad):
+    result = subprocess.run([sys.executable, str(APP), "--constant-prediction", bad], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2 and "--constant-prediction" in result.stderr
