@@ -218,9 +218,9 @@ def verdict(new: Mapping[str, Any], old: Mapping[str, Any] | None, options: Mapp
     elif worse(new["error_ratio"], old["error_ratio"], options["error_ratio_margin"],
                options["error_ratio_margin_relative"]):
         return {"state": "fail", "low_traffic": False,
-                "reason": (f"error ratio {fmt_ratio(new['error_ratio'])} against {fmt_ratio(old['error_ratio'])}: "
-                           f"worse by more than "
-                           f"{margin_text(pct(options['error_ratio_margin']), options['error_ratio_margin_relative'], ' points')}")}
+                "reason": (f"error ratio {fmt_ratio(new['error_ratio'])} against {fmt_ratio(old['error_ratio'])}, "
+                           f"worse beyond the margins "
+                           f"({margin_text(pct(options['error_ratio_margin']), options['error_ratio_margin_relative'], ' percentage points')})")}
     latency_on = options["latency_margin_seconds"] is not None or options["latency_margin_relative"] is not None
     if latency_on and "latency" in new:
         if not measured(new.get("latency")) or not measured(old.get("latency")):
@@ -229,8 +229,8 @@ def verdict(new: Mapping[str, Any], old: Mapping[str, Any] | None, options: Mapp
                    options["latency_margin_relative"]):
             return {"state": "fail", "low_traffic": False,
                     "reason": (f"p{options['quantile'] * 100:g} {fmt_seconds(new['latency'])} against "
-                               f"{fmt_seconds(old['latency'])}: worse by more than "
-                               f"{margin_text(options['latency_margin_seconds'], options['latency_margin_relative'], 's')}")}
+                               f"{fmt_seconds(old['latency'])}, worse beyond the margins "
+                               f"({margin_text(options['latency_margin_seconds'], options['latency_margin_relative'], 's')})")}
     if problems:
         return {"state": options["on_low_traffic"], "low_traffic": True,
                 "reason": f"{' and '.join(problems)} to compare: on_low_traffic {options['on_low_traffic']}"}

@@ -110,7 +110,7 @@ def test_same_numbers_pass():
 def test_errors_beyond_the_margin_fail():
     got = dc.verdict(side(error_ratio=0.05), side(error_ratio=0.001), OPTIONS)
     assert got["state"] == "fail"
-    assert got["reason"] == "error ratio 5.00% against 0.10%: worse by more than +1 points"
+    assert got["reason"] == "error ratio 5.00% against 0.10%, worse beyond the margins (+1 percentage points)"
 
 
 def test_errors_within_the_absolute_margin_pass():
@@ -128,7 +128,8 @@ def test_both_margins_must_be_exceeded():
 
 def test_latency_beyond_both_margins_fails():
     got = dc.verdict(side(latency=0.3), side(latency=0.1), OPTIONS)
-    assert got["state"] == "fail" and got["reason"].startswith("p95 0.300s against 0.100s")
+    assert got["state"] == "fail"
+    assert got["reason"] == "p95 0.300s against 0.100s, worse beyond the margins (+0.05s and +20%)"
     # +20 % but only +0.02 s: within the absolute margin
     assert dc.verdict(side(latency=0.12), side(latency=0.1), OPTIONS)["state"] == "pass"
     # +0.06 s but only +6 %: within the relative margin
