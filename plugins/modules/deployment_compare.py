@@ -109,7 +109,7 @@ passed:
   type: bool
 results:
   description:
-    - One per service: C(service), C(environment), C(version), C(previous_version), C(state) (C(pass) or
+    - One per service, with C(service), C(environment), C(version), C(previous_version), C(state) (C(pass) or
       C(fail)), C(reason), C(low_traffic), C(new) and C(previous) (C(requests), C(error_ratio), C(latency); null
       when Prometheus had no answer) and C(queries) (the PromQL asked).
   returned: always
