@@ -27,26 +27,9 @@ description:
     (plugins/module_utils/deployment_compare.py).
 version_added: "1.0.0"
 author: monstack (!UNKNOWN)
+extends_documentation_fragment:
+  - monstack.stack.prometheus_api
 options:
-  url:
-    description: Prometheus' base URL on this host (scheme, address, port and route prefix), without C(/api/v1/...).
-    type: str
-    required: true
-  user:
-    description: Basic auth user (empty for none).
-    type: str
-    default: ""
-  password:
-    description: Basic auth password.
-    type: str
-    default: ""
-  validate_certs:
-    description: Verify Prometheus' TLS certificate (against O(ca_path) when given).
-    type: bool
-    default: false
-  ca_path:
-    description: A CA certificate (PEM) to verify Prometheus' certificate with.
-    type: path
   services:
     description:
       - The services to compare, each with C(service), C(environment), C(version) (the new one), and
@@ -75,10 +58,6 @@ options:
     description: The scrape job of the deployment targets.
     type: str
     default: deployments
-  request_timeout:
-    description: Seconds one query may take.
-    type: int
-    default: 10
 notes:
   - Changes nothing. In check mode it neither waits nor asks (every service reported as not compared).
 attributes:
@@ -137,18 +116,15 @@ waited:
   type: float
 """
 
-import json
 import math
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.urls import open_url
-from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import urlencode
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_compare import (
     CompareError, annotation, contract, queries, rollback_record, rows_of, sample_value, selector, settings,
     table, verdict)
+from ansible_collections.monstack.stack.plugins.module_utils.prometheus_api import ARGUMENT_SPEC, get_json
 
 
 class PrometheusError(Exception):
@@ -157,18 +133,9 @@ class PrometheusError(Exception):
 
 def query(params, promql, at):
     """The value of one instant query at time ``at`` (None: empty answer); never the answer's text on errors."""
-    url = params["url"].rstrip("/") + "/api/v1/query?" + urlencode({"query": promql, "time": "%.3f" % at})
-    try:
-        answer = open_url(url, url_username=params["user"] or None, url_password=params["password"] or None,
-                          force_basic_auth=bool(params["user"]), validate_certs=params["validate_certs"],
-                          ca_path=params.get("ca_path") or None, timeout=params["request_timeout"])
-        body = json.loads(to_text(answer.read(), errors="surrogate_or_strict"))
-    except HTTPError as exc:
-        raise PrometheusError("Prometheus at %s answered %s %s to %s" % (params["url"], exc.code, exc.reason, promql))
-    except ValueError:
-        raise PrometheusError("Prometheus at %s: not a JSON answer to %s" % (params["url"], promql))
-    except Exception as exc:  # pylint: disable=broad-except  # a connection error of any kind
-        raise PrometheusError("Prometheus at %s: %s" % (params["url"], to_text(getattr(exc, "reason", None) or exc)[:200]))
+    body, problem = get_json(params, "/api/v1/query?" + urlencode({"query": promql, "time": "%.3f" % at}))
+    if problem:
+        raise PrometheusError("Prometheus at %s answered %s to %s" % (params["url"], problem, promql))
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or data.get("resultType") != "vector":
         raise PrometheusError("Prometheus at %s: no vector answer to %s" % (params["url"], promql))
@@ -230,18 +197,13 @@ def compare(params, clock=time.time, sleep=time.sleep):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            user=dict(type="str", default=""),
-            password=dict(type="str", default="", no_log=True),
-            validate_certs=dict(type="bool", default=False),
-            ca_path=dict(type="path"),
+            ARGUMENT_SPEC,
             services=dict(type="list", elements="dict", required=True),
             since=dict(type="float", required=True),
             settings=dict(type="dict", default={}),
             metrics=dict(type="dict", required=True),
             labels=dict(type="dict", required=True),
             job=dict(type="str", default="deployments"),
-            request_timeout=dict(type="int", default=10),
         ),
         supports_check_mode=True,
     )

@@ -24,26 +24,9 @@ description:
   - Used by C(playbooks/deployments.yml) under the deployment lock, after the record store wrote the files.
 version_added: "1.0.0"
 author: monstack (!UNKNOWN)
+extends_documentation_fragment:
+  - monstack.stack.prometheus_api
 options:
-  url:
-    description: Prometheus' base URL on this host (scheme, address, port and route prefix), without C(/api/v1/...).
-    type: str
-    required: true
-  user:
-    description: Basic auth user (empty for none).
-    type: str
-    default: ""
-  password:
-    description: Basic auth password.
-    type: str
-    default: ""
-  validate_certs:
-    description: Verify Prometheus' TLS certificate (against O(ca_path) when given).
-    type: bool
-    default: false
-  ca_path:
-    description: A CA certificate (PEM) to verify Prometheus' certificate with; only with an C(https) O(url).
-    type: path
   files:
     description:
       - File name to target groups, as P(monstack.stack.deployment_files#filter) (or the C(files) of
@@ -70,10 +53,6 @@ options:
     description: Seconds between two looks.
     type: int
     default: 5
-  request_timeout:
-    description: Seconds one look at Prometheus may take.
-    type: int
-    default: 10
 notes:
   - Changes nothing. In check mode it does not wait (nothing was written to wait for) and reports nothing pending.
 attributes:
@@ -114,30 +93,18 @@ waited:
   type: float
 """
 
-import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.urls import open_url
-from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_gate import GateError, pending
+from ansible_collections.monstack.stack.plugins.module_utils.prometheus_api import ARGUMENT_SPEC, get_json
 
 
 def active_targets(params):
     """-> (Prometheus' active targets or None, what went wrong or None); never the answer's text."""
-    url = params["url"].rstrip("/") + "/api/v1/targets?state=active"
-    try:
-        answer = open_url(url, url_username=params["user"] or None, url_password=params["password"] or None,
-                          force_basic_auth=bool(params["user"]), validate_certs=params["validate_certs"],
-                          ca_path=params.get("ca_path") or None, timeout=params["request_timeout"])
-        body = json.loads(to_text(answer.read(), errors="surrogate_or_strict"))
-    except HTTPError as exc:
-        return None, "%s %s" % (exc.code, exc.reason)
-    except ValueError:
-        return None, "200 not a JSON answer"
-    except Exception as exc:  # pylint: disable=broad-except  # a connection error of any kind
-        return None, "- %s" % to_text(getattr(exc, "reason", None) or exc)[:200]
+    body, problem = get_json(params, "/api/v1/targets?state=active")
+    if problem:
+        return None, problem
     targets = (body.get("data") or {}).get("activeTargets") if isinstance(body, dict) else None
     if not isinstance(targets, list):
         return None, "200 without activeTargets"
@@ -171,18 +138,13 @@ def message(params, left, problem):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            user=dict(type="str", default=""),
-            password=dict(type="str", default="", no_log=True),
-            validate_certs=dict(type="bool", default=False),
-            ca_path=dict(type="path"),
+            ARGUMENT_SPEC,
             files=dict(type="dict", required=True),
             names=dict(type="list", elements="str"),
             since=dict(type="float", required=True),
             job=dict(type="str", default="deployments"),
             timeout=dict(type="int", default=120),
             interval=dict(type="int", default=5),
-            request_timeout=dict(type="int", default=10),
         ),
         supports_check_mode=True,
     )
