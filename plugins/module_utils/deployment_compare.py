@@ -198,7 +198,7 @@ def margin_text(absolute: float | None, relative: float | None, unit: str) -> st
 
 
 def verdict(new: Mapping[str, Any], old: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The verdict of one service: {state: pass|fail, reason, low_traffic, checks}.
+    """The verdict of one service: {state: pass|fail, reason, low_traffic}.
 
     ``new`` and ``old`` hold requests, error_ratio, latency (floats, None for no answer, NaN kept);
     ``old`` is None when there is no previous version (nothing to compare: pass, said so)."""
@@ -212,25 +212,20 @@ def verdict(new: Mapping[str, Any], old: Mapping[str, Any] | None, options: Mapp
         reason = (f"too little traffic to compare ({counts} requests in {options['window']}s; "
                   f"min_requests {options['min_requests']}): on_low_traffic {options['on_low_traffic']}")
         return {"state": options["on_low_traffic"], "reason": reason, "low_traffic": True}
+    checks = [("error_ratio", "error ratio", fmt_ratio, options["error_ratio_margin"],
+               options["error_ratio_margin_relative"], pct(options["error_ratio_margin"]), " percentage points")]
+    if "latency" in new and (options["latency_margin_seconds"] is not None
+                             or options["latency_margin_relative"] is not None):
+        checks.append(("latency", f"p{options['quantile'] * 100:g}", fmt_seconds, options["latency_margin_seconds"],
+                       options["latency_margin_relative"], options["latency_margin_seconds"], "s"))
     problems = []
-    if not measured(new.get("error_ratio")) or not measured(old.get("error_ratio")):
-        problems.append("no error ratio")
-    elif worse(new["error_ratio"], old["error_ratio"], options["error_ratio_margin"],
-               options["error_ratio_margin_relative"]):
-        return {"state": "fail", "low_traffic": False,
-                "reason": (f"error ratio {fmt_ratio(new['error_ratio'])} against {fmt_ratio(old['error_ratio'])}, "
-                           f"worse beyond the margins "
-                           f"({margin_text(pct(options['error_ratio_margin']), options['error_ratio_margin_relative'], ' percentage points')})")}
-    latency_on = options["latency_margin_seconds"] is not None or options["latency_margin_relative"] is not None
-    if latency_on and "latency" in new:
-        if not measured(new.get("latency")) or not measured(old.get("latency")):
-            problems.append("no latency data")
-        elif worse(new["latency"], old["latency"], options["latency_margin_seconds"],
-                   options["latency_margin_relative"]):
+    for key, what, fmt, absolute, relative, shown, unit in checks:
+        if not measured(new.get(key)) or not measured(old.get(key)):
+            problems.append(f"no {what} data")
+        elif worse(new[key], old[key], absolute, relative):
             return {"state": "fail", "low_traffic": False,
-                    "reason": (f"p{options['quantile'] * 100:g} {fmt_seconds(new['latency'])} against "
-                               f"{fmt_seconds(old['latency'])}, worse beyond the margins "
-                               f"({margin_text(options['latency_margin_seconds'], options['latency_margin_relative'], 's')})")}
+                    "reason": (f"{what} {fmt(new[key])} against {fmt(old[key])}, worse beyond the margins "
+                               f"({margin_text(shown, relative, unit)})")}
     if problems:
         return {"state": options["on_low_traffic"], "low_traffic": True,
                 "reason": f"{' and '.join(problems)} to compare: on_low_traffic {options['on_low_traffic']}"}
