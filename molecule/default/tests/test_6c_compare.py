@@ -118,7 +118,7 @@ def test_comparing_gate_passes_a_good_version_and_fails_a_bad_one_with_a_table(p
         rows = table_rows(good.stdout, service)
         assert ["1.0.0", "previous"] in [row[2:4] for row in rows], good.stdout[-4000:]
         assert any(row[2:4] == ["2.0.0", "new"] and "PASS:" in row for row in rows), good.stdout[-4000:]
-        assert WINDOW <= good_seconds < WINDOW + 90, good_seconds
+        assert WINDOW <= good_seconds < WINDOW + 180, good_seconds
         print(f"good version: the run took {good_seconds} s (window {WINDOW} s)")
         print("\n".join("  ".join(row) for row in rows))
 
