@@ -10,14 +10,14 @@ DOCUMENTATION = r"""
 module: deployment_compare
 short_description: Compare a new version of a service with the previous one in Prometheus (the comparing gate)
 description:
-  - For each service of O(services) that replaced a previous version, waits O(settings.window) seconds (from the
+  - For each service of O(services) that replaced a previous version, waits C(window) of O(settings) seconds (from the
     call, made once the post-deploy gate saw the new targets up), then asks the Prometheus of this host
     (C(GET /api/v1/query)) for the requests, the error ratio (share of 5xx answers) and a latency quantile of the
     new version over that window, and of the previous version over a window of the same length ending at O(since)
     (when the new records were written), both selected by the C(version) target label.
   - The verdict of a service is C(fail) when the new version's error ratio or latency is worse by more than the
-    margins, C(pass) when not, and O(settings.on_low_traffic) (C(fail) by default) when either version had fewer
-    than O(settings.min_requests) requests or no latency data; a service without a previous version passes, said
+    margins, C(pass) when not, and C(on_low_traffic) of O(settings) (C(fail) by default) when either version had fewer
+    than C(min_requests) of O(settings) requests or no latency data; a service without a previous version passes, said
     so. RV(table) shows every version side by side.
   - The PromQL is built from the metric contract's names (O(metrics), O(labels)), each checked against
     Prometheus' name syntax, and from the records' service, environment and version, each checked and quoted.
@@ -99,14 +99,14 @@ table:
   returned: always
   type: str
 annotations:
-  description: Grafana annotation bodies of the verdicts (empty when O(settings.annotate) is false).
+  description: Grafana annotation bodies of the verdicts (empty when C(annotate) of O(settings) is false).
   returned: always
   type: list
   elements: dict
 rollback:
   description: >-
     For each failed service with a previous record, C(name) (C(<environment>--<service>.json)) and C(record) (the
-    previous record with a new C(deployed_at)); empty unless O(settings.rollback_dir) is set.
+    previous record with a new C(deployed_at)); empty unless C(rollback_dir) of O(settings) is set.
   returned: always
   type: list
   elements: dict
@@ -161,7 +161,7 @@ def compare(params, clock=time.time, sleep=time.sleep):
         old = selector(params["job"], one["service"], one["environment"], previous) if previous else None
         services.append((one, new, old))
     start = clock()
-    if any(old for _, _, old in services):
+    if any(selectors[2] for selectors in services):
         sleep(options["window"])
     end = clock()
     results = []
