@@ -35,9 +35,10 @@ SILENT_ALERTS = {"InferenceOutputOneClass", "InferenceOutputNoSpread"}
 SILENT_WITHIN = 150  # seconds after registration
 
 
-def stamp(minutes: float) -> str:
-    """deployed_at: now plus ``minutes`` (records of a rerun stay later than the last run's)."""
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def stamp() -> str:
+    """deployed_at: now, when the record is written (each record later than the one before, also
+    across reruns on the same hosts)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Apps:
@@ -92,10 +93,10 @@ def silent(apps, tmp_path_factory):
     the comparisons run."""
     tmp = tmp_path_factory.mktemp("silent")
     apps.start(8034, "--constant-prediction", "0.93", "--self-traffic", "10")
-    run = register(tmp, "silent-api", "1.0.0", stamp(-20), 8034)
+    run = register(tmp, "silent-api", "1.0.0", stamp(), 8034)
     assert run.returncode == 0, run.stdout[-3000:]
     yield {"registered": time.monotonic()}
-    register(tmp, "silent-api", "1.0.0", stamp(-1), None)
+    register(tmp, "silent-api", "1.0.0", stamp(), None)
 
 
 def test_comparing_gate_passes_a_good_version_and_fails_a_bad_one_with_a_table(prom, apps, silent, tmp_path):
@@ -107,14 +108,14 @@ def test_comparing_gate_passes_a_good_version_and_fails_a_bad_one_with_a_table(p
                                                   "rollback_dir": str(tmp_path)}})
     try:
         first = apps.start(8031, "--self-traffic", str(RATE))
-        run = register(tmp_path, service, "1.0.0", stamp(-15), 8031, "-e", settings)
+        run = register(tmp_path, service, "1.0.0", stamp(), 8031, "-e", settings)
         assert run.returncode == 0, run.stdout[-3000:]
         assert "PASS: no previous version to compare with" in run.stdout, run.stdout[-3000:]
         time.sleep(WINDOW + 5)  # 1.0.0's traffic: the next comparison's baseline
 
         apps.start(8032, "--self-traffic", str(RATE))
         started = time.monotonic()
-        good = register(tmp_path, service, "2.0.0", stamp(-14), 8032, "-e", settings)
+        good = register(tmp_path, service, "2.0.0", stamp(), 8032, "-e", settings)
         good_seconds = round(time.monotonic() - started, 1)
         apps.stop(first)
         assert good.returncode == 0, good.stdout[-4000:]
@@ -126,7 +127,7 @@ def test_comparing_gate_passes_a_good_version_and_fails_a_bad_one_with_a_table(p
         print("\n".join("  ".join(row) for row in rows))
 
         apps.start(8033, "--self-traffic", str(RATE), "--error-rate", "0.3")
-        bad = register(tmp_path, service, "3.0.0", stamp(-13), 8033, "-e", settings)
+        bad = register(tmp_path, service, "3.0.0", stamp(), 8033, "-e", settings)
         out = bad.stdout
         assert bad.returncode != 0, out[-4000:]
         assert "Comparing gate failed" in out, out[-4000:]
@@ -146,7 +147,7 @@ def test_comparing_gate_passes_a_good_version_and_fails_a_bad_one_with_a_table(p
                                          if t["labels"].get("service") == service} == {"2.0.0"}, timeout=30)
         assert version, dump([t["labels"] for t in prom.targets() if t["labels"].get("service") == service])
     finally:
-        register(tmp_path, service, "3.0.0", stamp(-1), None)
+        register(tmp_path, service, "3.0.0", stamp(), None)
 
 
 def test_constant_prediction_raises_the_silent_failure_alerts_while_answers_are_200(prom, silent):
