@@ -492,6 +492,8 @@ class ContractApp(http.server.BaseHTTPRequestHandler):
         lines.append(f'inference_predictions_total{{model_version="v2"}} {n * 4}')
         for le, factor in (("0.25", 1), ("0.5", 2), ("0.75", 3), ("1", 4), ("+Inf", 4)):
             lines.append(f'inference_prediction_value_bucket{{le="{le}"}} {n * factor}')
+        lines += [f'inference_predicted_class_total{{predicted_class="positive"}} {n * 3}',
+                  f'inference_predicted_class_total{{predicted_class="negative"}} {n}']
         lines += [f"inference_prediction_value_sum {n * 2.0}", f"inference_prediction_value_count {n * 4}",
                   'inference_model_info{model_name="fraud",model_version="v2"} 1',
                   f"inference_drift_checked_total {n * 4}", f"inference_drift_detected_total {n}",
@@ -800,7 +802,7 @@ def test_contract_constants_hold_the_grafana_role_defaults():
             exprs = [q["raw"] for q in dq.extract_queries(DASHBOARDS) if q["dashboard"] == rel]
             named = {n for expr in exprs for n in metric_names(expr) if n.startswith("inference_")}
             assert not named, f"{rel} names contract metrics directly instead of through constants: {named}"
-    assert found == 17
+    assert found == 19
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACT_APPS))
