@@ -77,7 +77,9 @@ def register(tmp: Path, service: str, version: str, at: str, port: int | None, *
 
 
 def table_rows(output: str, service: str) -> list[list[str]]:
-    return [line.split() for line in output.splitlines() if line.lstrip().startswith(f"{service} ")]
+    """The table's rows of ``service`` (split on blanks), once each (the log shows the table twice)."""
+    rows = [line.split() for line in output.splitlines() if line.lstrip().startswith(f"{service} ")]
+    return [row for number, row in enumerate(rows) if row not in rows[:number]]
 
 
 @pytest.fixture(scope="module")
