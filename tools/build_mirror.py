@@ -85,7 +85,25 @@ ARTIFACTS = [
         ("v/victoriametrics/victoria-metrics_1.145.0+ds1-2_{arch}.deb",
          {"usr/bin/victoria-metrics": "victoria-metrics-prod"}),
     ]),
+    # The exporter catalogue's shipped entries (roles/exporters), Debian
+    # bookworm's builds laid out as their upstream release tarballs.
+    ("process-exporter", "0.7.10", "ncabatoff/process-exporter", "tar", [
+        ("p/prometheus-process-exporter/prometheus-process-exporter_0.7.10-3+b5_{arch}.deb",
+         {"usr/bin/prometheus-process-exporter": "process-exporter"}),
+    ]),
+    ("postgres_exporter", "0.11.1", "prometheus-community/postgres_exporter", "tar", [
+        ("p/prometheus-postgres-exporter/prometheus-postgres-exporter_0.11.1-3+b5_{arch}.deb",
+         {"usr/bin/prometheus-postgres-exporter": "postgres_exporter"}),
+    ]),
+    ("pushgateway", "1.5.1", "prometheus/pushgateway", "tar", [
+        ("p/prometheus-pushgateway/prometheus-pushgateway_1.5.1-2+b5_{arch}.deb",
+         {"usr/bin/prometheus-pushgateway": "pushgateway"}),
+    ]),
 ]
+
+# The sums file of a release, when upstream does not call it sha256sums.txt
+# (process-exporter's goreleaser writes checksums.txt).
+SUMS_FILES = {"ncabatoff/process-exporter": "checksums.txt"}
 
 
 def log(msg: str) -> None:
@@ -206,7 +224,7 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
             sums[asset.name] = sha256(asset)
             written.append(asset)
         if packaging != "vmtar":  # VictoriaMetrics: one _checksums.txt per archive instead
-            (release / "sha256sums.txt").write_text(
+            (release / SUMS_FILES.get(repo, "sha256sums.txt")).write_text(
                 "".join(f"{digest}  {fname}\n" for fname, digest in sorted(sums.items())))
     return written
 

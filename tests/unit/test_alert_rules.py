@@ -44,6 +44,7 @@ ALWAYS_FIRING = {"Watchdog"}
 IDENTIFIED_BY = {
     "InferenceModelChanged": "$labels.service",  # one alert per service
     "Watchdog": "$externalURL",  # no labels: the Prometheus it comes from
+    "BatchJobPushStale": "$labels.job",  # a pushed group: the batch job's own name
 }
 
 VARIABLES = {
