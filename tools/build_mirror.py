@@ -99,6 +99,12 @@ ARTIFACTS = [
         ("p/prometheus-pushgateway/prometheus-pushgateway_1.5.1-2+b5_{arch}.deb",
          {"usr/bin/prometheus-pushgateway": "pushgateway"}),
     ]),
+    # The example inventory's own catalogue entry (tests/unit/test_exporter_catalogue.py):
+    # upstream names its archives with the v (redis_exporter-v1.45.0.linux-amd64.tar.gz).
+    ("redis_exporter", "1.45.0", "oliver006/redis_exporter", "vtagtar", [
+        ("p/prometheus-redis-exporter/prometheus-redis-exporter_1.45.0-2+b4_{arch}.deb",
+         {"usr/bin/prometheus-redis-exporter": "redis_exporter"}),
+    ]),
 ]
 
 # The sums file of a release, when upstream does not call it sha256sums.txt
@@ -195,8 +201,8 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
         release.mkdir(parents=True, exist_ok=True)
         sums = {}
         for arch in arches:
-            if packaging == "tar":
-                top = f"{name}-{version}.linux-{arch}"
+            if packaging in ("tar", "vtagtar"):
+                top = f"{name}-{'v' if packaging == 'vtagtar' else ''}{version}.linux-{arch}"
                 asset = release / f"{top}.tar.gz"
             elif packaging == "vmtar":
                 asset = release / f"victoria-metrics-linux-{arch}-v{version}.tar.gz"
@@ -213,7 +219,7 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
                         deb = debs / Path(deb_path).name
                         fetch(f"{DEBIAN_POOL}/{deb_path}", deb)
                         extract_members(deb, members, Path(staging))
-                    if packaging == "tar":
+                    if packaging in ("tar", "vtagtar"):
                         build_tarball(Path(staging), top, asset)
                     elif packaging == "vmtar":
                         build_vm_tarball(Path(staging), asset)
