@@ -24,6 +24,9 @@ from collections.abc import Mapping
 
 import yaml
 
+from ansible_collections.monstack.stack.plugins.plugin_utils.component import (
+    ComponentError, _bool, _known, _list, _mapping)
+
 VAR = "exporters_entries"
 ENTRY_KEYS = ("description", "documentation", "group", "version", "release", "port", "listen_address", "flags",
               "environment", "user", "capabilities", "hardening", "readiness_path", "config", "secrets", "data_dir",
@@ -112,45 +115,13 @@ SHIPPED = {
 }
 
 
-class CatalogueError(ValueError):
-    """A catalogue entry that is wrong; the message names the field and the fix."""
+# An entry that is wrong: the component spec's error (the message names the field and the fix),
+# with the spec's own checks of mappings, lists, known keys and booleans.
+CatalogueError = ComponentError
 
 
 def _where(name, *keys):
     return ".".join([VAR, str(name)] + [str(k) for k in keys])
-
-
-def _mapping(value, where):
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise CatalogueError("%s: expected a mapping, got %s" % (where, type(value).__name__))
-    return value
-
-
-def _list(value, where):
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-        raise CatalogueError("%s: expected a list, got %s" % (where, type(value).__name__))
-    return list(value)
-
-
-def _known(value, keys, where):
-    unknown = sorted(str(k) for k in set(value) - set(keys))
-    if unknown:
-        raise CatalogueError("%s: unknown key(s) %s; known: %s" % (where, ", ".join(unknown), ", ".join(keys)))
-
-
-def _bool(value, where):
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise CatalogueError("%s: expected true or false, got %r" % (where, value))
 
 
 def _placeholders(text, allowed, where):
