@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLES = ["node_exporter", "cadvisor", "blackbox_exporter", "prometheus", "alertmanager", "grafana", "victoriametrics",
-         "journal", "backup"]
+         "journal", "backup", "exporters"]
 
 # Roles used otherwise than a component's: how, and the hosts of the example.
 USE = {
@@ -30,6 +30,11 @@ USE = {
 HOSTS = {"backup": "prometheus:alertmanager:grafana"}
 # Roles whose steps are not a component's release, configuration and service.
 TAGS = {
+    "exporters": [
+        "`exporters`, `exporters_install`, `exporters_configure`, `exporters_run`: the steps of every catalogue",
+        "entry at once; `<entry>`, `<entry>_install`, ... (e.g. `pushgateway_configure`) select one entry's",
+        "steps within a run of the role.",
+    ],
     "backup": [
         "`backup` (everything), `backup_install` (the program of the scheduled backups, and their removal),",
         "`backup_configure` (their configuration, service and timer units), `backup_run` (the timer enabled and",

@@ -85,7 +85,31 @@ ARTIFACTS = [
         ("v/victoriametrics/victoria-metrics_1.145.0+ds1-2_{arch}.deb",
          {"usr/bin/victoria-metrics": "victoria-metrics-prod"}),
     ]),
+    # The exporter catalogue's shipped entries (roles/exporters), Debian
+    # bookworm's builds laid out as their upstream release tarballs.
+    ("process-exporter", "0.7.10", "ncabatoff/process-exporter", "tar", [
+        ("p/prometheus-process-exporter/prometheus-process-exporter_0.7.10-3+b5_{arch}.deb",
+         {"usr/bin/prometheus-process-exporter": "process-exporter"}),
+    ]),
+    ("postgres_exporter", "0.11.1", "prometheus-community/postgres_exporter", "tar", [
+        ("p/prometheus-postgres-exporter/prometheus-postgres-exporter_0.11.1-3+b5_{arch}.deb",
+         {"usr/bin/prometheus-postgres-exporter": "postgres_exporter"}),
+    ]),
+    ("pushgateway", "1.5.1", "prometheus/pushgateway", "tar", [
+        ("p/prometheus-pushgateway/prometheus-pushgateway_1.5.1-2+b5_{arch}.deb",
+         {"usr/bin/prometheus-pushgateway": "pushgateway"}),
+    ]),
+    # The example inventory's own catalogue entry (tests/unit/test_exporter_catalogue.py):
+    # upstream names its archives with the v (redis_exporter-v1.45.0.linux-amd64.tar.gz).
+    ("redis_exporter", "1.45.0", "oliver006/redis_exporter", "vtagtar", [
+        ("p/prometheus-redis-exporter/prometheus-redis-exporter_1.45.0-2+b4_{arch}.deb",
+         {"usr/bin/prometheus-redis-exporter": "redis_exporter"}),
+    ]),
 ]
+
+# The sums file of a release, when upstream does not call it sha256sums.txt
+# (process-exporter's goreleaser writes checksums.txt).
+SUMS_FILES = {"ncabatoff/process-exporter": "checksums.txt"}
 
 
 def log(msg: str) -> None:
@@ -177,8 +201,8 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
         release.mkdir(parents=True, exist_ok=True)
         sums = {}
         for arch in arches:
-            if packaging == "tar":
-                top = f"{name}-{version}.linux-{arch}"
+            if packaging in ("tar", "vtagtar"):
+                top = f"{name}-{'v' if packaging == 'vtagtar' else ''}{version}.linux-{arch}"
                 asset = release / f"{top}.tar.gz"
             elif packaging == "vmtar":
                 asset = release / f"victoria-metrics-linux-{arch}-v{version}.tar.gz"
@@ -195,7 +219,7 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
                         deb = debs / Path(deb_path).name
                         fetch(f"{DEBIAN_POOL}/{deb_path}", deb)
                         extract_members(deb, members, Path(staging))
-                    if packaging == "tar":
+                    if packaging in ("tar", "vtagtar"):
                         build_tarball(Path(staging), top, asset)
                     elif packaging == "vmtar":
                         build_vm_tarball(Path(staging), asset)
@@ -206,7 +230,7 @@ def build(dest: Path, arches: list[str]) -> list[Path]:
             sums[asset.name] = sha256(asset)
             written.append(asset)
         if packaging != "vmtar":  # VictoriaMetrics: one _checksums.txt per archive instead
-            (release / "sha256sums.txt").write_text(
+            (release / SUMS_FILES.get(repo, "sha256sums.txt")).write_text(
                 "".join(f"{digest}  {fname}\n" for fname, digest in sorted(sums.items())))
     return written
 

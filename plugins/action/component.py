@@ -41,7 +41,8 @@ class ActionModule(ActionBase):
         self._name = name = component["name"]
         self._result = result
         self._changed = []
-        steps = logic.selected_steps(name, task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"))
+        steps = logic.selected_steps(name, task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"),
+                                      component["tags"])
         try:
             sets = self._all_sets(component, task_vars)
             key = secrets.token_hex(32)

@@ -35,7 +35,7 @@ ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 
 # The roles each host runs, by inventory group (site.yml's plays); 'all': every host.
 DEFAULT_ROLES = {
-    "all": ["node_exporter", "cadvisor"],
+    "all": ["node_exporter", "cadvisor", "exporters"],
     "prometheus": ["prometheus", "blackbox_exporter"],
     "alertmanager": ["alertmanager"],
     "grafana": ["grafana"],

@@ -18,7 +18,8 @@ JOB_KEYS = ("job", "group", "port_var", "default_port")
 
 def scrape_target_files(jobs: Any, groups: Any, hostvars: Any, local: Any = None,
                         header: str = TARGET_FILE_HEADER) -> dict[str, str]:
-    """{'<job>.yml': file_sd text} for each inventory job {job, group, port_var, default_port, state_var?}.
+    """{'<job>.yml': file_sd text} for each inventory job {job, group, port_var, default_port, state_var?,
+    labels?} (labels: added to every target of the job).
 
     The hosts of a job are its group's (none when the group does not exist); a job named in local
     has the hosts of local[job] instead, with those host variables (a scraper's own exporter).
@@ -36,9 +37,11 @@ def scrape_target_files(jobs: Any, groups: Any, hostvars: Any, local: Any = None
             hosts, host_vars = list(local[name]), local[name]
         else:
             hosts, host_vars = list(groups.get(job["group"]) or []), hostvars
-        targets = (to_nice_yaml(monstack_scrape_targets(hosts, host_vars, job["port_var"], job["default_port"],
-                                                        job.get("state_var") or ""), indent=2)
-                   if hosts else "[]\n")
+        groups_of_job = monstack_scrape_targets(hosts, host_vars, job["port_var"], job["default_port"],
+                                                job.get("state_var") or "") if hosts else []
+        for group in groups_of_job:  # the job's own labels (exporter catalogue entries), under the host's
+            group["labels"] = dict(job.get("labels") or {}, **group["labels"])
+        targets = to_nice_yaml(groups_of_job, indent=2) if groups_of_job else "[]\n"
         files[f"{name}.yml"] = header + targets
     return files
 

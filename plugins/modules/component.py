@@ -43,6 +43,14 @@ options:
         description: The component's name (the role's), also its tags' prefix.
         type: str
         required: true
+      tags:
+        description:
+          - Further tag prefixes that select the steps as the name does (C(P), C(P_install), C(P_configure),
+            C(P_run) for each prefix P), for components that share one role's task (the exporter catalogue's
+            C(exporters)).
+        type: list
+        elements: str
+        default: []
       release:
         description:
           - How the release is installed (the release installer's input), for example C(version), C(method)

@@ -47,7 +47,7 @@ HARDENING_BASE = {
     "UMask": "0027",
 }
 
-TOP_KEYS = ("name", "release", "user", "dirs", "file_sets", "web", "service", "check")
+TOP_KEYS = ("name", "release", "user", "dirs", "file_sets", "web", "service", "check", "tags")
 SET_KEYS = ("path", "files", "owner", "group", "mode", "validate", "on_change", "secret", "prune_patterns", "remove")
 FILE_KEYS = ("template", "src", "variable_start_string", "variable_end_string")
 ON_CHANGE = ("restart", "reload", "none")
@@ -104,6 +104,8 @@ def normalise(spec):
         raise ComponentError("component: name %r must be a role name (lower case, digits, _)" % name)
     where = name + "_component"
     out = {"name": name}
+    # further tag prefixes that select the steps as the name's do (the exporter catalogue's: exporters)
+    out["tags"] = _list(spec.get("tags"), where + ".tags")
     out["release"] = dict(_mapping(spec.get("release"), where + ".release"))
     out["release"].setdefault("name", name)
 
@@ -323,13 +325,14 @@ def probe_args(component, sets_digests, install_root=INSTALL_ROOT):
 
 
 # ----------------------------------------------------------------------- steps
-def selected_steps(name, run_tags=("all",), skip_tags=()):
+def selected_steps(name, run_tags=("all",), skip_tags=(), prefixes=()):
     """The steps (install, configure, run) that the run's --tags/--skip-tags select: every
-    step is tagged <name> and <name>_<step> (as the task files of roles/common were)."""
+    step is tagged <name> and <name>_<step> (as the task files of roles/common were), and
+    likewise for each of the spec's further tag ``prefixes``."""
     run_tags, skip_tags = set(run_tags or ["all"]), set(skip_tags or [])
     chosen = set()
     for step in STEPS:
-        tags = {name, "%s_%s" % (name, step)}
+        tags = {tag for prefix in [name] + list(prefixes) for tag in (prefix, "%s_%s" % (prefix, step))}
         wanted = "all" in run_tags or "tagged" in run_tags or bool(tags & run_tags)
         if wanted and not (tags & skip_tags or "tagged" in skip_tags):
             chosen.add(step)

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.monstack.stack.plugins.plugin_utils import exporter_catalogue
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_checks import monstack_loopback
 
-__all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "grafana", "journal", "node_exporter",
-           "notes", "prometheus", "victoriametrics"]
+__all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "exporters", "grafana", "journal",
+           "node_exporter", "notes", "prometheus", "victoriametrics"]
 
 _CERT = re.compile(r"-----BEGIN CERTIFICATE-----")
 _KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -139,6 +140,11 @@ def prometheus(v, facts=False, rule_groups=()):
     jobs = [_field(target, "job", None) for target in _as_list(v["prometheus_inventory_targets"])]
     if len(_unique(jobs)) != len(jobs):
         problems.append("prometheus_inventory_targets: job names must be unique.")
+    taken = [_field(job, "job") for job in _as_list(v.get("prometheus_exporter_jobs", [])) if _field(job, "job") in jobs]
+    if taken:
+        problems.append(f"prometheus_inventory_targets: {_join(taken)} is also the scrape job of an exporter catalogue "
+                        "entry (exporters_entries). Fix: drop your own job, or give the entry's scrape.job another "
+                        "name.")
     shards = {host: _int(shard) for host, shard in _as_dict(v["prometheus_shard_of_hosts"]).items()}
     count = _int(v["prometheus_shard_count"])
     unsharded = [host for host, shard in shards.items() if shard < 0]
@@ -345,6 +351,21 @@ def journal(v, facts=False):
     return []
 
 
+def exporters(v, facts=False):
+    """The exporter catalogue: every entry (shipped and exporters_entries) checked, then this host's
+    entries: ports taken twice, secrets missing from exporters_secrets, a loopback listen address."""
+    try:
+        entries = exporter_catalogue.catalogue(v["exporters_entries"])
+    except exporter_catalogue.CatalogueError as err:
+        return [f"{err}. See docs/exporters.md for the keys of an entry."]
+    if v["exporters_state"] == "absent":
+        return []
+    host = v["inventory_hostname"]
+    others = [name for name in _as_dict(v.get("groups", {})).get("prometheus", []) if name != host]
+    return exporter_catalogue.host_problems(entries, v.get("group_names", []), _as_dict(v["exporters_secrets"]),
+                                            bool(others))
+
+
 ROLE_CHECKS = {
     "node_exporter": node_exporter,
     "cadvisor": cadvisor,
@@ -354,6 +375,7 @@ ROLE_CHECKS = {
     "grafana": grafana,
     "victoriametrics": victoriametrics,
     "journal": journal,
+    "exporters": exporters,
 }
 
 

@@ -44,6 +44,7 @@ ALWAYS_FIRING = {"Watchdog"}
 IDENTIFIED_BY = {
     "InferenceModelChanged": "$labels.service",  # one alert per service
     "Watchdog": "$externalURL",  # no labels: the Prometheus it comes from
+    "BatchJobPushStale": "$labels.job",  # a pushed group: the batch job's own name
 }
 
 VARIABLES = {
@@ -207,7 +208,7 @@ def test_defaults_define_exactly_the_documented_variables():
     assert values["prometheus_alert_extra_labels"] == {}
     assert values["prometheus_alert_rule_groups"] == [
         "ml_inference", "ml_outputs", "availability", "node", "containers", "prometheus",
-        "alertmanager", "watchdog", "journal", "backup"]
+        "alertmanager", "watchdog", "journal", "backup", "pushgateway"]
     assert sorted(values["prometheus_alert_rule_groups"]) == GROUPS
     assert set(values["prometheus_ml_metrics"]) == ML_METRIC_KEYS
     assert values["prometheus_ml_metrics"]["requests_total"] == "inference_requests_total"
