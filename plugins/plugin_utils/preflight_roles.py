@@ -18,10 +18,11 @@ from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_checks import monstack_loopback
 
 __all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "grafana", "journal", "node_exporter",
-           "notes", "prometheus", "victoriametrics"]
+           "notes", "prometheus", "version_problems", "victoriametrics"]
 
 _CERT = re.compile(r"-----BEGIN CERTIFICATE-----")
 _KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -83,8 +84,33 @@ def _to_json(value) -> str:
     return json.dumps(value, default=str)
 
 
+def version_problems(role, v, installed=None) -> list[str]:
+    """The version matrix (plugins/module_utils/versions.py): a release outside the supported range,
+    extra flags that release does not take, and a downgrade from the release installed on the host
+    (``installed``: {component: version}, read by the preflight play) across a data-format boundary
+    unless <role>_force_downgrade is set. A distribution package (install_method package) is not checked."""
+    if str(v.get(f"{role}_install_method", "archive")) == "package":
+        return []
+    version = str(v[f"{role}_version"])
+    problem = versions.range_problem(role, version)
+    if problem:
+        return [problem]
+    problems = versions.flag_problems(role, version, _as_list(v.get(f"{role}_extra_flags", [])))
+    have = str(_as_dict(installed or {}).get(role, ""))
+    if have and not _bool(v.get(f"{role}_force_downgrade", False)):
+        problem = versions.downgrade_problem(role, have, version)
+        problems += [problem] if problem else []
+    return problems
+
+
+def _installed(v) -> dict:
+    """The servers' releases installed on the host, as the preflight play read them (empty: unknown)."""
+    links = _as_dict(v.get("monstack_installed_links", {}))
+    return versions.installed_releases(_as_list(links.get("stdout_lines", [])))
+
+
 def node_exporter(v, facts=False):
-    problems = []
+    problems = version_problems("node_exporter", v, _installed(v))
     if not _abs(v["node_exporter_textfile_dir"]):
         problems.append(f"node_exporter_textfile_dir: '{v['node_exporter_textfile_dir']}' is not an absolute path. "
                         "Fix: use an absolute path such as /var/lib/node_exporter/textfile.")
@@ -110,7 +136,7 @@ def cadvisor(v, facts=False):
 
 
 def blackbox_exporter(v, facts=False):
-    problems = []
+    problems = version_problems("blackbox_exporter", v, _installed(v))
     modules = v["blackbox_exporter_modules"]
     probers = list(v["blackbox_exporter_probers"])
     bad = [name for name, module in (modules.items() if isinstance(modules, Mapping) else [])
@@ -127,7 +153,7 @@ def blackbox_exporter(v, facts=False):
 
 
 def prometheus(v, facts=False, rule_groups=()):
-    problems = []
+    problems = version_problems("prometheus", v, _installed(v))
     rule_groups = sorted(rule_groups)
     if not (_abs(v["prometheus_config_dir"]) and _abs(v["prometheus_data_dir"])):
         problems.append(f"prometheus_config_dir / prometheus_data_dir: '{v['prometheus_config_dir']}', "
@@ -159,7 +185,7 @@ def prometheus(v, facts=False, rule_groups=()):
 
 
 def alertmanager(v, facts=False):
-    problems = []
+    problems = version_problems("alertmanager", v, _installed(v))
     receivers = _as_list(v["alertmanager_receivers"])
     names = [_field(receiver, "name") for receiver in receivers]
     secrets_dir = str(v["alertmanager_secrets_dir"])
