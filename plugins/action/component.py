@@ -152,6 +152,11 @@ class ActionModule(ActionBase):
         actions = logic.service_actions(todo, active, changed_on, installed,
                                         bool(check["reload_metric_prefix"] or check["reload_url"]))
         restarted = started = False
+        # A running member restarted (an upgrade, new flags): after it is ready it must also scrape
+        # again (Prometheus) or be back in its cluster with the silences it had (Alertmanager)
+        # before the play goes on to the next member (serial plays: one member at a time).
+        rejoin = service and actions["restart"] and active and not check_mode
+        silences = self._silences(check, task_vars) if rejoin and check["silences_url"] else None
         if service and actions["restart"]:
             answer = self._module("ansible.builtin.systemd_service",
                                   {"name": service, "state": "restarted", "daemon_reload": True}, task_vars)
@@ -172,6 +177,8 @@ class ActionModule(ActionBase):
                 self._changed.append("start")
         if check["ready_url"] and (restarted or started) and not check_mode:
             self._wait(check, task_vars)
+        if rejoin and restarted:
+            self._wait_rejoined(check, silences, task_vars)
         result.update(changed=bool(self._changed), steps=self._changed)
         return result
 
@@ -281,6 +288,36 @@ class ActionModule(ActionBase):
                 return
             time.sleep(1)
         raise _StepFailed("%s: not ready after 60 s (%s)" % (self._name, check["ready_url"]))
+
+
+    def _json(self, url, check, task_vars):
+        answer = self._http(url, check, task_vars, status=range(100, 600))
+        return answer.get("json") if answer.get("status") == 200 else None
+
+    def _silences(self, check, task_vars):
+        return logic.active_silences(self._json(check["silences_url"], check, task_vars))
+
+    def _wait_rejoined(self, check, silences, task_vars):
+        """Wait (up to 120 s) until the restarted member scrapes, or is in its cluster with its silences."""
+        state = "not checked"
+        for _attempt in range(120):
+            waiting = []
+            if check["targets_url"] and not logic.scraping(self._json(check["targets_url"], check, task_vars)):
+                waiting.append("no target scraped yet (%s)" % check["targets_url"])
+            if check["status_url"] and not logic.cluster_rejoined(self._json(check["status_url"], check, task_vars),
+                                                                  check["cluster_size"] or 0):
+                waiting.append("not back in its cluster of %s (%s)" % (check["cluster_size"], check["status_url"]))
+            if silences:
+                missing = set(silences) - set(self._silences(check, task_vars))
+                if missing:
+                    waiting.append("%d of its %d active silences missing" % (len(missing), len(silences)))
+            if not waiting:
+                self._changed.append("rejoined")
+                return
+            state = "; ".join(waiting)
+            time.sleep(1)
+        raise _StepFailed("%s on %s: restarted, but after 120 s: %s. The play stops here so the other members "
+                          "keep running" % (self._name, task_vars.get("inventory_hostname"), state))
 
 
 class _StepFailed(Exception):
