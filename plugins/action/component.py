@@ -16,6 +16,7 @@ from ansible.template import trust_as_template
 
 from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip_allow
 from ansible_collections.monstack.stack.plugins.filter.bcrypt import monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
@@ -140,6 +141,7 @@ class ActionModule(ActionBase):
         check_mode = bool(self._task.check_mode)
         installed = False
         if todo["install"]:
+            self._downgrade_guard(component, task_vars)
             installed = self._install(component["release"], probe, task_vars, check_mode)
         if todo["user"]:
             self._user(component["user"], probe, task_vars)
@@ -181,6 +183,26 @@ class ActionModule(ActionBase):
             self._wait_rejoined(check, silences, task_vars)
         result.update(changed=bool(self._changed), steps=self._changed)
         return result
+
+    def _downgrade_guard(self, component, task_vars):
+        """Refuse, before any change, a release the data on the host cannot survive (the version
+        matrix's DATA_FORMATS; check.downgrade_force: true allows it). Runs only when the release
+        differs, so a rerun without a version change costs nothing."""
+        name, release = component["name"], component["release"]
+        if name not in versions.DATA_FORMATS or component["check"]["downgrade_force"].lower() in ("true", "yes", "1"):
+            return
+        if str(release.get("method") or "archive") == "package":
+            return
+        binary = (release.get("binaries") or [name])[0]
+        link = "%s/%s" % (str(release.get("link_dir") or "/usr/local/bin").rstrip("/"), binary)
+        answer = self._module("ansible.builtin.stat", {"path": link, "follow": False, "get_checksum": False},
+                              task_vars, check_mode=False)
+        stat = answer.get("stat") or {}
+        installed = versions.installed_version(stat.get("lnk_source") or "") if stat.get("islnk") else ""
+        problem = versions.downgrade_problem(name, installed, str(release.get("version") or ""))
+        if problem:
+            raise _StepFailed("%s on %s: refused before any change to it: %s"
+                              % (name, task_vars.get("inventory_hostname"), problem))
 
     def _install(self, release, probe, task_vars, check_mode):
         release = dict(release)

@@ -178,14 +178,3 @@ def installed_version(link_target) -> str:
     except VersionError:
         return ""
     return parts[-2]
-
-
-def installed_releases(link_targets) -> dict:
-    """{component: version} from the resolved links of the servers' binaries (one path a line)."""
-    found = {}
-    for line in link_targets or []:
-        name = str(line).rstrip("/").rsplit("/", 1)[-1]
-        version = installed_version(line)
-        if name in MATRIX and version:
-            found[name] = version
-    return found

@@ -55,7 +55,7 @@ WEB_KEYS = ("config_path", "tls_cert_file", "tls_key_file", "basic_auth_users")
 SERVICE_KEYS = ("name", "description", "documentation", "exec", "flags", "environment", "reload", "hardening",
                 "manage_unit", "ip_restrict", "ip_allow_hosts", "ip_allow")
 CHECK_KEYS = ("metrics_url", "reload_url", "reload_metric_prefix", "ready_url", "user", "password", "targets_url",
-              "status_url", "silences_url", "cluster_size")
+              "status_url", "silences_url", "cluster_size", "downgrade_force")
 STEPS = ("install", "configure", "run")
 
 

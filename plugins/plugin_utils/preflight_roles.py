@@ -87,11 +87,14 @@ def _to_json(value) -> str:
 def version_problems(role, v, installed=None) -> list[str]:
     """The version matrix (plugins/module_utils/versions.py): a release outside the supported range,
     extra flags that release does not take, and a downgrade from the release installed on the host
-    (``installed``: {component: version}, read by the preflight play) across a data-format boundary
-    unless <role>_force_downgrade is set. A distribution package (install_method package) is not checked."""
-    if str(v.get(f"{role}_install_method", "archive")) == "package":
+    (``installed``: {component: version}, when known) across a data-format boundary unless
+    <role>_force_downgrade is set. The preflight play contacts no host, so it passes no installed
+    versions: the component action checks the downgrade on the host, with the same function
+    (versions.downgrade_problem), before it changes anything there. A distribution package
+    (install_method package) is not checked."""
+    version = str(v.get(f"{role}_version", ""))
+    if str(v.get(f"{role}_install_method", "archive")) == "package" or not version:
         return []
-    version = str(v[f"{role}_version"])
     problem = versions.range_problem(role, version)
     if problem:
         return [problem]
@@ -103,14 +106,8 @@ def version_problems(role, v, installed=None) -> list[str]:
     return problems
 
 
-def _installed(v) -> dict:
-    """The servers' releases installed on the host, as the preflight play read them (empty: unknown)."""
-    links = _as_dict(v.get("monstack_installed_links", {}))
-    return versions.installed_releases(_as_list(links.get("stdout_lines", [])))
-
-
 def node_exporter(v, facts=False):
-    problems = version_problems("node_exporter", v, _installed(v))
+    problems = version_problems("node_exporter", v, {})
     if not _abs(v["node_exporter_textfile_dir"]):
         problems.append(f"node_exporter_textfile_dir: '{v['node_exporter_textfile_dir']}' is not an absolute path. "
                         "Fix: use an absolute path such as /var/lib/node_exporter/textfile.")
@@ -136,7 +133,7 @@ def cadvisor(v, facts=False):
 
 
 def blackbox_exporter(v, facts=False):
-    problems = version_problems("blackbox_exporter", v, _installed(v))
+    problems = version_problems("blackbox_exporter", v, {})
     modules = v["blackbox_exporter_modules"]
     probers = list(v["blackbox_exporter_probers"])
     bad = [name for name, module in (modules.items() if isinstance(modules, Mapping) else [])
@@ -153,7 +150,7 @@ def blackbox_exporter(v, facts=False):
 
 
 def prometheus(v, facts=False, rule_groups=()):
-    problems = version_problems("prometheus", v, _installed(v))
+    problems = version_problems("prometheus", v, {})
     rule_groups = sorted(rule_groups)
     if not (_abs(v["prometheus_config_dir"]) and _abs(v["prometheus_data_dir"])):
         problems.append(f"prometheus_config_dir / prometheus_data_dir: '{v['prometheus_config_dir']}', "
@@ -185,7 +182,7 @@ def prometheus(v, facts=False, rule_groups=()):
 
 
 def alertmanager(v, facts=False):
-    problems = version_problems("alertmanager", v, _installed(v))
+    problems = version_problems("alertmanager", v, {})
     receivers = _as_list(v["alertmanager_receivers"])
     names = [_field(receiver, "name") for receiver in receivers]
     secrets_dir = str(v["alertmanager_secrets_dir"])
