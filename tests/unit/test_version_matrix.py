@@ -25,6 +25,7 @@ import yaml
 from helpers import ansible_playbook
 
 from ansible_collections.monstack.stack.plugins.module_utils import versions
+from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 from ansible_collections.monstack.stack.plugins.plugin_utils import preflight_roles
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,3 +245,27 @@ def test_preflight_refuses_out_of_range_downgrade_and_flags():
     v.update(prometheus_install_method="archive", prometheus_version="3.5.3",
              prometheus_extra_flags=["--enable-feature=remote-write-receiver"])
     assert "--web.enable-remote-write-receiver" in " ".join(preflight_roles.version_problems("prometheus", v, {}))
+
+
+# --- what the component action waits for after restarting a running member (rolling upgrades)
+
+def test_scraping_needs_a_target_that_is_up():
+    assert not logic.scraping(None) and not logic.scraping({"data": {"activeTargets": []}})
+    # a restarted Prometheus shows its targets as unknown until it has scraped them
+    assert not logic.scraping({"data": {"activeTargets": [{"health": "unknown"}, {"health": "down"}]}})
+    assert logic.scraping({"data": {"activeTargets": [{"health": "unknown"}, {"health": "up"}]}})
+
+
+def test_cluster_rejoined_needs_ready_and_every_member():
+    status = {"cluster": {"status": "settling", "peers": [{}, {}]}}
+    assert not logic.cluster_rejoined(status, "2")
+    status["cluster"]["status"] = "ready"
+    assert logic.cluster_rejoined(status, "2") and not logic.cluster_rejoined(status, 3)
+    assert not logic.cluster_rejoined(None, 0)
+
+
+def test_active_silences_are_the_ids_of_active_ones():
+    answer = [{"id": "b", "status": {"state": "active"}}, {"id": "a", "status": {"state": "active"}},
+              {"id": "c", "status": {"state": "expired"}}, {"id": "d", "status": {"state": "pending"}}, "junk"]
+    assert logic.active_silences(answer) == ["a", "b"]
+    assert logic.active_silences(None) == []
