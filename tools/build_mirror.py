@@ -105,6 +105,20 @@ ARTIFACTS = [
         ("p/prometheus-redis-exporter/prometheus-redis-exporter_1.45.0-2+b4_{arch}.deb",
          {"usr/bin/prometheus-redis-exporter": "redis_exporter"}),
     ]),
+    # The oldest supported releases (the version matrix, issue 27): Debian
+    # bookworm's builds. node_exporter 1.5.0 is above already.
+    ("prometheus", "2.42.0", "prometheus/prometheus", "tar", [
+        ("p/prometheus/prometheus_2.42.0+ds-5+deb12u1_{arch}.deb",
+         {"usr/bin/prometheus": "prometheus", "usr/bin/promtool": "promtool"}),
+    ]),
+    ("alertmanager", "0.25.0", "prometheus/alertmanager", "tar", [
+        ("p/prometheus-alertmanager/prometheus-alertmanager_0.25.0-1+b4_{arch}.deb",
+         {"usr/bin/prometheus-alertmanager": "alertmanager", "usr/bin/amtool": "amtool"}),
+    ]),
+    ("blackbox_exporter", "0.23.0", "prometheus/blackbox_exporter", "tar", [
+        ("p/prometheus-blackbox-exporter/prometheus-blackbox-exporter_0.23.0-4+b4_{arch}.deb",
+         {"usr/bin/prometheus-blackbox-exporter": "blackbox_exporter"}),
+    ]),
 ]
 
 # The sums file of a release, when upstream does not call it sha256sums.txt
@@ -239,9 +253,11 @@ def install_tools(dest: Path) -> Path:
     """Unpack promtool, amtool and blackbox_exporter for the controller (rule unit tests, config checks)."""
     bindir = dest.parent / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
+    seen = set()
     for name, version, repo, packaging, _deb in ARTIFACTS:
-        if packaging != "tar" or name not in ("prometheus", "alertmanager", "blackbox_exporter"):
-            continue
+        if packaging != "tar" or name not in ("prometheus", "alertmanager", "blackbox_exporter") or name in seen:
+            continue  # the first entry of a name is its newest release: bin/ holds that one
+        seen.add(name)
         top = f"{name}-{version}.linux-amd64"
         archive = dest / repo / "releases" / "download" / f"v{version}" / f"{top}.tar.gz"
         with tarfile.open(archive) as tar:

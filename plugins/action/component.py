@@ -16,6 +16,7 @@ from ansible.template import trust_as_template
 
 from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip_allow
 from ansible_collections.monstack.stack.plugins.filter.bcrypt import monstack_bcrypt
+from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
@@ -141,6 +142,7 @@ class ActionModule(ActionBase):
         check_mode = bool(self._task.check_mode)
         installed = False
         if todo["install"]:
+            self._downgrade_guard(component, task_vars)
             installed = self._install(component["release"], probe, task_vars, check_mode)
         if todo["user"]:
             self._user(component["user"], probe, task_vars)
@@ -153,6 +155,11 @@ class ActionModule(ActionBase):
         actions = logic.service_actions(todo, active, changed_on, installed,
                                         bool(check["reload_metric_prefix"] or check["reload_url"]))
         restarted = started = False
+        # A running member restarted (an upgrade, new flags): after it is ready it must also scrape
+        # again (Prometheus) or be back in its cluster with the silences it had (Alertmanager)
+        # before the play goes on to the next member (serial plays: one member at a time).
+        rejoin = service and actions["restart"] and active and not check_mode
+        silences = self._silences(check, task_vars) if rejoin and check["silences_url"] else None
         if service and actions["restart"]:
             answer = self._module("ansible.builtin.systemd_service",
                                   {"name": service, "state": "restarted", "daemon_reload": True}, task_vars)
@@ -173,8 +180,30 @@ class ActionModule(ActionBase):
                 self._changed.append("start")
         if check["ready_url"] and (restarted or started) and not check_mode:
             self._wait(check, task_vars)
+        if rejoin and restarted:
+            self._wait_rejoined(check, silences, task_vars)
         result.update(changed=bool(self._changed), steps=self._changed)
         return result
+
+    def _downgrade_guard(self, component, task_vars):
+        """Refuse, before any change, a release the data on the host cannot survive (the version
+        matrix's DATA_FORMATS; check.downgrade_force: true allows it). Runs only when the release
+        differs, so a rerun without a version change costs nothing."""
+        name, release = component["name"], component["release"]
+        if name not in versions.DATA_FORMATS or component["check"]["downgrade_force"].lower() in ("true", "yes", "1"):
+            return
+        if str(release.get("method") or "archive") == "package":
+            return
+        binary = (release.get("binaries") or [name])[0]
+        link = "%s/%s" % (str(release.get("link_dir") or "/usr/local/bin").rstrip("/"), binary)
+        answer = self._module("ansible.builtin.stat", {"path": link, "follow": False, "get_checksum": False},
+                              task_vars, check_mode=False)
+        stat = answer.get("stat") or {}
+        installed = versions.installed_version(stat.get("lnk_source") or "") if stat.get("islnk") else ""
+        problem = versions.downgrade_problem(name, installed, str(release.get("version") or ""))
+        if problem:
+            raise _StepFailed("%s on %s: refused before any change to it: %s"
+                              % (name, task_vars.get("inventory_hostname"), problem))
 
     def _install(self, release, probe, task_vars, check_mode):
         release = dict(release)
@@ -282,6 +311,36 @@ class ActionModule(ActionBase):
                 return
             time.sleep(1)
         raise _StepFailed("%s: not ready after 60 s (%s)" % (self._name, check["ready_url"]))
+
+
+    def _json(self, url, check, task_vars):
+        answer = self._http(url, check, task_vars, status=range(100, 600))
+        return answer.get("json") if answer.get("status") == 200 else None
+
+    def _silences(self, check, task_vars):
+        return logic.active_silences(self._json(check["silences_url"], check, task_vars))
+
+    def _wait_rejoined(self, check, silences, task_vars):
+        """Wait (up to 120 s) until the restarted member scrapes, or is in its cluster with its silences."""
+        state = "not checked"
+        for _attempt in range(120):
+            waiting = []
+            if check["targets_url"] and not logic.scraping(self._json(check["targets_url"], check, task_vars)):
+                waiting.append("no target scraped yet (%s)" % check["targets_url"])
+            if check["status_url"] and not logic.cluster_rejoined(self._json(check["status_url"], check, task_vars),
+                                                                  check["cluster_size"] or 0):
+                waiting.append("not back in its cluster of %s (%s)" % (check["cluster_size"], check["status_url"]))
+            if silences:
+                missing = set(silences) - set(self._silences(check, task_vars))
+                if missing:
+                    waiting.append("%d of its %d active silences missing" % (len(missing), len(silences)))
+            if not waiting:
+                self._changed.append("rejoined")
+                return
+            state = "; ".join(waiting)
+            time.sleep(1)
+        raise _StepFailed("%s on %s: restarted, but after 120 s: %s. The play stops here so the other members "
+                          "keep running" % (self._name, task_vars.get("inventory_hostname"), state))
 
 
 class _StepFailed(Exception):

@@ -103,6 +103,15 @@ options:
             the service's log lines and the service keeps its previous one), C(reload_url) (a reload by HTTP POST,
             which answers non-200 with the error), C(ready_url) (waited for after a start or restart), C(user) and
             C(password) for these URLs.
+          - 'After a restart of a running service (an upgrade, new flags), before the task ends: C(targets_url)
+            (Prometheus C(/api/v1/targets): some target scraped again), C(status_url) and C(cluster_size)
+            (Alertmanager C(/api/v2/status): cluster ready with that many members), C(silences_url)
+            (Alertmanager C(/api/v2/silences): the active silences it had before are active again); up to 120 s,
+            else the task fails. With a play C(serial: 1) this is a rolling restart.'
+          - 'C(downgrade_force) (C(true)/C(false)): before a release change, the version installed on the host
+            (the link of its binary) and the new one are compared with the data formats of the version matrix
+            (plugins/module_utils/versions.py); a downgrade the data cannot survive (Prometheus 3 to below 2.55.0)
+            fails the task before any change unless this is true.'
         type: dict
         default: {}
 attributes:

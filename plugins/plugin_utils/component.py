@@ -54,7 +54,8 @@ ON_CHANGE = ("restart", "reload", "none")
 WEB_KEYS = ("config_path", "tls_cert_file", "tls_key_file", "basic_auth_users")
 SERVICE_KEYS = ("name", "description", "documentation", "exec", "flags", "environment", "reload", "hardening",
                 "manage_unit", "ip_restrict", "ip_allow_hosts", "ip_allow")
-CHECK_KEYS = ("metrics_url", "reload_url", "reload_metric_prefix", "ready_url", "user", "password")
+CHECK_KEYS = ("metrics_url", "reload_url", "reload_metric_prefix", "ready_url", "user", "password", "targets_url",
+              "status_url", "silences_url", "cluster_size", "downgrade_force")
 STEPS = ("install", "configure", "run")
 
 
@@ -417,3 +418,22 @@ def probe_sets(sets, key):
         probed[name]["files"] = {fname: content_digest("" if text is None else text, key)
                                  for fname, text in (fset.get("files") or {}).items()}
     return probed
+
+
+def scraping(targets_answer) -> bool:
+    """Prometheus' /api/v1/targets answer: some active target was scraped successfully (a restarted
+    server shows its targets as unknown until it has scraped them)."""
+    data = (targets_answer or {}).get("data") or {}
+    return any(t.get("health") == "up" for t in data.get("activeTargets") or [] if isinstance(t, dict))
+
+
+def active_silences(silences_answer) -> list:
+    """The ids of the active silences in Alertmanager's /api/v2/silences answer."""
+    return sorted(s.get("id") for s in silences_answer or [] if isinstance(s, dict)
+                  and (s.get("status") or {}).get("state") == "active" and s.get("id"))
+
+
+def cluster_rejoined(status_answer, size) -> bool:
+    """Alertmanager's /api/v2/status answer: the cluster is ready and this member sees all ``size`` members."""
+    cluster = (status_answer or {}).get("cluster") or {}
+    return cluster.get("status") == "ready" and len(cluster.get("peers") or []) >= int(size or 0)

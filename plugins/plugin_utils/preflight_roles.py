@@ -18,11 +18,12 @@ from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils import exporter_catalogue
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_checks import monstack_loopback
 
 __all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "exporters", "grafana", "journal",
-           "node_exporter", "notes", "prometheus", "victoriametrics"]
+           "node_exporter", "notes", "prometheus", "version_problems", "victoriametrics"]
 
 _CERT = re.compile(r"-----BEGIN CERTIFICATE-----")
 _KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -84,8 +85,30 @@ def _to_json(value) -> str:
     return json.dumps(value, default=str)
 
 
+def version_problems(role, v, installed=None) -> list[str]:
+    """The version matrix (plugins/module_utils/versions.py): a release outside the supported range,
+    extra flags that release does not take, and a downgrade from the release installed on the host
+    (``installed``: {component: version}, when known) across a data-format boundary unless
+    <role>_force_downgrade is set. The preflight play contacts no host, so it passes no installed
+    versions: the component action checks the downgrade on the host, with the same function
+    (versions.downgrade_problem), before it changes anything there. A distribution package
+    (install_method package) is not checked."""
+    version = str(v.get(f"{role}_version", ""))
+    if str(v.get(f"{role}_install_method", "archive")) == "package" or not version:
+        return []
+    problem = versions.range_problem(role, version)
+    if problem:
+        return [problem]
+    problems = versions.flag_problems(role, version, _as_list(v.get(f"{role}_extra_flags", [])))
+    have = str(_as_dict(installed or {}).get(role, ""))
+    if have and not _bool(v.get(f"{role}_force_downgrade", False)):
+        problem = versions.downgrade_problem(role, have, version)
+        problems += [problem] if problem else []
+    return problems
+
+
 def node_exporter(v, facts=False):
-    problems = []
+    problems = version_problems("node_exporter", v, {})
     if not _abs(v["node_exporter_textfile_dir"]):
         problems.append(f"node_exporter_textfile_dir: '{v['node_exporter_textfile_dir']}' is not an absolute path. "
                         "Fix: use an absolute path such as /var/lib/node_exporter/textfile.")
@@ -111,7 +134,7 @@ def cadvisor(v, facts=False):
 
 
 def blackbox_exporter(v, facts=False):
-    problems = []
+    problems = version_problems("blackbox_exporter", v, {})
     modules = v["blackbox_exporter_modules"]
     probers = list(v["blackbox_exporter_probers"])
     bad = [name for name, module in (modules.items() if isinstance(modules, Mapping) else [])
@@ -128,7 +151,7 @@ def blackbox_exporter(v, facts=False):
 
 
 def prometheus(v, facts=False, rule_groups=()):
-    problems = []
+    problems = version_problems("prometheus", v, {})
     rule_groups = sorted(rule_groups)
     if not (_abs(v["prometheus_config_dir"]) and _abs(v["prometheus_data_dir"])):
         problems.append(f"prometheus_config_dir / prometheus_data_dir: '{v['prometheus_config_dir']}', "
@@ -165,7 +188,7 @@ def prometheus(v, facts=False, rule_groups=()):
 
 
 def alertmanager(v, facts=False):
-    problems = []
+    problems = version_problems("alertmanager", v, {})
     receivers = _as_list(v["alertmanager_receivers"])
     names = [_field(receiver, "name") for receiver in receivers]
     secrets_dir = str(v["alertmanager_secrets_dir"])
