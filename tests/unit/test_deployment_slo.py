@@ -6,6 +6,7 @@ promtool tests are skipped, with the reason, when it is missing.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -243,3 +244,143 @@ def test_burn_rate_alerts_with_a_99_9_objective(tmp_path, slo, name, bad, expect
     test_file.write_text(yaml.safe_dump(test, sort_keys=False))
     proc = subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------- the record store module, real Prometheus
+import grp  # noqa: E402
+import importlib.util  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+import deployment_api as dc  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("deployment_store", ROOT / "plugins" / "modules" / "deployment_store.py")
+store = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(store)
+PROMETHEUS = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack")) / "bin" / "prometheus"
+needs_prometheus = pytest.mark.skipif(
+    PROMTOOL is None or not os.access(PROMETHEUS, os.X_OK),
+    reason=f"prometheus or promtool not found ({PROMETHEUS}, $PROMTOOL; tools/build_mirror.py)")
+
+
+@pytest.fixture(name="prometheus")
+def fixture_prometheus(tmp_path):
+    """A real Prometheus on 127.0.0.1 that loads tmp_path/rules/*.yml; stopped at the end."""
+    rules_dir = tmp_path / "rules"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(f"global: {{evaluation_interval: 1s}}\nrule_files: [{json.dumps(str(rules_dir / '*.yml'))}]\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/-/ready", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("Prometheus did not start")
+        yield {"proc": proc, "url": url, "rules_dir": rules_dir}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def store_params(tmp_path, prom, records, token="t1"):
+    for sub in ("sd", "tf"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    return {"path": str(tmp_path / "state"), "entries": dc.deployment_store_entries(records),
+            "owner": "directory", "prune": True, "untracked_owner": "directory", "file_sd_dir": str(tmp_path / "sd"),
+            "textfile_dir": str(tmp_path / "tf"), "write": True, "file_sd_group": grp.getgrgid(os.getgid()).gr_name,
+            "lock_token": token, "lock_holder": "test", "lock_timeout": 2, "lock_lease": 60,
+            "rules_dir": str(prom["rules_dir"]), "promtool": PROMTOOL,
+            "slo_contract": {"requests_total": "inference_requests_total",
+                             "request_duration_seconds": "inference_request_duration_seconds",
+                             "status_label": "status", "buckets": [0.1, 0.5, 1], "retention": "30d"},
+            "reload": {"service": "prometheus", "metrics_url": prom["url"] + "/metrics", "api_url": prom["url"]}}
+
+
+def update(params, run):
+    """One call of the module with release: always (the lock is given back)."""
+    try:
+        return store.update(params, False, run=run)
+    finally:
+        store.release(params["path"], params["lock_token"])
+
+
+def runner(prom, calls):
+    """The module's commands: promtool for real; 'systemctl reload' is the SIGHUP systemd's ExecReload sends."""
+    def run(argv):
+        calls.append(argv[:2])
+        if argv[:2] == ["systemctl", "reload"]:
+            prom["proc"].send_signal(signal.SIGHUP)
+            return 0, "", ""
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout, proc.stderr
+    return run
+
+
+def groups(prom):
+    body = json.loads(urllib.request.urlopen(prom["url"] + "/api/v1/rules", timeout=5).read())
+    return {g["name"]: [r["name"] for r in g["rules"]] for g in body["data"]["groups"]}
+
+
+def svc(name, at="2026-11-20T10:15:00Z", **extra):
+    return {"service": name, "environment": "prod", "version": "1.0", "deployed_at": at,
+            "targets": [f"{name}.example.com:8000"], "_source": f"/records/{name}.json", **extra}
+
+
+@needs_prometheus
+def test_store_writes_checks_and_loads_the_rules_and_reloads_only_for_a_rule_change(tmp_path, prometheus):
+    calls = []
+    run = runner(prometheus, calls)
+    first = update(store_params(tmp_path, prometheus, [svc("api", slos=[AVAILABILITY, LATENCY]), svc("web")]), run)
+    assert first["rules"] == {"written": ["prod--api.yml"], "removed": [], "reloaded": True}
+    assert ["systemctl", "reload"] in calls and [PROMTOOL, "check"] in calls
+    assert "monstack-slo-prod--api" in groups(prometheus)
+    assert groups(prometheus)["monstack-slo-prod--api"].count("SLOErrorBudgetBurn") == 4
+    # a target change only: no rule written, no reload
+    calls.clear()
+    moved = svc("api", "2026-11-21T00:00:00Z", slos=[AVAILABILITY, LATENCY])
+    moved["targets"] = ["api2.example.com:8000"]
+    again = update(store_params(tmp_path, prometheus, [moved, svc("web")], "t2"), run)
+    assert again["rules"] == {"written": [], "removed": [], "reloaded": False} and again["written"]
+    assert ["systemctl", "reload"] not in calls
+    # one SLO removed: the file is rewritten; the record removed: its rules go
+    one = update(store_params(tmp_path, prometheus, [svc("api", "2026-11-22T00:00:00Z", slos=[AVAILABILITY]),
+                                                     svc("web")], "t3"), run)
+    assert one["rules"]["written"] == ["prod--api.yml"] and one["rules"]["reloaded"]
+    assert groups(prometheus)["monstack-slo-prod--api"].count("SLOErrorBudgetBurn") == 2
+    gone = update(store_params(tmp_path, prometheus, [svc("web")], "t4"), run)
+    assert gone["rules"] == {"written": [], "removed": ["prod--api.yml"], "reloaded": True}
+    assert "monstack-slo-prod--api" not in groups(prometheus)
+    assert sorted(os.listdir(prometheus["rules_dir"])) == []
+
+
+@needs_prometheus
+def test_store_refuses_a_record_this_host_cannot_compute_before_writing(tmp_path, prometheus):
+    calls = []
+    params = store_params(tmp_path, prometheus, [svc("api", slos=[LATENCY | {"threshold_seconds": 0.25}])])
+    with pytest.raises(store.StoreError) as err:
+        store.update(params, False, run=runner(prometheus, calls))
+    message = str(err.value)
+    assert message.startswith("Not applied, nothing written: ")
+    assert "(service 'api'): field 'slos[0].threshold_seconds': 0.25 s is not a bucket" in message
+    assert "(prometheus_ml_latency_buckets: 0.1, 0.5, 1)" in message
+    assert calls == [] and not os.listdir(tmp_path / "sd") and not (tmp_path / "state" / "store.json").exists()
+
+
+@needs_prometheus
+def test_store_reports_rules_prometheus_does_not_load(tmp_path, prometheus):
+    params = store_params(tmp_path, prometheus, [svc("api", slos=[AVAILABILITY])])
+    params["rules_dir"] = str(tmp_path / "elsewhere")  # not in this Prometheus' rule_files
+    with pytest.raises(store.StoreError, match="does not run the SLO rule groups monstack-slo-prod--api"):
+        store.update(params, False, run=runner(prometheus, []))
