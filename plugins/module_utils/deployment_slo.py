@@ -278,9 +278,9 @@ def slo_rules(service: str, environment: str, slo: dict[str, Any], contract: dic
     record(f"{RECORD_PREFIX}:window:seconds", f"vector({window_seconds(slo['window'])})")
     for window, _seconds in STANDARD_WINDOWS:
         record(f"{RECORD_PREFIX}:error_ratio:rate{window}", error_ratio_expr(slo, selector, window, contract))
-    if slo["window"] not in {w for w, _s in STANDARD_WINDOWS}:
-        record(f"{RECORD_PREFIX}:error_ratio:rate{slo['window']}",
-               f"avg_over_time({RECORD_PREFIX}:error_ratio:rate5m{{{series}}}[{slo['window']}])")
+    # the SLO window (one name whatever the window, for the dashboard): the mean of the 5m ratios
+    record(f"{RECORD_PREFIX}:error_ratio:slo_window",
+           f"avg_over_time({RECORD_PREFIX}:error_ratio:rate5m{{{series}}}[{slo['window']}])")
     what = (f"requests slower than {_g(float(slo['threshold_seconds']))} s" if kind == "latency"
             else "requests answered with a 5xx status")
     for severity, wait, pairs in BURN_ALERTS:
