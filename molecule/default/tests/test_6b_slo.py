@@ -11,9 +11,12 @@ go. The app runs as a transient unit on the app host and is stopped at the end.
 Traffic stays on the test containers; every wait is bounded.
 """
 import json
+import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from conftest import HOSTS, MONITOR, dump, playbook, sh
 
@@ -54,7 +57,10 @@ def slo_rules(prom) -> dict:
 
 
 def last_reload(prom) -> float:
-    return float(prom.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1])
+    """Prometheus' own answer now (its /metrics, not a scraped sample that may be a scrape old)."""
+    text = requests.get(prom.base + "/metrics", timeout=10).text
+    assert re.search(r"(?m)^prometheus_config_last_reload_successful 1$", text), "the last reload failed"
+    return float(re.search(r"(?m)^prometheus_config_last_reload_success_timestamp_seconds (\S+)$", text).group(1))
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +74,11 @@ def slo_app():
 
 
 def test_record_slos_become_rules_and_the_error_switch_makes_the_page_alert_pend(prom, slo_app, tmp_path):
+    # times of this run: the test can run again (a later record wins over the last removal)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    deployed, removed = [(now - timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ") for s in (120, 60)]
     before = last_reload(prom)
-    register(tmp_path, "2026-11-20T10:00:00Z")
+    register(tmp_path, deployed)
     try:
         rules = slo_rules(prom).get(GROUP)
         assert rules, dump(prom.get("/api/v1/rules"))
@@ -77,10 +86,9 @@ def test_record_slos_become_rules_and_the_error_switch_makes_the_page_alert_pend
         assert sorted(alerts) == [("availability", "page"), ("availability", "ticket"),
                                   ("fast-predict", "page"), ("fast-predict", "ticket")], dump(rules)
         assert last_reload(prom) > before
-        assert prom.query("prometheus_config_last_reload_successful")[0]["value"][1] == "1"
         # the same record again: nothing to write, no reload
         reloaded = last_reload(prom)
-        register(tmp_path, "2026-11-20T10:00:00Z")
+        register(tmp_path, deployed)
         assert last_reload(prom) == reloaded
 
         assert prom.wait_for(lambda: prom.query(
@@ -100,5 +108,5 @@ def test_record_slos_become_rules_and_the_error_switch_makes_the_page_alert_pend
         assert found[0]["labels"]["environment"] == "test"
         print(f"page alert {found[0]['state']} {time.monotonic() - started:.0f} s after the error switch")
     finally:
-        register(tmp_path, "2026-11-20T11:00:00Z", status="removed")
+        register(tmp_path, removed, status="removed")
     assert not slo_rules(prom), "the removed record's rules are gone"
