@@ -677,17 +677,28 @@ def write_rules(params, wanted, check_mode, run):
     return {"written": sorted(write), "removed": remove}
 
 
-def http_get(spec, url):
+RELOAD_WAIT = 180  # seconds for Prometheus to answer after a reload (thousands of rules on a busy host)
+
+
+def http_get(spec, url, timeout=30):
     answer = open_url(url, url_username=spec.get("user") or None, url_password=spec.get("password") or None,
                       force_basic_auth=bool(spec.get("user")), validate_certs=bool(spec.get("validate_certs")),
-                      ca_path=spec.get("ca_path") or None, timeout=10)
+                      ca_path=spec.get("ca_path") or None, timeout=timeout)
     return to_text(answer.read(), errors="surrogate_or_replace")
+
+
+def metrics_now(spec):
+    """Prometheus' metrics text, or '' while it does not answer (busy loading the rules)."""
+    try:
+        return http_get(spec, spec["metrics_url"])
+    except Exception:  # pylint: disable=broad-except  # a timeout or refused connection: ask again
+        return ""
 
 
 def loaded_groups(spec):
     """Names of the SLO rule groups Prometheus runs (one recording rule per SLO asked for)."""
     url = spec["api_url"].rstrip("/") + "/api/v1/rules?type=record&rule_name[]=monstack_slo:objective:ratio"
-    body = json.loads(http_get(spec, url))
+    body = json.loads(http_get(spec, url, timeout=120))
     return set(group.get("name") for group in (body.get("data") or {}).get("groups") or [])
 
 
@@ -700,8 +711,9 @@ def reload_prometheus(spec, run, wanted, sleep=time.sleep):
     if rc != 0:
         raise StoreError("systemctl reload %s failed (exit %s): %s" % (service, rc, (err or out).strip()))
     outcome = "pending"
-    for _attempt in range(30):
-        outcome = reload_outcome(before, http_get(spec, spec["metrics_url"]), RELOAD_PREFIX)
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        outcome = reload_outcome(before, metrics_now(spec), RELOAD_PREFIX)
         if outcome != "pending":
             break
         sleep(1)
