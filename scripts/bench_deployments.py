@@ -13,8 +13,10 @@ With --inventory (or MONSTACK_BENCH_INVENTORY) it also times
 playbooks/deployments.yml against the Prometheus hosts of that inventory for
 each of --playbook-services (default 1,100,1000) generated records: a first run
 (the files do not exist yet) and a run with nothing to change, gate off, and
-prints a table of seconds.  The deployment files of those hosts are replaced:
-use a test host, never a production one.
+prints a table of seconds, each count once with records without SLOs and once with two
+SLOs per record (an availability and a latency one: one rule file per service, checked by
+promtool, and a reload), with their ratio (issue 25's target: within 2x).  The
+deployment files of those hosts are replaced: use a test host, never a production one.
 
     MONSTACK_BENCH_INVENTORY=/tmp/bench/hosts.yml .venv/bin/python scripts/bench_deployments.py
 """
@@ -103,12 +105,20 @@ def best_of(repeat: int, func: Callable[[], Any]) -> tuple[float, float, Any]:
     return best_wall, best_cpu, result
 
 
-def playbook_records(services: int) -> list[dict[str, Any]]:
+# Two SLOs per record with --playbook-slos: the shape of issue 25 (the window fits the
+# prometheus role's default retention, 15d; the threshold is a bucket of its default contract).
+BENCH_SLOS = [{"name": "availability", "objective": 99.9, "window": "7d"},
+              {"name": "fast-predict", "objective": 99, "threshold_seconds": 0.5, "window": "7d"}]
+
+
+def playbook_records(services: int, slos: bool = False) -> list[dict[str, Any]]:
     """One current record per service (the last deployment of make_record), none removed."""
     out = []
     for service in range(services):
         record = make_record(service, 4)
         record.pop("_source")
+        if slos:
+            record["slos"] = BENCH_SLOS
         out.append(record)
     return out
 
@@ -133,24 +143,31 @@ def run_deployments(inventory: str, records_dir: str, extra: list[str]) -> tuple
 
 
 def bench_playbook(inventory: str, counts: list[int], extra: list[str]) -> None:
-    print(f"\nplaybooks/deployments.yml on the prometheus hosts of {inventory} (gate off), seconds:")
-    print(f"  {'services':>8} {'first run':>10} {'no change':>10}")
+    print(f"\nplaybooks/deployments.yml on the prometheus hosts of {inventory} (gate off), seconds;"
+          f" 'slos': each record with two SLOs (rule files, promtool, reload), ratio slos / none:")
+    print(f"  {'services':>8} {'SLOs':>5} {'first run':>10} {'no change':>10} {'ratio':>12}")
     with tempfile.TemporaryDirectory(prefix="monstack-bench-") as tmp:
         empty = os.path.join(tmp, "empty")
         os.mkdir(empty)
         for count in counts:
-            records_dir = os.path.join(tmp, f"records-{count}")
-            os.mkdir(records_dir)
-            for record in playbook_records(count):
-                with open(os.path.join(records_dir, f"{record['service']}.json"), "w", encoding="utf-8") as handle:
-                    json.dump(record, handle)
-            run_deployments(inventory, empty, extra)  # start from no deployment files
-            first, first_changed = run_deployments(inventory, records_dir, extra)
-            again, again_changed = run_deployments(inventory, records_dir, extra)
-            note = "" if again_changed == 0 else f"  (no-change run reported changed={again_changed})"
-            print(f"  {count:>8} {first:>10.1f} {again:>10.1f}{note}", flush=True)
-            if first_changed == 0:
-                print(f"  warning: the first run with {count} services changed nothing")
+            plain: tuple[float, float] = (0.0, 0.0)
+            for slos in (False, True):
+                records_dir = os.path.join(tmp, f"records-{count}-{'slos' if slos else 'none'}")
+                os.mkdir(records_dir)
+                for record in playbook_records(count, slos):
+                    with open(os.path.join(records_dir, f"{record['service']}.json"), "w",
+                              encoding="utf-8") as handle:
+                        json.dump(record, handle)
+                run_deployments(inventory, empty, extra)  # start from no deployment files
+                first, first_changed = run_deployments(inventory, records_dir, extra)
+                again, again_changed = run_deployments(inventory, records_dir, extra)
+                note = "" if again_changed == 0 else f"  (no-change run reported changed={again_changed})"
+                ratio = f"{first / plain[0]:.2f} / {again / plain[1]:.2f}" if slos else ""
+                print(f"  {count:>8} {'two' if slos else 'none':>5} {first:>10.1f} {again:>10.1f} {ratio:>12}{note}",
+                      flush=True)
+                if first_changed == 0:
+                    print(f"  warning: the first run with {count} services changed nothing")
+                plain = (first, again)
         run_deployments(inventory, empty, extra)  # leave no generated files behind
 
 

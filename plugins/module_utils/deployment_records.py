@@ -74,7 +74,7 @@ DEFAULT_SCHEME = "http"
 REQUIRED_FIELDS = ("service", "environment", "version", "deployed_at")
 KNOWN_FIELDS = (
     "service", "environment", "version", "deployed_at", "status", "commit",
-    "targets", "metrics_path", "scheme", "labels", "health_url", "pipeline",
+    "targets", "metrics_path", "scheme", "labels", "health_url", "pipeline", "slos",
 )
 _KNOWN_FIELDS_SET = frozenset(KNOWN_FIELDS)
 TARGET_KEYS = ("host", "port")
@@ -651,6 +651,12 @@ def check_record(record: Any, number: int) -> Deployment:
         pipeline = check_pipeline(who, value)
         if pipeline is not None:
             out["pipeline"] = pipeline
+    value = get("slos")
+    if value is not None:  # objectives: their contract and rules are deployment_slo's
+        from ansible_collections.monstack.stack.plugins.module_utils.deployment_slo import check_slos
+        slos = check_slos(who, value)
+        if slos:
+            out["slos"] = slos
     for key in private:
         out[key] = record[key]
     return Deployment(out, service, environment, version, status, commit, epoch_us, who)

@@ -115,6 +115,36 @@ options:
         returns them; written as JSON.
     type: dict
     default: {}
+  rules_dir:
+    description:
+      - With O(write), the directory of the SLO rule files (C(<environment>--<service>.yml), one per deployed
+        service whose record has C(slos); created root:O(file_sd_group) 0750). They are rendered from the store
+        (plugins/module_utils/deployment_slo.py) with O(slo_contract), checked together by O(promtool) before
+        any replaces the old one, and files of services without SLOs (removed, or their SLOs removed) are
+        removed. When a file changed, Prometheus is reloaded (O(reload)).
+      - A record of this run whose SLOs this host cannot compute (a latency threshold that is not a bucket
+        boundary, a window longer than the retention) fails the module before anything is written; a stored
+        record of another run that no longer fits (the contract changed) keeps no rules, with a warning.
+    type: path
+  slo_contract:
+    description:
+      - What the rules are computed from, the prometheus role's metric contract and retention
+        (C(requests_total), C(request_duration_seconds), C(status_label), C(buckets), C(retention)).
+    type: dict
+    default: {}
+  promtool:
+    description: The promtool that checks the rule files (C(promtool check rules)) before they replace the old ones.
+    type: path
+    default: promtool
+  reload:
+    description:
+      - How to reload Prometheus after a rule change and read its answer (C(service), the systemd unit;
+        C(metrics_url), where its C(prometheus_config_last_reload_successful) is read; C(api_url), where the
+        loaded rule groups are read; C(user), C(password), C(validate_certs), C(ca_path)). A reload that
+        Prometheus does not confirm, or rule groups it did not load, fail the module. Without C(service),
+        no reload (the caller reloads).
+    type: dict
+    default: {}
   release:
     description:
       - When to give the lock back before returning (with O(state=present)); RV(released) says whether it was.
@@ -270,6 +300,12 @@ lock:
   description: The lock taken (holder, since, expires, waited seconds, and the abandoned lock taken over, if any).
   returned: state=present and not check mode
   type: dict
+rules:
+  description:
+    - With O(rules_dir), the SLO rule files C(written) and C(removed) (names) and whether Prometheus was
+      C(reloaded).
+  returned: state=present and write and rules_dir
+  type: dict
 released:
   description: Whether this call released the run's lock (false when it was not held by O(lock_token)).
   returned: always
@@ -285,9 +321,16 @@ import time
 from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.urls import open_url
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import RecordError
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_slo import (
+    SloError, check_contract, entry_rules)
+from ansible_collections.monstack.stack.plugins.module_utils.reload_check import reload_outcome
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_render import nice_json, store_files
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
-    FileSetError, apply_sets, discard, fsync_dir, not_regular, read_current, untrusted_path, write_temp)
+    FileSetError, apply_sets, discard, ensure_dirs, fsync_dir, not_regular, read_current, resolve_owner,
+    untrusted_path, write_temp)
 
 STORE = "store.json"
 LOCK = "lock.json"
@@ -296,6 +339,9 @@ FORMAT = 1
 FILE_SD_PATTERN = "*--*.json"
 TEXTFILE_PREFIX = "deployment--"
 TEXTFILE_PATTERN = TEXTFILE_PREFIX + "*.prom"
+RULES_PATTERN = "*--*.yml"
+PROMTOOL_BATCH = 200  # rule files per promtool call
+RELOAD_PREFIX = "prometheus_config"
 # Fields of an entry that make it "the same" (its owner may then stay).
 SAME_FIELDS = ("status", "epoch_us", "record", "file_sd", "textfile")
 
@@ -581,9 +627,141 @@ def write_files(params, plans, wanted, applied, check_mode, diff):
     return apply_sets(sets, dirs, check_mode=check_mode, diff=diff)
 
 
+# --------------------------------------------------------------------------
+# SLO rule files (docs/deployments.md, "SLOs")
+# --------------------------------------------------------------------------
+def entry_who(entry):
+    """The record's file and service, as the record contract names them in messages."""
+    record = entry.get("record") or {}
+    return "%s (service %r)" % (entry.get("source") or "record", record.get("service", "unknown"))
+
+
+def wanted_rules(params, entries, applied, warnings):
+    """{file name: rule file text} of the deployed entries with SLOs. A record of this run that this host
+    cannot compute fails (StoreError, nothing written); another stored one keeps no rules, with a warning."""
+    try:
+        contract = check_contract(params.get("slo_contract") or {})
+    except SloError as exc:
+        raise StoreError(str(exc))
+    wanted = {}
+    for name in sorted(entries):
+        entry = entries[name]
+        if entry.get("status") == "removed" or not (entry.get("record") or {}).get("slos"):
+            continue
+        try:
+            made = entry_rules(entry, contract, entry_who(entry))
+        except RecordError as exc:
+            if name in applied:
+                raise StoreError("Not applied, nothing written: %s" % exc)
+            warnings.append("%s; its SLO rules are left out" % exc)
+            continue
+        if made is not None:
+            wanted[made[0]] = made[1]
+    return wanted
+
+
+def write_rules(params, wanted, check_mode, run):
+    """Make rules_dir hold exactly ``wanted``: changed files are written beside their names, checked
+    together by promtool, then renamed into place (all or none); -> {written, removed}."""
+    directory = params["rules_dir"]
+    ensure_dirs({directory: {"owner": "root", "group": params["file_sd_group"], "mode": "0750"}}, check_mode)
+    present = set()
+    if os.path.isdir(directory):
+        present = set(name for name in os.listdir(directory) if fnmatch.fnmatchcase(name, RULES_PATTERN))
+    write = {}
+    for name, text in sorted(wanted.items()):
+        data = read_current(os.path.join(directory, name))[0] if name in present else None
+        if data is None or data.decode("utf-8", errors="replace") != text:
+            write[name] = text
+    remove = sorted(present - set(wanted))
+    if check_mode:
+        return {"written": sorted(write), "removed": remove}
+    uid, gid = resolve_owner("root", params["file_sd_group"])
+    temps = []
+    try:
+        for name, text in sorted(write.items()):
+            temps.append((name, write_temp(directory, name, text.encode("utf-8"), uid, gid, 0o640)))
+        for start in range(0, len(temps), PROMTOOL_BATCH):
+            batch = temps[start:start + PROMTOOL_BATCH]
+            rc, out, err = run([params["promtool"], "check", "rules"] + [tmp for _name, tmp in batch])
+            if rc != 0:
+                text = (err or out).strip()
+                for name, tmp in batch:
+                    text = text.replace(tmp, os.path.join(directory, name))
+                raise StoreError("SLO rule files in %s rejected by '%s check rules' (exit %s), none written: %s"
+                                 % (directory, params["promtool"], rc, text[-2000:]))
+    except BaseException:
+        for _name, tmp in temps:
+            discard(tmp)
+        raise
+    for name, tmp in temps:
+        os.rename(tmp, os.path.join(directory, name))
+    for name in remove:
+        os.unlink(os.path.join(directory, name))
+    if temps or remove:
+        fsync_dir(directory)
+    return {"written": sorted(write), "removed": remove}
+
+
+RELOAD_WAIT = 180  # seconds for Prometheus to answer after a reload (thousands of rules on a busy host)
+
+
+def http_get(spec, url, timeout=30):
+    answer = open_url(url, url_username=spec.get("user") or None, url_password=spec.get("password") or None,
+                      force_basic_auth=bool(spec.get("user")), validate_certs=bool(spec.get("validate_certs")),
+                      ca_path=spec.get("ca_path") or None, timeout=timeout)
+    return to_text(answer.read(), errors="surrogate_or_replace")
+
+
+def metrics_now(spec):
+    """Prometheus' metrics text, or '' while it does not answer (busy loading the rules)."""
+    try:
+        return http_get(spec, spec["metrics_url"])
+    except Exception:  # pylint: disable=broad-except  # a timeout or refused connection: ask again
+        return ""
+
+
+def loaded_groups(spec):
+    """Names of the SLO rule groups Prometheus runs (one recording rule per SLO asked for)."""
+    url = spec["api_url"].rstrip("/") + "/api/v1/rules?type=record&rule_name[]=monstack_slo:objective:ratio"
+    body = json.loads(http_get(spec, url, timeout=120))
+    return set(group.get("name") for group in (body.get("data") or {}).get("groups") or [])
+
+
+def reload_prometheus(spec, run, wanted, sleep=time.sleep):
+    """Reload Prometheus (systemd's reload: SIGHUP) and wait for its answer: a successful load newer than
+    before (reload_outcome, as the component action reads it), and every SLO rule group running."""
+    service = spec["service"]
+    before = http_get(spec, spec["metrics_url"])
+    rc, out, err = run(["systemctl", "reload", service])
+    if rc != 0:
+        raise StoreError("systemctl reload %s failed (exit %s): %s" % (service, rc, (err or out).strip()))
+    outcome = "pending"
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        outcome = reload_outcome(before, metrics_now(spec), RELOAD_PREFIX)
+        if outcome != "pending":
+            break
+        sleep(1)
+    if outcome != "applied":
+        rc, out, err = run(["journalctl", "--unit=" + service, "--since=-5min", "--no-pager", "--output=cat",
+                            "--grep=level=(ERROR|error)"])
+        lines = out.strip().splitlines()[-5:]
+        raise StoreError("%s did not load the new SLO rules (%s); it keeps running with the previous ones. Its "
+                         "log: %s" % (service, outcome, " | ".join(lines) or "see journalctl -u " + service))
+    if spec.get("api_url"):
+        groups = set("monstack-slo-" + name[: -len(".yml")] for name in wanted)
+        missing = sorted(groups - loaded_groups(spec))
+        if missing:
+            raise StoreError("%s reloaded but does not run the SLO rule groups %s: its prometheus.yml does not "
+                             "load %s (rule_files); converge the prometheus role on this host"
+                             % (service, ", ".join(missing[:5]), spec.get("rules_dir", "the rules directory")))
+
+
 def check_dirs(params):
     """The store's and the files' directories: no one but root (or this user) may redirect them."""
-    for option, private in (("path", True), ("file_sd_dir", False), ("health_dir", False), ("textfile_dir", False)):
+    for option, private in (("path", True), ("file_sd_dir", False), ("health_dir", False), ("textfile_dir", False),
+                            ("rules_dir", False)):
         if params.get(option):
             problem = untrusted_path(params[option], private=private)
             if problem:
@@ -591,7 +769,7 @@ def check_dirs(params):
                     option, params[option], problem, "root" if os.geteuid() == 0 else "uid %d" % os.geteuid()))
 
 
-def update(params, check_mode, diff=False):
+def update(params, check_mode, diff=False, run=None, warnings=None):
     directory = params["path"]
     if not os.path.isdir(params["file_sd_dir"]):
         raise StoreError("file_sd_dir %s: not a directory (is Prometheus installed here?)" % params["file_sd_dir"])
@@ -612,6 +790,10 @@ def update(params, check_mode, diff=False):
         raise StoreError(conflict_message(conflicts, params["owner"], store_path))
     if superseded and params.get("on_superseded", "fail") == "fail":
         raise Superseded(superseded_message(superseded, store_path), superseded)
+    rules = None
+    if params.get("write") and params.get("rules_dir"):
+        # before anything is written: a record of this run with SLOs this host cannot compute fails here
+        rules = wanted_rules(params, entries, applied, warnings if warnings is not None else [])
     changed = entries != store["entries"]
     if changed and not check_mode:
         save_json(store_path, {"format": FORMAT, "entries": entries})
@@ -651,6 +833,15 @@ def update(params, check_mode, diff=False):
         for name in ("file_sd", "textfile"):
             if result[name] is not None:
                 result[name]["write"] = sorted(os.path.basename(path) for path in files["sets"][name]["written"])
+        if rules is not None:
+            result["rules"] = write_rules(params, rules, check_mode, run)
+            result["rules"]["reloaded"] = False
+            if result["rules"]["written"] or result["rules"]["removed"]:
+                result["changed"] = True
+                spec = dict(params.get("reload") or {}, rules_dir=params["rules_dir"])
+                if spec.get("service") and not check_mode:
+                    reload_prometheus(spec, run, rules)
+                    result["rules"]["reloaded"] = True
     return result
 
 
@@ -704,6 +895,10 @@ def main():
             lock_lease=dict(type="int", default=900),
             takeover=dict(type="list", elements="str", default=[]),
             on_superseded=dict(type="str", choices=["fail", "report"], default="fail"),
+            rules_dir=dict(type="path"),
+            slo_contract=dict(type="dict", default={}),
+            promtool=dict(type="path", default="promtool"),
+            reload=dict(type="dict", default={}, no_log=True),
         ),
         required_if=[("state", "present", ["file_sd_dir"])],
         supports_check_mode=True,
@@ -718,9 +913,10 @@ def main():
         check_lease(params["lock_timeout"], params["lock_lease"])
         check_entries(params["entries"])
         check_health(params["health"])
-        result, failed = {}, True
+        result, failed, warnings = {}, True, []
         try:
-            result = update(params, module.check_mode, diff=module._diff)
+            result = update(params, module.check_mode, diff=module._diff, warnings=warnings,
+                            run=lambda argv: module.run_command(argv))
             failed = False
         finally:
             # after a failure nothing waits for a gate: give the lock back unless asked to keep it
@@ -731,6 +927,8 @@ def main():
                 result["released"] = release(params["path"], params["lock_token"])
         if not module._diff:
             result.pop("diff", None)
+        for warning in warnings:
+            module.warn(warning)
         took = (result.get("lock") or {}).get("took_over")
         if took:
             module.warn("took over the deployment lock of %s, whose lease ended at %s (the run is gone)"
@@ -748,7 +946,7 @@ def main():
 def invocation(params):
     """The arguments echoed back, without the entries and health checks themselves (a thousand records
     would be most of the answer, and Ansible walks every node of an answer); their names are kept."""
-    args = {key: value for key, value in params.items() if key not in ("entries", "health")}
+    args = {key: value for key, value in params.items() if key not in ("entries", "health", "reload")}
     args.update(entries=sorted(params.get("entries") or {}), health=sorted(params.get("health") or {}))
     return {"module_args": args}
 

@@ -368,25 +368,9 @@ def service_actions(todo, active, changed_on, installed, has_reload_check):
 
 
 # ---------------------------------------------------------------------- reload
-def reload_time(metrics, prefix):
-    """The last successful reload time from the metrics text, 0.0 when absent."""
-    found = re.search(r"(?m)^%s_last_reload_success_timestamp_seconds (\S+)$" % re.escape(prefix), metrics or "")
-    try:
-        return float(found.group(1)) if found else 0.0
-    except ValueError:
-        return 0.0
-
-
-def reload_outcome(before, after, prefix):
-    """applied, failed or pending: whether the metrics ``after`` a SIGHUP report a successful
-    load newer than ``before`` (both metrics texts)."""
-    after = after or ""
-    if (reload_time(after, prefix) > reload_time(before, prefix)
-            and re.search(r"(?m)^%s_last_reload_successful 1$" % re.escape(prefix), after)):
-        return "applied"
-    if re.search(r"(?m)^%s_last_reload_successful 0$" % re.escape(prefix), after):
-        return "failed"
-    return "pending"
+# reload_time, reload_outcome: the record store module reads a reload's outcome too
+from ansible_collections.monstack.stack.plugins.module_utils.reload_check import (  # noqa: E402  pylint: disable=wrong-import-position,unused-import
+    reload_outcome, reload_time)
 
 
 # ------------------------------------------------------------- probe digests

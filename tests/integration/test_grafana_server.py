@@ -69,6 +69,7 @@ NEW_PASSWORD = "second;Passw0rd"
 BUNDLED = {  # uid -> folder
     "monstack-hosts": "Infrastructure", "monstack-containers": "Infrastructure", "monstack-stack": "Monitoring",
     "monstack-inference-api": "Inference", "monstack-model-performance": "Inference", "monstack-drift": "Inference",
+    "monstack-slo": "Inference",
 }
 
 

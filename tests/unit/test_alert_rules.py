@@ -450,7 +450,8 @@ def test_selectors_are_used_and_may_be_empty(tmp_path):
 CONTRACT_DIR = REPO / "examples" / "metric-contracts"
 CONTRACT_TESTS = RULE_TESTS / "contracts"
 DEFAULT_CONTRACT = "sample-app"
-CONTRACT_VARIABLES = {"prometheus_ml_metrics", "prometheus_ml_labels", "grafana_ml_metrics", "grafana_ml_labels"}
+CONTRACT_VARIABLES = {"prometheus_ml_metrics", "prometheus_ml_labels", "grafana_ml_metrics", "grafana_ml_labels",
+                      "prometheus_ml_latency_buckets"}  # the buckets: latency SLOs of deployment records
 CONTRACTS = sorted(p.stem for p in CONTRACT_DIR.glob("*.yml"))
 # Variants no example file holds, tested too: name -> (example, metric names changed).
 VARIANTS = {

@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "roles" / "grafana" / "files" / "dashboards"
@@ -36,6 +37,9 @@ CACHE = Path(os.environ.get("MONSTACK_CACHE", "/var/cache/monstack"))
 
 sys.path.insert(0, str(ROOT / "tools"))
 import dashboard_queries as dq  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "collections"))
+from ansible_collections.monstack.stack.plugins.module_utils import deployment_slo as slo_rules  # noqa: E402
 
 PROMETHEUS_DS = {"type": "prometheus", "uid": "monstack-prometheus"}
 GRAFANA_DS = {"type": "grafana", "uid": "-- Grafana --"}
@@ -49,6 +53,7 @@ EXPECTED = {
     "Inference/inference-api.json": "monstack-inference-api",
     "Inference/model-performance.json": "monstack-model-performance",
     "Inference/drift.json": "monstack-drift",
+    "Inference/slo.json": "monstack-slo",
 }
 
 # Metrics the dashboards may use besides docs/metrics.md, by exporter.
@@ -88,6 +93,9 @@ ALERTMANAGER_METRICS = {
 }
 # node_exporter textfile metrics written by the deployments playbook (filter deployment_info_metrics).
 DEPLOYMENT_METRICS = {"deployment_info", "deployment_timestamp_seconds"}
+# The SLO recording rules of deployment records (plugins/module_utils/deployment_slo.py).
+SLO_METRICS = {"monstack_slo:objective:ratio", "monstack_slo:window:seconds", "monstack_slo:error_ratio:slo_window"} | {
+    f"monstack_slo:error_ratio:rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
 # blackbox_exporter's probe results (job deployment_health: the records' health_url).
 BLACKBOX_METRICS = {"probe_success"}
 
@@ -241,7 +249,7 @@ def test_every_datasource_reference_is_provisioned(rel):
 
 def test_metric_names_are_known():
     known = (contract_metrics() | NODE_METRICS | CADVISOR_METRICS | PROMETHEUS_METRICS | SYNTHETIC_METRICS
-             | ALERTMANAGER_METRICS | DEPLOYMENT_METRICS | BLACKBOX_METRICS)
+             | ALERTMANAGER_METRICS | DEPLOYMENT_METRICS | BLACKBOX_METRICS | SLO_METRICS)
     unknown = {}
     for query in dq.extract_queries(DASHBOARDS):
         for name in metric_names(query["expr"]) - known:
@@ -311,6 +319,13 @@ def test_dashboards_hold_what_was_asked_for():
     assert any("inference_model_info" in a["expr"] for a in prom)
     assert "inference_drift_detected_total" in text["Inference/drift.json"]
     assert "inference_drift_checked_total" in text["Inference/drift.json"]
+    slo = boards["Inference/slo.json"]
+    assert [v["name"] for v in slo["templating"]["list"]] == ["environment", "service", "slo"]
+    slo_panels = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in all_panels(slo)}
+    assert "monstack_slo:error_ratio:slo_window" in slo_panels["Remaining error budget"]
+    assert "monstack_slo:window:seconds" in slo_panels["Time to exhaustion at the current burn (1h)"]
+    for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
+        assert f"monstack_slo:error_ratio:rate{window}{{" in slo_panels["Burn rate per window"]
 
 
 # --------------------------------------------------------------- extraction
@@ -642,6 +657,21 @@ def stack(tmp_path_factory):
             "groups:\n  - name: dashboard-test\n    rules:\n"
             "      - alert: Watchdog\n        expr: vector(1)\n"
             "      - record: test:up:sum\n        expr: sum(up)\n")
+        # the SLO rules a deployment record of each contract's app would get (the SLO error budgets
+        # dashboard), made from that contract's example file as playbooks/deployments.yml makes them
+        slo_files = []
+        for name, (service, _app) in sorted(CONTRACT_APPS.items()):
+            values = yaml.safe_load((CONTRACTS / f"{name}.yml").read_text())
+            contract = slo_rules.check_contract({
+                "requests_total": values["prometheus_ml_metrics"]["requests_total"],
+                "request_duration_seconds": values["prometheus_ml_metrics"]["request_duration_seconds"],
+                "status_label": values["prometheus_ml_labels"]["status"],
+                "buckets": values["prometheus_ml_latency_buckets"], "retention": "30d"})
+            slos = [{"name": "availability", "objective": 99.9, "window": "30d"},
+                    {"name": "fast-predict", "objective": 99, "window": "7d", "threshold_seconds": 0.5}]
+            slo_rules.check_against(name, slos, contract)
+            slo_files.append(work / f"slo-{service}.yml")
+            slo_files[-1].write_text(slo_rules.render_rules(service, "test", slos, contract))
         jobs = [("prometheus", f"127.0.0.1:{port}", {"instance": "mon1", "host": "mon1"})]
         for job in ("node", "cadvisor", "alertmanager"):
             if job in exporters:
@@ -650,7 +680,7 @@ def stack(tmp_path_factory):
             jobs.append(("deployments", address, {"service": service, "environment": "test"}))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(work / "rules.yml")],
+            "rule_files": [str(work / "rules.yml")] + [str(path) for path in slo_files],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alert_target]}]}]},
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target], "labels": labels}
                                                                     for name, target, labels in jobs if name == job]}
@@ -710,7 +740,7 @@ ALERTMANAGER_PANELS = {"Alertmanager configuration", "Alertmanager cluster size"
 
 
 @pytest.mark.parametrize("rel", ["Infrastructure/hosts.json", "Monitoring/stack.json", "Inference/inference-api.json",
-                                 "Inference/model-performance.json", "Inference/drift.json"])
+                                 "Inference/model-performance.json", "Inference/drift.json", "Inference/slo.json"])
 def test_dashboard_queries_return_data_from_real_exporters(stack, rel):
     if rel == "Infrastructure/hosts.json" and "node" not in stack["exporters"]:
         pytest.skip(stack["skipped"]["node"])

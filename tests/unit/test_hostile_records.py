@@ -93,6 +93,8 @@ STRICT = {
     "health_url": lambda p: {"health_url": "http://app1.example.com:8000/h " + p},
     "pipeline.url": lambda p: {"pipeline": {"url": "https://ci.example.com/ " + p}},
     "prometheus_config_dir": lambda p: {"prometheus_config_dir": p},  # a field named like a role variable
+    "slos[0].name": lambda p: {"slos": [{"name": "availability" + p, "objective": 99.9}]},
+    "slos[0].window": lambda p: {"slos": [{"name": "availability", "objective": 99.9, "window": "30d" + p}]},
 }
 
 
@@ -187,6 +189,25 @@ def test_template_syntax_in_a_free_text_field_is_kept_as_data(field, kind, canar
       "(deployment_allowed_targets: 10.1.0.0/16, *.prod.example.com)"]),
     ("name outside the environment's names", {"targets": ["api.staging.example.com:8000"]},
      {"allowed_targets": {"*": ["*.prod.example.com"]}}, ["host api.staging.example.com is not allowed"]),
+    # SLOs (docs/deployments.md, "SLOs"); a threshold off the buckets and a window beyond the retention
+    # are refused on the Prometheus host: tests/unit/test_deployment_slo.py
+    ("objective 100", {"slos": [{"name": "availability", "objective": 100}]}, None,
+     ["field 'slos[0].objective': expected a percentage greater than 0 and less than 100"]),
+    ("objective 0", {"slos": [{"name": "availability", "objective": 0}]}, None, ["field 'slos[0].objective'"]),
+    ("objective as text", {"slos": [{"name": "availability", "objective": "99.9"}]}, None,
+     ["field 'slos[0].objective'", "write the number unquoted"]),
+    ("window in hours", {"slos": [{"name": "availability", "objective": 99.9, "window": "720h"}]}, None,
+     ["field 'slos[0].window': expected a window in days or weeks"]),
+    ("too many SLOs", {"slos": [{"name": f"s{i}", "objective": 99} for i in range(11)]}, None,
+     ["field 'slos': 11 SLOs, more than 10"]),
+    ("SLO name too long", {"slos": [{"name": "s" * 65, "objective": 99}]}, None,
+     ["field 'slos[0].name'", "at most 64 characters"]),
+    ("SLO name with PromQL", {"slos": [{"name": 'a"} or vector(1) #', "objective": 99}]}, None,
+     ["field 'slos[0].name': expected a name matching"]),
+    ("two SLOs of one name", {"slos": [{"name": "a", "objective": 99}, {"name": "a", "objective": 99.9}]}, None,
+     ["field 'slos[1].name'", "earlier SLO"]),
+    ("negative latency threshold", {"slos": [{"name": "a", "objective": 99, "threshold_seconds": -0.5}]}, None,
+     ["field 'slos[0].threshold_seconds'"]),
 ])
 def test_limits_and_policy_refuse_naming_file_and_field(case, changes, policy, needles, canary):
     message = error({**base(), **changes}, policy=policy)

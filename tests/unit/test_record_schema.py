@@ -276,6 +276,8 @@ def test_the_documented_differences():
     newline = {**base, "service": "a\n", "targets": ["a:1"]}
     assert not filter_accepts(newline) and not schema_accepts(newline)
     assert jsonschema.Draft202012Validator(SCHEMA).is_valid(newline), "Python's re: '$' before a final newline"
+    twins = {**base, "targets": ["a:1"], "slos": [{"name": "a", "objective": 99}, {"name": "a", "objective": 98}]}
+    assert schema_accepts(twins) and not filter_accepts(twins)
 
 
 @pytest.mark.parametrize("field,value,hint", [
@@ -283,6 +285,11 @@ def test_the_documented_differences():
     ("deployed_at", "9999-12-31T00:00:00-01:00", "the year must be 1970-9998"),
     ("targets", ["\u212a.example.com:80"], "targets[0]"),
     ("health_url", "httpſ://a/health", "health_url"),
+    ("slos", [{"name": "a", "objective": 100}], "slos[0].objective"),
+    ("slos", [{"name": "a", "objective": 99, "window": "12h"}], "slos[0].window"),
+    ("slos", [{"name": "a", "objective": 99, "threshold_seconds": 0}], "slos[0].threshold_seconds"),
+    ("slos", [{"name": "A", "objective": 99}], "slos[0].name"),
+    ("slos", [{"name": f"s{i}", "objective": 99} for i in range(11)], "more than 10"),
 ])
 def test_rules_that_keep_filter_and_schema_equal(field, value, hint):
     record = {"service": "a", "environment": "b", "version": "1", "deployed_at": "2026-11-20T10:15:00Z",
