@@ -329,6 +329,15 @@ def copy_plan(reads: Mapping[str, Any], shard_of_host: Mapping[str, int], copy: 
     best, conflicts = latest(stores)
     copies = plan_copies(stores, best) if copy else {host: {} for host in stores}
     after = {host: dict(stores[host], **copies[host]) for host in stores}
+    lost = orphans(after, shard_of_host, list(source_labels))
     return {"copies": copies, "health": {host: health_of(copies[host]) for host in copies},
-            "refused": refused, "conflicts": conflicts,
-            "orphans": orphans(after, shard_of_host, list(source_labels))}
+            "refused": refused, "conflicts": conflicts, "orphans": lost, "report": report(lost)}
+
+
+def report(lost: list[dict]) -> str:
+    """The orphan check's line for the playbook's output."""
+    text = f"Orphaned deployment targets (scraped by no Prometheus): {len(lost)}"
+    shown = [f"{one['target']} (service {one['service']}, environment {one['environment']}"
+             + (f", shard {one['shard']})" if one["shard"] else ")") for one in lost[:50]]
+    more = f"; and {len(lost) - 50} more" if len(lost) > 50 else ""
+    return text + (": " + "; ".join(shown) + more if shown else "")
