@@ -103,9 +103,9 @@ def parse_store(text: Any, where: str, max_bytes: int = MAX_STORE_BYTES, max_ent
     return entries
 
 
-def _holder(name: str, field: str, value: Any) -> str:
+def _holder(where: str, name: str, field: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > HOLDER_MAX_LEN or CONTROL_RE.search(value):
-        raise RecordError(f"entry {name}: field '{field}': expected a text of at most {HOLDER_MAX_LEN} "
+        raise RecordError(f"{where}: entry {name}: field '{field}': expected a text of at most {HOLDER_MAX_LEN} "
                           f"characters without control characters")
     return value
 
@@ -154,9 +154,9 @@ def check_entry(name: Any, entry: Any, where: str, policy=None) -> dict:
         raise RecordError(f"{where}: entry {name}: field 'owner': expected a name of letters, digits and . _ : / @ + -")
     out = {"service": dep.service, "environment": dep.environment, "version": dep.version, "status": status,
            "deployed_at": dep.record["deployed_at"], "epoch_us": epoch_us, "record": record_content(dep),
-           "owner": owner, "registered_by": _holder(name, "registered_by", entry.get("registered_by", "unknown"))}
+           "owner": owner, "registered_by": _holder(where, name, "registered_by", entry.get("registered_by", "unknown"))}
     if pruned:
-        out["pruned_by"] = _holder(name, "pruned_by", entry["pruned_by"])
+        out["pruned_by"] = _holder(where, name, "pruned_by", entry["pruned_by"])
     if status == STATUS_REMOVED:
         if "file_sd" in entry or "textfile" in entry:
             raise RecordError(f"{where}: entry {name}: a removed entry has no files")
