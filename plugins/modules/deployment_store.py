@@ -112,7 +112,7 @@ options:
     type: str
     default: directory
   file_sd_dir:
-    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present).
+    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present); with O(state=read) only RV(ready) says whether it exists.
     type: path
   textfile_dir:
     description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
@@ -255,6 +255,10 @@ store:
   description: The store file's text (empty when there is none).
   returned: state=read
   type: str
+ready:
+  description: Whether O(file_sd_dir) exists (Prometheus is installed), so that a write can follow.
+  returned: state=read
+  type: bool
 copied:
   description: Names of the O(copied) entries applied (this store had none of that name, or an older one).
   returned: state=present
@@ -772,7 +776,8 @@ def main():
     try:
         if params["state"] == "read":
             module.exit_json(changed=False, store=read_store(params["path"], params["max_bytes"]),
-                             path=os.path.join(params["path"], STORE))
+                             path=os.path.join(params["path"], STORE),
+                             ready=bool(params.get("file_sd_dir")) and os.path.isdir(params["file_sd_dir"]))
         if params["state"] == "released":
             released = False if module.check_mode else release(params["path"], params["lock_token"])
             module.exit_json(changed=False, released=released)

@@ -377,3 +377,18 @@ def test_a_host_added_later_gets_the_single_record_registrations(tmp_path):
     on = run(inventory, "deployment_stores.yml")
     assert "Orphaned deployment targets (scraped by no Prometheus): 0" in on.stdout
     assert b_sd.exists()
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing_and_passes(tmp_path):
+    """--check before the prometheus role made its directories: no error, nothing written."""
+    inventory = two_hosts(tmp_path)
+    one = record("api", targets=["api-1.example.com:8000"])
+    done = run(inventory, "deployments.yml", "--limit", "localhost,prom-a", "-e", "deployment_gate=false",
+               *record_file_args(tmp_path / "r", one))
+    assert done.returncode == 0, done.stdout[-3000:]
+    fresh = tmp_path / "prom-b" / "etc"
+    for path in sorted(fresh.rglob("*"), reverse=True):
+        path.rmdir()
+    checked = run(inventory, "deployment_stores.yml", "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert not (tmp_path / "prom-b" / "state").exists() and not any(fresh.iterdir())
