@@ -29,7 +29,6 @@ Exit status: 0, or 1 when --verify found a target on the wrong shard.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import signal
@@ -43,17 +42,16 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-SEPARATOR = ";"  # Prometheus' default relabel separator
+_HERE = Path(__file__).resolve()
+# The collection: a clone's collections/ (beside tools/), or the installed collection's own tree
+# (<dir>/ansible_collections/monstack/stack/tools).
+sys.path[:0] = [str(_HERE.parents[1] / "collections"), str(_HERE.parents[min(4, len(_HERE.parents) - 1)])]
+# The one hash of the collection: the record store's orphan check and alert metric use it too.
+# pylint: disable=wrong-import-position
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_copy import (  # noqa: E402
+    SEPARATOR, shard_of)
 
-
-def shard_of(values, modulus: int, separator: str = SEPARATOR) -> int:
-    """The shard Prometheus' hashmod gives the joined label values (a str is one value)."""
-    if modulus < 1:
-        raise ValueError(f"modulus must be at least 1, got {modulus}")
-    if isinstance(values, str):
-        values = [values]
-    digest = hashlib.md5(separator.join(values).encode("utf-8")).digest()  # noqa: S324 (Prometheus' hash)
-    return int.from_bytes(digest[8:], "big") % modulus
+__all__ = ["SEPARATOR", "shard_of"]
 
 
 def file_sd_targets(paths) -> list[dict[str, str]]:

@@ -32,6 +32,12 @@ description:
     removed. Entries of other owners (for example single-record registrations) are never pruned. Files in
     the directories that the store does not know (written before the store existed) count as
     O(untracked_owner)''s.'
+  - 'Copying (O(copied), C(playbooks/deployment_stores.yml)): entries of other Prometheus hosts'' stores, checked on
+    the controller, each applied when this store has no entry of that name or an older one (by C(deployed_at)),
+    with its owner; nothing else of the store changes. With O(state=read) the module only returns this host''s
+    store file as text (at most O(max_bytes)), for the controller to check and copy.'
+  - With O(shards), the textfile C(deployment_store.prom) in O(textfile_dir) says how many deployment targets of
+    the store each shard scrapes (the metric C(deployment_store_targets), of the alert DeploymentTargetsOrphaned).
   - Without O(write) it writes nothing itself but the store and the lock; the caller writes the returned
     files (for example with M(monstack.stack.file_set)). With O(write) it also makes the three directories match
     the store in the same call (each file written atomically, stale ones removed), so that a run costs one
@@ -45,9 +51,11 @@ options:
     type: path
     required: true
   state:
-    description: C(present) takes the lock and merges; C(released) gives the lock back.
+    description:
+      - C(present) takes the lock and merges; C(released) gives the lock back; C(read) returns the store file's
+        text (RV(store)) and changes nothing.
     type: str
-    choices: [present, released]
+    choices: [present, released, read]
     default: present
   entries:
     description:
@@ -58,6 +66,23 @@ options:
         library in plugins/module_utils, as the filters do).
     type: dict
     default: {}
+  copied:
+    description:
+      - File name to entry as another Prometheus host's store holds it (with C(owner) and C(registered_by)), checked
+        on the controller (the deployment_store_copy filter). Applied where this store has no entry of that name
+        or an older one; no lock holder's owner or prune applies to them. Returned in RV(copied).
+    type: dict
+    default: {}
+  max_bytes:
+    description: With O(state=read), the largest store file returned; a larger one fails, naming it.
+    type: int
+    default: 67108864
+  shards:
+    description:
+      - The sharding of the Prometheus hosts, C(count) (0 without sharding), this host's C(shard) (-1 without) and
+        C(source_labels) (prometheus_shard_source_labels). With O(write) and a textfile directory, the textfile
+        C(deployment_store.prom) counts the store's deployment targets per shard.
+    type: dict
   owner:
     description:
       - Who owns the entries this run writes (the run's C(deployment_owner); by default C(directory) for a
@@ -87,7 +112,7 @@ options:
     type: str
     default: directory
   file_sd_dir:
-    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present).
+    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present); with O(state=read) only RV(ready) says whether it exists.
     type: path
   textfile_dir:
     description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
@@ -159,9 +184,9 @@ options:
     type: bool
     default: false
   lock_token:
-    description: Identifies this run's lock; the same value releases it.
+    description: Identifies this run's lock; the same value releases it. Required with O(state=present) and
+      O(state=released).
     type: str
-    required: true
   lock_holder:
     description: Who holds the lock, for the message of a run that waits (user, controller, pipeline).
     type: str
@@ -256,6 +281,19 @@ textfile:
   description: The same for O(textfile_dir); null when that directory does not exist.
   returned: state=present
   type: dict
+store:
+  description: The store file's text (empty when there is none).
+  returned: state=read
+  type: str
+ready:
+  description: Whether O(file_sd_dir) exists (Prometheus is installed), so that a write can follow.
+  returned: state=read
+  type: bool
+copied:
+  description: Names of the O(copied) entries applied (this store had none of that name, or an older one).
+  returned: state=present
+  type: list
+  elements: str
 applied:
   description: Names of the given entries now in the store (new, replaced or identical).
   returned: state=present
@@ -327,6 +365,7 @@ from ansible_collections.monstack.stack.plugins.module_utils.deployment_records 
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_slo import (
     SloError, check_contract, entry_rules)
 from ansible_collections.monstack.stack.plugins.module_utils.reload_check import reload_outcome
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_copy import store_targets_metric
 from ansible_collections.monstack.stack.plugins.module_utils.deployment_render import nice_json, store_files
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
     FileSetError, apply_sets, discard, ensure_dirs, fsync_dir, not_regular, read_current, resolve_owner,
@@ -342,6 +381,8 @@ TEXTFILE_PATTERN = TEXTFILE_PREFIX + "*.prom"
 RULES_PATTERN = "*--*.yml"
 PROMTOOL_BATCH = 200  # rule files per promtool call
 RELOAD_PREFIX = "prometheus_config"
+# The store's summary per shard (deployment_store_targets), with O(shards).
+SUMMARY_TEXTFILE = "deployment_store.prom"
 # Fields of an entry that make it "the same" (its owner may then stay).
 SAME_FIELDS = ("status", "epoch_us", "record", "file_sd", "textfile")
 
@@ -550,6 +591,36 @@ def replaced(stored, entries, applied):
                     "version": new.get("version"), "previous_version": old.get("version") if old else None,
                     "previous_record": old.get("record") if old else None})
     return out
+def merge_copied(entries, copied):
+    """Apply other hosts' entries (checked on the controller) where ``entries`` has none of that name or an
+    older one; -> the names applied. Modifies ``entries``."""
+    applied = []
+    for name in sorted(copied):
+        entry, old = copied[name], entries.get(name)
+        if old is None or entry["epoch_us"] > old["epoch_us"]:
+            entries[name] = dict(entry)
+            applied.append(name)
+    return applied
+
+
+def read_store(directory, max_bytes):
+    """The store file's text ('' when absent); never through a link, never more than max_bytes."""
+    path = os.path.join(directory, STORE)
+    if not os.path.isdir(directory):
+        return ""
+    check_dirs({"path": directory})
+    data, st = read_current(path)
+    if data is None:
+        if st is not None:
+            raise StoreError(str(not_regular(path, st)))
+        return ""
+    if len(data) > max_bytes:
+        raise StoreError("%s: %d bytes, more than max_bytes (deployment_store_copy_max_bytes, %d); not read"
+                         % (path, len(data), max_bytes))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StoreError("%s: not UTF-8 text; not a deployment record store" % path)
 
 
 def conflict_message(conflicts, owner, store_path):
@@ -788,6 +859,7 @@ def update(params, check_mode, diff=False, run=None, warnings=None):
         params.get("takeover") or ())
     if conflicts:
         raise StoreError(conflict_message(conflicts, params["owner"], store_path))
+    copied = merge_copied(entries, params.get("copied") or {})
     if superseded and params.get("on_superseded", "fail") == "fail":
         raise Superseded(superseded_message(superseded, store_path), superseded)
     rules = None
@@ -801,8 +873,13 @@ def update(params, check_mode, diff=False, run=None, warnings=None):
     adopt = params["prune"] and params["owner"] == params["untracked_owner"]
     wanted = {"file_sd": {name: e["file_sd"] for name, e in deployed.items()},
               "textfile": {textfile_name(name): e["textfile"] for name, e in deployed.items()}}
+    if params.get("shards") is not None:
+        try:
+            wanted["textfile"][SUMMARY_TEXTFILE] = store_targets_metric(deployed, params["shards"])
+        except ValueError as exc:
+            raise StoreError(str(exc))
     result = {
-        "changed": changed, "applied": applied, "superseded": superseded, "pruned": pruned,
+        "changed": changed, "applied": applied, "copied": copied, "superseded": superseded, "pruned": pruned,
         "taken_over": taken_over,
         "file_sd": plan_dir(params["file_sd_dir"], FILE_SD_PATTERN, wanted["file_sd"], set(entries), adopt,
                             compare=not params.get("write")),
@@ -820,7 +897,7 @@ def update(params, check_mode, diff=False, run=None, warnings=None):
         result["lock"] = lock
     result["time"] = time.time()
     if params.get("write"):
-        files = write_files(params, result, wanted, applied, check_mode, diff)
+        files = write_files(params, result, wanted, applied + copied, check_mode, diff)
         result["diff"] = files.pop("diff", [])
         # what changed only: the lists of unchanged files would be most of the answer
         files.pop("unchanged", None)
@@ -865,6 +942,15 @@ def check_entries(entries):
                              % name)
 
 
+def check_copied(copied):
+    for name, entry in copied.items():
+        if "/" in name or not fnmatch.fnmatchcase(name, FILE_SD_PATTERN) or not isinstance(entry, dict) \
+                or not isinstance(entry.get("epoch_us"), int) or not isinstance(entry.get("owner"), str) \
+                or (entry.get("status") != "removed" and not isinstance(entry.get("file_sd"), str)):
+            raise StoreError("copied %r: expected an entry of another host's store (the deployment_store_copy filter)"
+                             % (name,))
+
+
 def check_health(health):
     for name, groups in health.items():
         if "/" in name or not fnmatch.fnmatchcase(name, FILE_SD_PATTERN) or not isinstance(groups, list):
@@ -876,8 +962,11 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
-            state=dict(type="str", choices=["present", "released"], default="present"),
+            state=dict(type="str", choices=["present", "released", "read"], default="present"),
             entries=dict(type="dict", default={}),
+            copied=dict(type="dict", default={}),
+            max_bytes=dict(type="int", default=67108864),
+            shards=dict(type="dict"),
             owner=dict(type="str", default="single-record"),
             prune=dict(type="bool", default=False),
             untracked_owner=dict(type="str", default="directory"),
@@ -889,7 +978,7 @@ def main():
             health=dict(type="dict", default={}),
             release=dict(type="str", choices=["never", "always", "when_nothing_written"], default="never"),
             return_records=dict(type="bool", default=False),
-            lock_token=dict(type="str", required=True, no_log=False),
+            lock_token=dict(type="str", no_log=False),
             lock_holder=dict(type="str", default="unknown"),
             lock_timeout=dict(type="int", default=300),
             lock_lease=dict(type="int", default=900),
@@ -900,11 +989,15 @@ def main():
             promtool=dict(type="path", default="promtool"),
             reload=dict(type="dict", default={}, no_log=True),
         ),
-        required_if=[("state", "present", ["file_sd_dir"])],
+        required_if=[("state", "present", ["file_sd_dir", "lock_token"]), ("state", "released", ["lock_token"])],
         supports_check_mode=True,
     )
     params = module.params
     try:
+        if params["state"] == "read":
+            module.exit_json(changed=False, store=read_store(params["path"], params["max_bytes"]),
+                             path=os.path.join(params["path"], STORE),
+                             ready=bool(params.get("file_sd_dir")) and os.path.isdir(params["file_sd_dir"]))
         if params["state"] == "released":
             released = False if module.check_mode else release(params["path"], params["lock_token"])
             module.exit_json(changed=False, released=released)
@@ -913,6 +1006,7 @@ def main():
         check_lease(params["lock_timeout"], params["lock_lease"])
         check_entries(params["entries"])
         check_health(params["health"])
+        check_copied(params["copied"])
         result, failed, warnings = {}, True, []
         try:
             result = update(params, module.check_mode, diff=module._diff, warnings=warnings,
@@ -946,8 +1040,9 @@ def main():
 def invocation(params):
     """The arguments echoed back, without the entries and health checks themselves (a thousand records
     would be most of the answer, and Ansible walks every node of an answer); their names are kept."""
-    args = {key: value for key, value in params.items() if key not in ("entries", "health", "reload")}
-    args.update(entries=sorted(params.get("entries") or {}), health=sorted(params.get("health") or {}))
+    args = {key: value for key, value in params.items() if key not in ("entries", "health", "copied", "reload")}
+    args.update(entries=sorted(params.get("entries") or {}), health=sorted(params.get("health") or {}),
+                copied=sorted(params.get("copied") or {}))
     return {"module_args": args}
 
 

@@ -43,6 +43,7 @@ ALWAYS_FIRING = {"Watchdog"}
 # alert is about, when that is not $labels.instance.
 IDENTIFIED_BY = {
     "InferenceModelChanged": "$labels.service",  # one alert per service
+    "DeploymentTargetsOrphaned": "$labels.shard",  # one alert per shard (none without sharding)
     "Watchdog": "$externalURL",  # no labels: the Prometheus it comes from
     "BatchJobPushStale": "$labels.job",  # a pushed group: the batch job's own name
 }

@@ -288,8 +288,9 @@ def test_concurrent_runs_add_up_and_a_directory_run_keeps_single_registrations(t
     assert not seen_bad, seen_bad[:5]
     expected = sorted([f"production--dir{i}.json" for i in range(12)] + [f"production--single{i}.json" for i in range(5)])
     assert sorted(p.name for p in sd.iterdir()) == expected  # no temporary or partial file left
+    # with the store's per-shard summary (deployment_store_targets, issue 27)
     assert sorted(p.name for p in tf.iterdir()) == sorted(
-        "deployment--" + name.replace(".json", ".prom") for name in expected)
+        ["deployment--" + name.replace(".json", ".prom") for name in expected] + ["deployment_store.prom"])
     for i, one in enumerate(singles):
         assert json.loads((sd / f"production--single{i}.json").read_text())[0]["targets"] == sorted(one["targets"])
     assert json.loads((sd / "production--dir7.json").read_text())[0]["targets"] == ["dir7.example.com:8000"]

@@ -25,7 +25,7 @@ def test_two_prometheus_servers_form_an_ha_pair(tmp_path):
         config = requests.get(base + "/api/v1/status/config", timeout=10).json()["data"]["yaml"]
         targets = requests.get(base + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         # Inventory targets only: deployment targets and their health checks reach
-        # a new server with the next run of playbooks/deployments.yml. The blackbox
+        # a new server through the record store copy (test_9_shards checks it). The blackbox
         # exporter listens on loopback: each server scrapes its own (job blackbox).
         return config, sorted((t["labels"]["job"], t["labels"]["instance"]) for t in targets
                               if t["labels"]["job"] not in ("deployments", "deployment_health", "blackbox")), \

@@ -11,9 +11,17 @@ a user editing the inventory:
            once (one replica per shard here), and the dashboards' queries
            run against VictoriaMetrics' Prometheus API (the "Global" data
            source) and return every host;
+           Then a single-record registration (playbooks/deployments.yml) lands
+           in the record stores of shards 0 and 1, the only Prometheus hosts;
   phase B  hosts[2] becomes shard 2 (playbooks/exporters.yml and prometheus.yml): targets move
            to the predicted shard, none lost, none doubled, and the existing
-           shards reload, never restart; a rerun changes nothing.
+           shards reload, never restart; a rerun changes nothing. The new
+           shard received the record store (deployment_store_copy): the
+           registration's targets that hash to shard 2 are scraped there and
+           the run reports no orphaned target. With the copy off (a fresh
+           store on hosts[2]) the run names those targets and the alert
+           DeploymentTargetsOrphaned is pending on the shards; on again, they
+           are back.
 
 Hosts come from MONSTACK_SHARD_HOSTS (three comma-separated names, default
 the scenario's); outside molecule set MOLECULE_INVENTORY_FILE to an
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -44,6 +53,10 @@ VM = HOSTS[2]
 PLAYBOOKS = ("playbooks/exporters.yml", "playbooks/victoriametrics.yml", "playbooks/prometheus.yml")
 DEPLOY_FILE = "/etc/prometheus/file_sd/deployments/shard-test--verify.json"
 DEPLOY_TARGETS = [f"127.0.0.1:{40000 + i}" for i in range(120)]  # loopback: nothing leaves the host
+# The single-record registration made before shard 2 exists (issue 27): targets on the test
+# hosts' own addresses (ports nothing listens on), through playbooks/deployments.yml.
+ORPHAN_TEST = {"service": "orphan-test", "environment": "verify"}
+ORPHANS_NONE = "Orphaned deployment targets (scraped by no Prometheus): 0"
 
 
 def inventory(tmp_path: Path, shards: dict[str, int]) -> str:
@@ -198,11 +211,80 @@ def test_the_dashboards_run_against_the_global_store():
     assert by_name, "no dashboard query ran"
 
 
+def orphan_test_targets() -> list[str]:
+    """Twelve addresses of the test hosts, at least one of them on shard 2 of 3."""
+    targets = [f"{container_ip(host)}:{41000 + i}" for host in HOSTS for i in range(4)]
+    assert any(shard_of(t, 3) == 2 for t in targets), targets
+    return targets
+
+
+def register(tmp_path: Path, shards: dict[str, int], status: str = "deployed") -> subprocess.CompletedProcess:
+    """playbooks/deployments.yml with one record file, as a pipeline runs it (single-record mode)."""
+    record = dict(ORPHAN_TEST, version="1.0.0", status=status,
+                  deployed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if status == "deployed":
+        record["targets"] = orphan_test_targets()
+    path = tmp_path / f"orphan-test-{status}.json"
+    path.write_text(json.dumps(record))
+    return playbook("playbooks/deployments.yml", "-e", f"deployment_record_file={path}", "-e", "deployment_gate=false",
+                    extra_inventory=inventory(tmp_path, shards))
+
+
+def orphan_test_seen(shards: dict[str, int]) -> dict[str, set[str]]:
+    """host -> the orphan-test targets its Prometheus scrapes (active)."""
+    seen = {}
+    for host in shards:
+        seen[host] = {t["discoveredLabels"]["__address__"]
+                      for t in api(host, 9090, "/api/v1/targets", state="active")["activeTargets"]
+                      if t["labels"].get("service") == ORPHAN_TEST["service"]}
+    return seen
+
+
+def wait_orphan_test_split(shards: dict[str, int], timeout: float = 120) -> None:
+    count = len(set(shards.values()))
+    want = {host: {t for t in orphan_test_targets() if shard_of(t, count) == shards[host]} for host in shards}
+    deadline, seen = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        seen = orphan_test_seen(shards)
+        if seen == want:
+            return
+        time.sleep(3)
+    assert seen == want, {"seen": seen, "want": want}
+
+
+def poll(look, done, timeout: float = 120):
+    """look() every 3 s until done(its value), at most timeout seconds; -> the last value."""
+    deadline, value = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        value = look()
+        if done(value):
+            break
+        time.sleep(3)
+    return value
+
+
+def one_line(text: str) -> str:
+    """The playbook's output with every run of white space as one space (YAML folds long messages)."""
+    return " ".join(text.split())
+
+
+def test_a_single_record_registration_before_the_third_shard(tmp_path):
+    """Registered while hosts[0] and hosts[1] are the only Prometheus hosts: in their stores only."""
+    shards = {HOSTS[0]: 0, HOSTS[1]: 1}
+    run = register(tmp_path, shards)
+    assert run.returncode == 0, run.stdout[-4000:]
+    wait_orphan_test_split(shards)
+    assert sh(HOSTS[2], "test -e /var/lib/monstack/deployments/store.json", check=False).returncode != 0
+
+
 def test_a_third_shard_moves_targets_and_restarts_nothing(tmp_path):
     before = {host: (start_time(host), reload_stamp(host)) for host in HOSTS[:2]}
     shards = {HOSTS[0]: 0, HOSTS[1]: 1, HOSTS[2]: 2}
     run = playbook("playbooks/exporters.yml", "playbooks/prometheus.yml", extra_inventory=inventory(tmp_path, shards))
     assert run.returncode == 0, run.stdout[-4000:]
+    # the registration made before shard 2 existed: copied into its store, scraped there
+    assert ORPHANS_NONE in one_line(run.stdout), run.stdout[-4000:]
+    wait_orphan_test_split(shards)
     for host in HOSTS[:2]:
         assert start_time(host) == before[host][0], f"{host}: Prometheus was restarted"
         assert reload_stamp(host) != before[host][1], f"{host}: the new shard count was not loaded"
@@ -214,3 +296,54 @@ def test_a_third_shard_moves_targets_and_restarts_nothing(tmp_path):
     assert set(recap_changed(rerun.stdout).values()) == {0}, rerun.stdout[-4000:]
     for host in shards:
         sh(host, f"rm -f {DEPLOY_FILE}")
+
+
+def orphan_alert_value(host: str, timeout: float = 120, want: float | None = None) -> dict[str, float]:
+    """shard -> value of the deployed rule DeploymentTargetsOrphaned's expression on host's Prometheus,
+    polled until it is ``want`` for shard 2 (None: until it is empty)."""
+    rule = next(r for g in api(host, 9090, "/api/v1/rules", type="alert")["groups"] for r in g["rules"]
+                if r["name"] == "DeploymentTargetsOrphaned")
+    deadline, values = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        values = {s["metric"].get("shard", ""): float(s["value"][1])
+                  for s in api(host, 9090, "/api/v1/query", query=rule["query"])["result"]}
+        if (want is None and not values) or (want is not None and values.get("2") == want):
+            break
+        time.sleep(5)
+    return values
+
+
+def test_the_orphan_check_names_the_targets_when_the_store_copy_is_off(tmp_path):
+    shards = {HOSTS[0]: 0, HOSTS[1]: 1, HOSTS[2]: 2}
+    on_shard_2 = sorted(t for t in orphan_test_targets() if shard_of(t, 3) == 2)
+    # hosts[2] as a host that has never had a store (a fresh replacement)
+    sh(HOSTS[2], "rm -f /var/lib/monstack/deployments/store.json "
+                 "/etc/prometheus/file_sd/deployments/verify--orphan-test.json")
+    off = playbook("playbooks/prometheus.yml", "-e", "deployment_store_copy=false",
+                   extra_inventory=inventory(tmp_path, shards))
+    assert off.returncode == 0, off.stdout[-4000:]
+    out = one_line(off.stdout)
+    assert f"Orphaned deployment targets (scraped by no Prometheus): {len(on_shard_2)}: " in out, out[-3000:]
+    for target in on_shard_2:
+        assert f"{target} (service orphan-test, environment verify, shard 2)" in out
+    assert "(deployment_store_copy is false)" in out
+    assert poll(lambda: orphan_test_seen(shards)[HOSTS[2]], lambda seen: not seen) == set()
+    # Prometheus knows too: the rule's expression on every shard, and the alert pending
+    for host in shards:
+        assert orphan_alert_value(host, want=float(len(on_shard_2))) == {"2": float(len(on_shard_2))}, host
+    def orphaned(alerts):
+        return any(a["labels"]["alertname"] == "DeploymentTargetsOrphaned" and a["labels"].get("shard") == "2"
+                   for a in alerts)
+    alerts = poll(lambda: api(HOSTS[2], 9090, "/api/v1/alerts")["alerts"], orphaned)
+    assert orphaned(alerts), alerts
+    # the copy on again: back on shard 2, nothing orphaned
+    on = playbook("playbooks/prometheus.yml", extra_inventory=inventory(tmp_path, shards))
+    assert on.returncode == 0, on.stdout[-4000:]
+    assert ORPHANS_NONE in one_line(on.stdout)
+    wait_orphan_test_split(shards)
+    assert orphan_alert_value(HOSTS[2]) == {}
+    # the service's removal, as a pipeline writes it, from every shard
+    gone = register(tmp_path, shards, status="removed")
+    assert gone.returncode == 0, gone.stdout[-4000:]
+    none = {host: set() for host in shards}
+    assert poll(lambda: orphan_test_seen(shards), lambda seen: seen == none) == none
