@@ -57,6 +57,7 @@ VARIABLES = {
     "prometheus_alert_runbook_url",
     "prometheus_alert_extra_labels",
     "prometheus_alert_ml_job_selector",
+    "prometheus_ml_latency_buckets",
     "prometheus_alert_node_job_selector",
     "prometheus_alert_cadvisor_job_selector",
     "prometheus_alert_prometheus_job_selector",
