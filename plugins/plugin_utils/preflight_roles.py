@@ -5,7 +5,7 @@ of one host's variables in that role's context (``v``: a read-only mapping, see
 preflight_checks.py), empty when all is well. ``facts`` is true when the role runs
 on the host (its facts gathered), false in the preflight play, which contacts no
 host: the checks that need the host's facts run only then. The role-specific
-inputs that are not variables (prometheus: the rule groups the role ships) are
+inputs that are not variables (prometheus: the rule groups and alerts the role ships) are
 keyword arguments. ``ROLE_CHECKS`` maps a role to its function; ``notes`` gives the
 preflight play's notes (not problems) of a host.
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.monstack.stack.plugins.plugin_utils import alert_overrides
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_checks import monstack_loopback
 
 __all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "grafana", "journal", "node_exporter",
@@ -126,8 +127,11 @@ def blackbox_exporter(v, facts=False):
     return problems
 
 
-def prometheus(v, facts=False, rule_groups=()):
+def prometheus(v, facts=False, rule_groups=(), alerts=None):
     problems = []
+    if alerts is not None:  # the shipped alerts (alert_overrides.catalogue)
+        problems += alert_overrides.problems(v.get("prometheus_alert_overrides"), alerts,
+                                             _as_dict(v.get("prometheus_alert_thresholds")))
     rule_groups = sorted(rule_groups)
     if not (_abs(v["prometheus_config_dir"]) and _abs(v["prometheus_data_dir"])):
         problems.append(f"prometheus_config_dir / prometheus_data_dir: '{v['prometheus_config_dir']}', "

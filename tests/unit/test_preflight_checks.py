@@ -131,7 +131,8 @@ JOURNAL = {"inventory_hostname": "app1", "journal_upload_url": "", "journal_remo
            "journal_tls_key_file": ""}
 GOOD = {"node_exporter": NODE, "cadvisor": CADVISOR, "blackbox_exporter": BLACKBOX, "prometheus": PROMETHEUS,
         "alertmanager": ALERTMANAGER, "grafana": GRAFANA, "victoriametrics": VM, "journal": JOURNAL}
-EXTRA = {"prometheus": {"rule_groups": ["node", "prometheus"]}}
+EXTRA = {"prometheus": {"rule_groups": ["node", "prometheus"],
+                        "alerts": {"NodeDown": {"group": "node", "thresholds": ["node_down_for"]}}}}
 
 
 def _check(role, facts=False, **changes):
@@ -158,6 +159,11 @@ MISTAKES = [
                                                     "'data' must both be absolute paths."),
     ("prometheus", {"prometheus_alert_rule_groups": ["node", "nope"]},
      "prometheus_alert_rule_groups: nope not shipped. Fix: choose among node, prometheus."),
+    ("prometheus", {"prometheus_alert_overrides": {"NodeUp": {"enabled": False}}},
+     "prometheus_alert_overrides.NodeUp: no shipped alert has this name. The shipped alerts: NodeDown"),
+    ("prometheus", {"prometheus_alert_overrides": {"NodeDown": {"thresholds": {"node_down_for": 3}}},
+                    "prometheus_alert_thresholds": {"node_down_for": "5m"}},
+     "prometheus_alert_overrides.NodeDown.thresholds.node_down_for: must be a Prometheus duration like '5m', got 3"),
     ("prometheus", {"prometheus_inventory_targets": [{"job": "a"}, {"job": "a"}]},
      "prometheus_inventory_targets: job names must be unique."),
     ("prometheus", {"prometheus_shard_of_hosts": {"mon1": 0, "mon2": -1}, "prometheus_shard_count": 1},
@@ -293,6 +299,7 @@ def test_action_reads_each_roles_files_once_per_process(monkeypatch):
     assert "prometheus_version" in first.spec and "prometheus_version" in first.defaults
     assert "prometheus_shard_of_hosts" in first.vars and "prometheus_shard_of_hosts" in first.known
     assert "node" in first.rule_groups
+    assert first.alerts["TargetDown"] == {"group": "availability", "thresholds": ["target_down_for"]}
 
 
 def test_one_templar_for_all_hosts_compiles_a_shared_template_once(monkeypatch):
