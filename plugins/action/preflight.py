@@ -38,6 +38,7 @@ ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 DEFAULT_ROLES = {
     "all": ["node_exporter", "cadvisor"],
     "prometheus": ["prometheus", "blackbox_exporter"],
+    "prometheus_agent": ["prometheus", "blackbox_exporter"],
     "alertmanager": ["alertmanager"],
     "grafana": ["grafana"],
     "victoriametrics": ["victoriametrics"],
