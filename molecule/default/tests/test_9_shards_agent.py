@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import textwrap
 import time
 
 import pytest
 import requests
+import yaml
 
 from conftest import TEST_CA, VM_AUTH, container_ip, playbook, recap_changed, sh
 
@@ -49,23 +49,14 @@ def agent_inventory(tmp_path):
             break
         time.sleep(1)
     inventory = tmp_path / "agent.yml"
-    inventory.write_text(textwrap.dedent(f"""\
-        all:
-          hosts:
-            {AGENT}:
-              ansible_connection: community.docker.docker
-        victoriametrics:
-          hosts:
-            {VM}:
-        prometheus_agent:
-          hosts:
-            {AGENT}:
-              prometheus_mode: agent
-              prometheus_external_labels: {{agent: {AGENT}}}
-              prometheus_inventory_targets:
-                - {{job: node, group: prometheus_agent, port_var: node_exporter_port, default_port: 9100,
-                    state_var: node_exporter_state}}
-        """))
+    agent_vars = {"prometheus_mode": "agent", "prometheus_external_labels": {"agent": AGENT},
+                  "prometheus_inventory_targets": [{"job": "node", "group": "prometheus_agent",
+                                                    "port_var": "node_exporter_port", "default_port": 9100,
+                                                    "state_var": "node_exporter_state"}]}
+    inventory.write_text(yaml.safe_dump({
+        "all": {"hosts": {AGENT: {"ansible_connection": "community.docker.docker"}}},
+        "victoriametrics": {"hosts": {VM: None}},
+        "prometheus_agent": {"hosts": {AGENT: agent_vars}}}))
     yield str(inventory)
     subprocess.run(["docker", "rm", "-f", AGENT], capture_output=True)
 
