@@ -71,9 +71,10 @@ def vm_query(expr: str) -> list:
 
 
 def test_an_agent_only_remote_writes_to_victoriametrics(agent_inventory):
-    run = playbook("playbooks/exporters.yml", "playbooks/victoriametrics.yml", "playbooks/prometheus.yml",
-                   "--limit", f"{AGENT},{VM}", extra_inventory=agent_inventory)
-    assert run.returncode == 0, run.stdout[-4000:]
+    # two runs: each stays well within the playbook helper's time limit on a busy machine
+    for playbooks in (["playbooks/exporters.yml"], ["playbooks/victoriametrics.yml", "playbooks/prometheus.yml"]):
+        run = playbook(*playbooks, "--limit", f"{AGENT},{VM}", extra_inventory=agent_inventory)
+        assert run.returncode == 0, run.stdout[-4000:]
     unit = sh(AGENT, "systemctl cat prometheus").stdout
     assert " --agent " in unit.replace("\n", " ") + " " and "--storage.agent.path=" in unit, unit
     assert "--storage.tsdb" not in unit
