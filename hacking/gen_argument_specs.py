@@ -22,6 +22,7 @@ CHOICES = {
     "install_method": ["archive", "local", "package"],
     "download_on": ["controller", "host"],
     "log_format": ["logfmt", "json"],
+    "mode": ["server", "agent"],
 }
 ENTRY_POINTS = {
     "backup": {

@@ -28,6 +28,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.monstack.stack.plugins.filter.preflight_filters import _plain
+from ansible_collections.monstack.stack.plugins.plugin_utils import alert_overrides
 from ansible_collections.monstack.stack.plugins.plugin_utils import preflight_checks as checks
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS, notes
 
@@ -37,6 +38,7 @@ ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 DEFAULT_ROLES = {
     "all": ["node_exporter", "cadvisor", "exporters"],
     "prometheus": ["prometheus", "blackbox_exporter"],
+    "prometheus_agent": ["prometheus", "blackbox_exporter"],
     "alertmanager": ["alertmanager"],
     "grafana": ["grafana"],
     "victoriametrics": ["victoriametrics"],
@@ -64,6 +66,12 @@ class _RoleFiles:
         self.magic = {"role_path": path, "role_name": f"monstack.stack.{os.path.basename(path)}"}
         self.rule_groups = sorted(os.path.basename(name)[:-len(".rules.yml.j2")]
                                   for name in glob.glob(os.path.join(path, "templates", "rules", "*.rules.yml.j2")))
+        # the shipped alerts and the thresholds of each (prometheus_alert_overrides)
+        templates = {}
+        for group in self.rule_groups:
+            with open(os.path.join(path, "templates", "rules", group + ".rules.yml.j2"), encoding="utf-8") as handle:
+                templates[group] = handle.read()
+        self.alerts = alert_overrides.catalogue(templates) if templates else {}
 
 
 def _load(loader, path):
@@ -210,7 +218,7 @@ class ActionModule(ActionBase):
         try:
             problems += checks.shared_problems(role, v, v["inventory_hostname"],
                                                v.get("groups", {}).get("prometheus", []))
-            extra = {"rule_groups": files.rule_groups} if role == "prometheus" else {}
+            extra = {"rule_groups": files.rule_groups, "alerts": files.alerts} if role == "prometheus" else {}
             problems += ROLE_CHECKS[role](v, facts=not collect, **extra)
         except AnsibleError as err:
             problems.append(f"{role}: its variables could not be checked: {err.message}")

@@ -191,3 +191,30 @@ def sha256_file(path, chunk=1 << 20):
             if not block:
                 return digest.hexdigest()
             digest.update(block)
+
+
+# The inventory-wide proxy of every release download (controller and hosts): http://[user:password@]host:port.
+PROXY_VAR = "monstack_download_proxy"
+_PROXY = re.compile(r"^https?://[^\s/]+/?$")
+
+
+def check_proxy(proxy):
+    """A ReleaseError unless ``proxy`` is empty or an http(s):// proxy URL; the value itself is never
+    repeated (it may hold a password)."""
+    if proxy and not (isinstance(proxy, str) and _PROXY.match(proxy)):
+        raise ReleaseError("%s: must be a proxy URL, http://[user:password@]host:port or https://..., with no path "
+                           "(its value is not shown: it may hold a password)" % PROXY_VAR)
+    return proxy or ""
+
+
+def open_download(url, timeout, agent, proxy=""):
+    """``url`` opened for reading: through ``proxy`` (http(s) URLs only; file:// stays local) when
+    one is given, else as before (ansible's open_url, which also honours the https_proxy/http_proxy
+    environment). The checksum rules are the callers', unchanged."""
+    if not check_proxy(proxy):
+        from ansible.module_utils.urls import open_url
+        return open_url(url, timeout=timeout, http_agent=agent)
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    return opener.open(urllib.request.Request(url, headers={"User-Agent": agent}), timeout=timeout)
+

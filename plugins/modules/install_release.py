@@ -76,6 +76,13 @@ options:
     description: Seconds to wait for the server of O(url).
     type: int
     default: 60
+  proxy:
+    description:
+      - Download O(url) and the sums file through this proxy, C(http://[user:password@]host:port)
+        (the inventory's C(monstack_download_proxy)); not logged. The checksum rules are the same.
+      - Empty, the default, downloads directly (or through the C(https_proxy) environment of the host).
+    type: str
+    default: ""
 notes:
   - Supports check mode (reports what it would unpack and link, downloads nothing) and no diff.
 """
@@ -146,7 +153,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.monstack.stack.plugins.module_utils.monstack_files import (
     FileSetError, check_name, ensure_links, untrusted_path)
 from ansible_collections.monstack.stack.plugins.module_utils.release import (
-    ReleaseError, copy_hashed, digest_from_sums, plain_http, plain_http_message, sha256_file, split_checksum_ref)
+    ReleaseError, copy_hashed, digest_from_sums, open_download, plain_http, plain_http_message, sha256_file,
+    split_checksum_ref)
 
 NOFOLLOW_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -320,28 +328,26 @@ def unpack_tar(src, root, wanted, strip, unpack_all):
         return written
 
 
-def fetch(url, dest_dir, timeout):
+def fetch(url, dest_dir, timeout, proxy=""):
     """Download ``url`` into a new file in ``dest_dir`` -> (path, sha256)."""
-    from ansible.module_utils.urls import open_url  # only for a download on the host
     fd, path = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            have = copy_hashed(open_url(url, timeout=timeout, http_agent="monstack-install-release"), out)
+            have = copy_hashed(open_download(url, timeout, "monstack-install-release", proxy), out)
     except Exception as exc:
         os.unlink(path)
         raise ReleaseError("download of %s failed: %s" % (url, exc))
     return path, have
 
 
-def expected_digest(checksum, asset, timeout):
+def expected_digest(checksum, asset, timeout, proxy=""):
     kind, value = split_checksum_ref(checksum)
     if kind == "digest":
         return value
     if plain_http(value):
         raise ReleaseError(plain_http_message("checksum: the sums file", value, "the role's <role>_checksums"))
-    from ansible.module_utils.urls import open_url
     try:
-        text = open_url(value, timeout=timeout, http_agent="monstack-install-release").read().decode("utf-8", "replace")
+        text = open_download(value, timeout, "monstack-install-release", proxy).read().decode("utf-8", "replace")
     except Exception as exc:
         raise ReleaseError("the sums file %s could not be read: %s" % (value, exc))
     return digest_from_sums(text, asset, value)
@@ -400,8 +406,8 @@ def unpack(params, dest, parent, paths, result):
             if not params["checksum"]:
                 raise ReleaseError("url %s: needs a checksum (sha256:<hex> or sha256:<sums file URL>)" % params["url"])
             asset = params["url"].rstrip("/").rsplit("/", 1)[-1]
-            want = expected_digest(params["checksum"], asset, params["timeout"])
-            downloaded, have = fetch(params["url"], parent, params["timeout"])
+            want = expected_digest(params["checksum"], asset, params["timeout"], params.get("proxy") or "")
+            downloaded, have = fetch(params["url"], parent, params["timeout"], params.get("proxy") or "")
             src = downloaded
         else:
             have = sha256_file(src)
@@ -461,6 +467,7 @@ def main():
             link_dir=dict(type="path", default="/usr/local/bin"),
             remove_src=dict(type="bool", default=False),
             timeout=dict(type="int", default=60),
+            proxy=dict(type="str", default="", no_log=True),
         ),
         supports_check_mode=True,
         mutually_exclusive=[("src", "url")],

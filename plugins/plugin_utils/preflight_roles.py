@@ -5,7 +5,7 @@ of one host's variables in that role's context (``v``: a read-only mapping, see
 preflight_checks.py), empty when all is well. ``facts`` is true when the role runs
 on the host (its facts gathered), false in the preflight play, which contacts no
 host: the checks that need the host's facts run only then. The role-specific
-inputs that are not variables (prometheus: the rule groups the role ships) are
+inputs that are not variables (prometheus: the rule groups and alerts the role ships) are
 keyword arguments. ``ROLE_CHECKS`` maps a role to its function; ``notes`` gives the
 preflight play's notes (not problems) of a host.
 """
@@ -20,6 +20,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils import exporter_catalogue
+from ansible_collections.monstack.stack.plugins.plugin_utils import alert_overrides
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_checks import monstack_loopback
 
 __all__ = ["ROLE_CHECKS", "alertmanager", "blackbox_exporter", "cadvisor", "exporters", "grafana", "journal",
@@ -150,8 +151,32 @@ def blackbox_exporter(v, facts=False):
     return problems
 
 
-def prometheus(v, facts=False, rule_groups=()):
+def _agent_problems(v) -> list:
+    """prometheus_mode agent: settings that contradict it."""
+    problems = []
+    if _len(v["prometheus_all_remote_write"]) == 0:
+        problems.append("prometheus_mode: agent keeps no data to query, it only sends what it scrapes, but "
+                        "prometheus_remote_write is empty and there is no global store "
+                        f"(prometheus_global_store_group '{v['prometheus_global_store_group']}' has no host). "
+                        "Fix: give it a remote_write endpoint (VictoriaMetrics or any store).")
+    if _len(v["prometheus_rule_files"]) > 0:
+        problems.append("prometheus_rule_files: an agent (prometheus_mode: agent) evaluates no rules. Fix: load the "
+                        "rules where the samples are stored (a server or vmalert), or use prometheus_mode: server.")
+    if _len(v["prometheus_remote_read"]) > 0:
+        problems.append("prometheus_remote_read: an agent (prometheus_mode: agent) serves no queries, so it reads "
+                        "nothing back. Fix: remove it.")
+    if v["inventory_hostname"] in _as_list(_as_dict(v.get("groups", {})).get(v["prometheus_group"], [])):
+        problems.append(f"prometheus_mode: agent on a host of prometheus_group '{v['prometheus_group']}', whose "
+                        "servers Grafana queries and that are each other's replicas. Fix: put the agent in a group "
+                        "of its own (e.g. prometheus_agent, docs/agent-mode.md).")
+    return problems
+
+
+def prometheus(v, facts=False, rule_groups=(), alerts=None):
     problems = version_problems("prometheus", v, {})
+    if alerts is not None:  # the shipped alerts (alert_overrides.catalogue)
+        problems += alert_overrides.problems(v.get("prometheus_alert_overrides"), alerts,
+                                             _as_dict(v.get("prometheus_alert_thresholds")))
     rule_groups = sorted(rule_groups)
     if not (_abs(v["prometheus_config_dir"]) and _abs(v["prometheus_data_dir"])):
         problems.append(f"prometheus_config_dir / prometheus_data_dir: '{v['prometheus_config_dir']}', "
@@ -181,6 +206,8 @@ def prometheus(v, facts=False, rule_groups=()):
         problems.append(f"prometheus_shard: the shards are {_join(numbers)}; they must be numbered 0 to N-1 "
                         f"without gaps (N = {v['prometheus_shard_count']} shards), or a gap's targets would be "
                         "scraped by no server. Fix: renumber them.")
+    if v.get("prometheus_mode", "server") == "agent":
+        problems += _agent_problems(v)
     if _len(v["prometheus_shard_source_labels"]) == 0:
         problems.append("prometheus_shard_source_labels: empty. Fix: name the target labels to hash, "
                         "e.g. [__address__].")

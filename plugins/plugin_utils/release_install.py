@@ -12,6 +12,10 @@ archive   the upstream release asset (a tarball or a single binary). With ``down
 local     the same from a file on the controller (``local_path``, ``{arch}`` replaced), air-gapped.
 package   the distribution package, its own services masked first (only the role's unit runs it).
 
+Downloads (the asset and its sums file, on the controller or the host) go through the inventory's
+``monstack_download_proxy`` when it is set (module_utils/release.py, open_download); the checksum
+rules are the same with or without it.
+
 The host module monstack.stack.install_release unpacks the binaries (or all of it) into
 ``<install_root>/<name>/<version>/`` and links them into /usr/local/bin. A host whose release is
 already there is never downloaded for: the module is asked first, without a source.
@@ -25,8 +29,8 @@ import os
 import tempfile
 
 from ansible_collections.monstack.stack.plugins.module_utils.release import (
-    ARCH_MAP, ReleaseError, checksum_ref, copy_hashed, digest_from_sums, parse_version, plain_http, plain_http_message,
-    release_location, sha256_file, split_checksum_ref)
+    ARCH_MAP, PROXY_VAR, ReleaseError, check_proxy, checksum_ref, copy_hashed, digest_from_sums, open_download,
+    parse_version, plain_http, plain_http_message, release_location, sha256_file, split_checksum_ref)
 
 MODULE = "monstack.stack.install_release"
 METHODS = ("archive", "local", "package")
@@ -180,12 +184,19 @@ def release_plan(release, arch):
     return plan
 
 
-def _open(url, timeout):
-    from ansible.module_utils.urls import open_url
-    return open_url(url, timeout=timeout, http_agent="monstack-release-install")
+def _open(url, timeout, proxy=""):
+    return open_download(url, timeout, "monstack-release-install", proxy)
 
 
-def expected_digest(plan, timeout=60):
+def download_proxy(action, task_vars):
+    """monstack_download_proxy of the host (templated; empty when unset), checked."""
+    value = task_vars.get(PROXY_VAR) or ""
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        value = action._templar.copy_with_new_env(available_variables=task_vars).template(value)
+    return check_proxy(str(value) if value else "")
+
+
+def expected_digest(plan, timeout=60, proxy=""):
     """The SHA-256 the asset must have: pinned, or read from the release's sums file (not over http://)."""
     kind, value = split_checksum_ref(plan["checksum"])
     if kind == "digest":
@@ -193,7 +204,7 @@ def expected_digest(plan, timeout=60):
     if plain_http(value):  # release_plan refuses it already; a second look costs nothing
         raise ReleaseError(plain_http_message("the sums file", value, plan["checksums_var"]))
     try:
-        text = _open(value, timeout).read().decode("utf-8", "replace")
+        text = _open(value, timeout, proxy).read().decode("utf-8", "replace")
     except Exception as exc:
         raise ReleaseError("%s: the sums file %s could not be read (%s). Fix: check the version and the download base "
                            "URL, or pin the asset's SHA-256 in %s" % (plan["name"], value, exc, plan["checksums_var"]))
@@ -219,7 +230,7 @@ def _note_verified(path, want):
     os.replace(tmp, path + ".verified")
 
 
-def fetch_to_cache(plan, timeout=60):
+def fetch_to_cache(plan, timeout=60, proxy=""):
     """The release asset in the controller cache, verified -> (path, sha256, downloaded).
 
     One download per asset whatever the number of forks: the first takes the asset's lock,
@@ -229,7 +240,7 @@ def fetch_to_cache(plan, timeout=60):
     path = plan["cache_file"]
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    want = expected_digest(plan, timeout)
+    want = expected_digest(plan, timeout, proxy)
     with open(path + ".lock", "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if os.path.isfile(path) and (_verified(path, want) or sha256_file(path) == want):
@@ -240,7 +251,7 @@ def fetch_to_cache(plan, timeout=60):
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
-                    have = copy_hashed(_open(plan["url"], timeout), out)
+                    have = copy_hashed(_open(plan["url"], timeout, proxy), out)
                 except ReleaseError:
                     raise
                 except Exception as exc:
@@ -327,10 +338,14 @@ def ensure_release(action, task_vars, release, arch, check_mode):
     def run(args):
         return action._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
 
+    try:
+        proxy = download_proxy(action, task_vars) if plan["method"] == "archive" else ""
+    except ReleaseError as exc:
+        return {"changed": False, "failed": True, "msg": str(exc)}
     args = _module_args(plan)
     if plan["method"] == "archive" and plan["download_on"] == "host":
         # one call: the module looks first and downloads only when the release is missing
-        result = run(dict(args, url=plan["url"], checksum=plan["checksum"]))
+        result = run(dict(args, url=plan["url"], checksum=plan["checksum"], **({"proxy": proxy} if proxy else {})))
         result["_check"] = check_mode
         return _summary(plan, result, plan["url"])
     first = run(args)
@@ -346,7 +361,7 @@ def ensure_release(action, task_vars, release, arch, check_mode):
         if plan["method"] == "local":
             path, digest, downloaded = plan["local_path"], sha256_file(plan["local_path"]), False
         else:
-            path, digest, downloaded = fetch_to_cache(plan)
+            path, digest, downloaded = fetch_to_cache(plan, proxy=proxy)
     except ReleaseError as exc:
         return {"changed": False, "failed": True, "msg": str(exc)}
     shell = action._connection._shell

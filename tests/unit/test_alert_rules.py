@@ -30,6 +30,9 @@ import jinja2
 import pytest
 import yaml
 
+from ansible_collections.monstack.stack.plugins.filter import alert_overrides as override_filters
+from ansible_collections.monstack.stack.plugins.plugin_utils import alert_overrides
+
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "prometheus"
 TEMPLATES = ROLE / "templates" / "rules"
@@ -52,6 +55,7 @@ VARIABLES = {
     "prometheus_alert_rule_groups",
     "prometheus_alert_thresholds",
     "prometheus_alert_threshold_overrides",
+    "prometheus_alert_overrides",
     "prometheus_ml_metrics",
     "prometheus_ml_labels",
     "prometheus_alert_runbook_url",
@@ -113,6 +117,9 @@ ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 ENV.filters["combine"] = combine
+# The role's own filters, by the names the templates call them.
+ENV.filters["monstack.stack.alert_thresholds"] = override_filters.alert_thresholds
+ENV.filters["monstack.stack.alert_overrides"] = override_filters.alert_overrides
 
 
 def defaults() -> dict:
@@ -206,6 +213,7 @@ def test_defaults_define_exactly_the_documented_variables():
         if match:
             assert lines[number - 1].startswith("#"), f"{match[1]} has no comment above it"
     assert values["prometheus_alert_threshold_overrides"] == {}
+    assert values["prometheus_alert_overrides"] == {}
     assert values["prometheus_alert_runbook_url"] == ""
     assert values["prometheus_alert_extra_labels"] == {}
     assert values["prometheus_alert_rule_groups"] == [
@@ -323,12 +331,19 @@ def test_promtool_test_rules(rendered, test_file):
 # --------------------------------------------------------------------------
 # variables change the rendered rules
 
+# Per-alert overrides of the customised rules (also rendered by Ansible below).
+CUSTOM_OVERRIDES = {"NodeClockSkew": {"enabled": False},
+                    "TargetDown": {"for": "7m", "severity": "critical", "labels": {"team": "ops", "pager": "yes"}},
+                    "InferenceHighLatency": {"thresholds": {"ml_latency_seconds": 2, "rate_window": "10m"}}}
+
+
 @pytest.fixture(scope="module")
 def customised(tmp_path_factory) -> dict[str, Path]:
     return render_all(
         tmp_path_factory.mktemp("custom"),
         prometheus_alert_runbook_url="https://runbooks.example.com/alerts/",
         prometheus_alert_extra_labels={"team": "ops", "env": 'prod "eu" <1>', "severity": "page"},
+        prometheus_alert_overrides=CUSTOM_OVERRIDES,
     )
 
 
@@ -344,6 +359,12 @@ def test_runbook_url_and_extra_labels(customised):
             assert rule["labels"]["env"] == 'prod "eu" <1>'
             assert rule["labels"]["severity"] in SEVERITIES, "extra labels must not override severity"
     assert count >= 25
+    rules = {rule["alert"]: rule for path in customised.values() for rule in alerts_of(path.read_text())}
+    assert "NodeClockSkew" not in rules
+    assert rules["TargetDown"]["for"] == "7m" and rules["TargetDown"]["labels"]["pager"] == "yes"
+    assert rules["TargetDown"]["labels"]["severity"] == "critical"
+    assert rules["InferenceHighLatency"]["expr"].endswith("> 2") and "[ 10m ]" in rules["InferenceHighLatency"]["expr"]
+    assert "[ 5m ]" in rules["InferenceHighErrorRate"]["expr"], "a threshold override is the alert's own"
 
 
 @needs_promtool
@@ -369,6 +390,7 @@ def test_ansible_template_renders_like_these_tests(tmp_path, customised):
         pytest.skip("ansible-playbook not installed beside this Python")
     extra = {"prometheus_alert_runbook_url": "https://runbooks.example.com/alerts/",
              "prometheus_alert_extra_labels": {"team": "ops", "env": 'prod "eu" <1>', "severity": "page"},
+             "prometheus_alert_overrides": CUSTOM_OVERRIDES,
              "ansible_python_interpreter": sys.executable}
     (tmp_path / "play.yml").write_text(f"""
 - hosts: localhost
@@ -607,3 +629,155 @@ def test_yaml_files_pass_yamllint():
     result = subprocess.run([sys.executable, "-m", "yamllint", "-s", *files],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------
+# per-alert overrides (prometheus_alert_overrides, plugins/plugin_utils/alert_overrides.py)
+
+def shipped_catalogue() -> dict:
+    return alert_overrides.catalogue({g: (TEMPLATES / f"{g}.rules.yml.j2").read_text() for g in GROUPS})
+
+
+def test_catalogue_names_every_shipped_alert_and_its_thresholds(alerts):
+    found = shipped_catalogue()
+    assert set(found) == set(alerts)
+    assert all(found[name]["group"] == alerts[name]["_group"] for name in found)
+    assert found["TargetDown"]["thresholds"] == ["target_down_for"]
+    assert {"ml_latency_seconds", "ml_latency_quantile", "rate_window"} <= set(
+        found["InferenceHighLatency"]["thresholds"])
+    # every threshold belongs to some alert
+    assert set().union(*(set(a["thresholds"]) for a in found.values())) == set(defaults()["prometheus_alert_thresholds"])
+
+
+def test_catalogue_refuses_a_rule_without_its_marker():
+    text = "{% set t = thresholds | monstack.stack.alert_thresholds(prometheus_alert_overrides, 'A') %}\n" \
+           "      - alert: A\n      - alert: B\n"
+    with pytest.raises(alert_overrides.AlertOverrideError, match="every rule must start"):
+        alert_overrides.catalogue({"g": text})
+
+
+BAD_OVERRIDES = [
+    # (override, fragment of the message)
+    ({"TargetDwn": {"for": "5m"}}, "prometheus_alert_overrides.TargetDwn: no shipped alert has this name"),
+    ({"targetdown": {"for": "5m"}}, "did you mean TargetDown?"),
+    ({"TargetDown": {"fro": "5m"}}, "prometheus_alert_overrides.TargetDown.fro: unknown field"),
+    ({"TargetDown": "off"}, "prometheus_alert_overrides.TargetDown: must be a mapping"),
+    ({"TargetDown": {"enabled": "no"}}, "TargetDown.enabled: must be true or false"),
+    ({"TargetDown": {"for": "5 minutes"}}, "TargetDown.for: must be a Prometheus duration"),
+    ({"TargetDown": {"for": 300}}, "TargetDown.for: must be a Prometheus duration"),
+    ({"TargetDown": {"severity": ""}}, "TargetDown.severity: must be a non-empty string"),
+    ({"TargetDown": {"severity": ["critical"]}}, "TargetDown.severity: must be a non-empty string"),
+    ({"TargetDown": {"labels": ["team"]}}, "TargetDown.labels: must be a mapping"),
+    ({"TargetDown": {"labels": {"bad-name": "x"}}}, "TargetDown.labels.bad-name: not a valid label name"),
+    ({"TargetDown": {"labels": {"__meta": "x"}}}, "TargetDown.labels.__meta: not a valid label name"),
+    ({"TargetDown": {"labels": {"severity": "page"}}}, "TargetDown.labels.severity: set by the rule itself"),
+    ({"TargetDown": {"labels": {"alertname": "X"}}}, "TargetDown.labels.alertname: set by the rule itself"),
+    ({"TargetDown": {"labels": {"team": {"a": 1}}}}, "TargetDown.labels.team: the value must be a string or number"),
+    ({"TargetDown": {"labels": {"team": "x" * 2000}}}, "TargetDown.labels.team: the value must be"),
+    ({"TargetDown": {"labels": {f"l{i}": "x" for i in range(40)}}}, "TargetDown.labels: at most 32 labels"),
+    ({"TargetDown": {"thresholds": {"ml_latency_seconds": 1}}},
+     "TargetDown.thresholds.ml_latency_seconds: this alert's rule uses no such threshold; it uses target_down_for"),
+    ({"TargetDown": {"thresholds": {"target_down_for": 5}}}, "TargetDown.thresholds.target_down_for: must be a "
+                                                              "Prometheus duration"),
+    ({"InferenceHighLatency": {"thresholds": {"ml_latency_seconds": "1s"}}},
+     "InferenceHighLatency.thresholds.ml_latency_seconds: must be a number"),
+    ({"InferenceHighLatency": {"thresholds": {"ml_latency_seconds": True}}},
+     "InferenceHighLatency.thresholds.ml_latency_seconds: must be a number"),
+    ({"InferenceHighLatency": {"thresholds": "fast"}}, "InferenceHighLatency.thresholds: must be a mapping"),
+    (["TargetDown"], "prometheus_alert_overrides: must be a mapping of alert name"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_OVERRIDES, ids=[m for _, m in BAD_OVERRIDES])
+def test_bad_overrides_are_refused_with_the_alert_and_field(overrides, message):
+    found = alert_overrides.problems(overrides, shipped_catalogue(), defaults()["prometheus_alert_thresholds"])
+    assert len(found) == 1 and message in found[0], found
+
+
+def test_good_overrides_have_no_problem():
+    good = {"TargetDown": {"enabled": True, "for": "1h30m", "severity": "page", "labels": {"team": "ops", "n": 3}},
+            "Watchdog": {"enabled": False},
+            "InferenceHighLatency": {"thresholds": {"ml_latency_seconds": 2, "rate_window": "10m"}}}
+    assert alert_overrides.problems(good, shipped_catalogue(), defaults()["prometheus_alert_thresholds"]) == []
+    assert alert_overrides.problems({}, shipped_catalogue()) == []
+
+
+def test_a_bad_override_fails_the_rendering_too():
+    with pytest.raises(Exception, match=r"TargetDown\.for: must be a Prometheus duration"):
+        render("availability", prometheus_alert_overrides={"TargetDown": {"for": "soon"}})
+    with pytest.raises(Exception, match=r"InferenceHighLatency\.thresholds\.ml_latency_seconds: must be a number"):
+        render("ml_inference", prometheus_alert_overrides={"InferenceHighLatency": {
+            "thresholds": {"ml_latency_seconds": "slow"}}})
+
+
+def test_a_group_without_overridden_alerts_is_left_byte_for_byte():
+    overrides = {"TargetDown": {"enabled": False}}
+    for group in GROUPS:
+        if group != "availability":
+            assert render(group, prometheus_alert_overrides=overrides) == render(group), group
+    assert "TargetDown" not in [r["alert"] for r in alerts_of(render("availability", prometheus_alert_overrides=overrides))]
+
+
+@needs_promtool
+def test_all_alerts_of_a_group_disabled(tmp_path):
+    path = tmp_path / "watchdog.rules.yml"
+    path.write_text(render("watchdog", prometheus_alert_overrides={"Watchdog": {"enabled": False}}))
+    assert yaml.safe_load(path.read_text())["groups"][0]["rules"] == []
+    check_rules([path])
+
+
+@needs_promtool
+def test_shipped_promtool_tests_pass_on_rewritten_rules(tmp_path, alerts):
+    """Every rule file goes through the rewriting (each alert's `for` and severity set to what they were):
+    the rewritten files must behave exactly as the shipped ones in every shipped test."""
+    overrides = {name: dict({"severity": rule["labels"]["severity"]}, **({"for": rule["for"]} if "for" in rule else {}))
+                 for name, rule in alerts.items()}
+    files = render_all(tmp_path, prometheus_alert_overrides=overrides)
+    for path in files.values():
+        assert path.read_text().count("# Changed by prometheus_alert_overrides.") == 1, path
+    check_rules(files.values())
+    for test_file in TEST_FILES:
+        shutil.copy(test_file, tmp_path / test_file.name)
+        result = promtool("test", "rules", test_file.name, cwd=tmp_path)
+        assert result.returncode == 0, test_file.name + result.stdout + result.stderr
+
+
+OVERRIDE_TEST = """
+rule_files: [availability.rules.yml]
+evaluation_interval: 1m
+tests:
+  # h1 is down from 2m on: with the shipped `for` (2m) TargetDown fires at
+  # 4m; overridden to 10m, it must not fire before 12m.
+  - interval: 1m
+    input_series:
+      - series: 'up{job="node",instance="h1:9100"}'
+        values: '1 1 0x20'
+    alert_rule_test:
+      - {eval_time: 4m, alertname: TargetDown, exp_alerts: []}
+      - {eval_time: 11m, alertname: TargetDown, exp_alerts: []}
+      - eval_time: 12m
+        alertname: TargetDown
+        exp_alerts:
+          - exp_labels: {severity: critical, team: ops, job: node, instance: "h1:9100"}
+            exp_annotations:
+              summary: Target h1:9100 of job node is down
+              description: Prometheus failed to scrape h1:9100 (job node) for more than 10m.
+"""
+
+
+@needs_promtool
+@pytest.mark.parametrize("how", ["for", "thresholds"])
+def test_promtool_respects_an_overridden_for(tmp_path, how):
+    """`for` set directly keeps the shipped description (it names the threshold, 2m); set
+    through the rule's threshold target_down_for the description follows."""
+    change = {"for": "10m"} if how == "for" else {"thresholds": {"target_down_for": "10m"}}
+    change.update(severity="critical", labels={"team": "ops"})
+    (tmp_path / "availability.rules.yml").write_text(
+        render("availability", prometheus_alert_overrides={"TargetDown": change}))
+    test = OVERRIDE_TEST if how == "thresholds" else OVERRIDE_TEST.replace("more than 10m.", "more than 2m.")
+    (tmp_path / "override.test.yml").write_text(test)
+    result = promtool("test", "rules", "override.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # and the shipped test of TargetDown now fails: the override is what made the difference
+    shutil.copy(RULE_TESTS / "availability.test.yml", tmp_path / "availability.test.yml")
+    assert promtool("test", "rules", "availability.test.yml", cwd=tmp_path).returncode != 0

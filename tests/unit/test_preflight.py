@@ -111,6 +111,9 @@ MISTAKES = [
     ("shard-numbers-with-a-gap", None, {"mon1.corp.test": "prometheus_shard: 0\n",
                                         "mon2.corp.test": "prometheus_shard: 2\n"},
      ["prometheus_shard: the shards are 0, 2; they must be numbered 0 to N-1 without gaps"]),
+    ("unknown-alert-override", "prometheus_alert_overrides: {TargetDwon: {enabled: false}, TargetDown: {fro: 5m}}\n",
+     None, ["prometheus_alert_overrides.TargetDwon: no shipped alert has this name",
+            "prometheus_alert_overrides.TargetDown.fro: unknown field"]),
     ("shard-on-one-server-only", None, {"mon1.corp.test": "prometheus_shard: 0\n"},
      ["prometheus_shard: mon2.corp.test have no shard while other hosts", "scraped twice"]),
 ]

@@ -131,7 +131,11 @@ JOURNAL = {"inventory_hostname": "app1", "journal_upload_url": "", "journal_remo
            "journal_tls_key_file": ""}
 GOOD = {"node_exporter": NODE, "cadvisor": CADVISOR, "blackbox_exporter": BLACKBOX, "prometheus": PROMETHEUS,
         "alertmanager": ALERTMANAGER, "grafana": GRAFANA, "victoriametrics": VM, "journal": JOURNAL}
-EXTRA = {"prometheus": {"rule_groups": ["node", "prometheus"]}}
+AGENT = {"prometheus_mode": "agent", "prometheus_all_remote_write": [{"url": "http://vm:8428/api/v1/write"}],
+         "prometheus_rule_files": [], "prometheus_remote_read": [], "prometheus_global_store_group": "victoriametrics",
+         "inventory_hostname": "dmz1", "groups": {"prometheus": ["mon1", "mon2"], "prometheus_agent": ["dmz1"]}}
+EXTRA = {"prometheus": {"rule_groups": ["node", "prometheus"],
+                        "alerts": {"NodeDown": {"group": "node", "thresholds": ["node_down_for"]}}}}
 
 
 def _check(role, facts=False, **changes):
@@ -141,6 +145,10 @@ def _check(role, facts=False, **changes):
 @pytest.mark.parametrize("role", sorted(GOOD))
 def test_role_checks_pass_on_good_values(role):
     assert _check(role, facts=True) == []
+
+
+def test_an_agent_with_a_store_and_no_rules_passes():
+    assert _check("prometheus", **AGENT) == []
 
 
 MISTAKES = [
@@ -158,6 +166,20 @@ MISTAKES = [
                                                     "'data' must both be absolute paths."),
     ("prometheus", {"prometheus_alert_rule_groups": ["node", "nope"]},
      "prometheus_alert_rule_groups: nope not shipped. Fix: choose among node, prometheus."),
+    ("prometheus", {"prometheus_alert_overrides": {"NodeUp": {"enabled": False}}},
+     "prometheus_alert_overrides.NodeUp: no shipped alert has this name. The shipped alerts: NodeDown"),
+    ("prometheus", {"prometheus_alert_overrides": {"NodeDown": {"thresholds": {"node_down_for": 3}}},
+                    "prometheus_alert_thresholds": {"node_down_for": "5m"}},
+     "prometheus_alert_overrides.NodeDown.thresholds.node_down_for: must be a Prometheus duration like '5m', got 3"),
+    ("prometheus", dict(AGENT, prometheus_all_remote_write=[]),
+     "prometheus_mode: agent keeps no data to query, it only sends what it scrapes, but prometheus_remote_write is "
+     "empty and there is no global store (prometheus_global_store_group 'victoriametrics' has no host)"),
+    ("prometheus", dict(AGENT, prometheus_rule_files=["/x.rules.yml"]),
+     "prometheus_rule_files: an agent (prometheus_mode: agent) evaluates no rules."),
+    ("prometheus", dict(AGENT, prometheus_remote_read=[{"url": "http://vm:8428/api/v1/read"}]),
+     "prometheus_remote_read: an agent (prometheus_mode: agent) serves no queries"),
+    ("prometheus", dict(AGENT, inventory_hostname="mon1"),
+     "prometheus_mode: agent on a host of prometheus_group 'prometheus'"),
     ("prometheus", {"prometheus_inventory_targets": [{"job": "a"}, {"job": "a"}]},
      "prometheus_inventory_targets: job names must be unique."),
     ("prometheus", {"prometheus_shard_of_hosts": {"mon1": 0, "mon2": -1}, "prometheus_shard_count": 1},
@@ -293,6 +315,7 @@ def test_action_reads_each_roles_files_once_per_process(monkeypatch):
     assert "prometheus_version" in first.spec and "prometheus_version" in first.defaults
     assert "prometheus_shard_of_hosts" in first.vars and "prometheus_shard_of_hosts" in first.known
     assert "node" in first.rule_groups
+    assert first.alerts["TargetDown"] == {"group": "availability", "thresholds": ["target_down_for"]}
 
 
 def test_one_templar_for_all_hosts_compiles_a_shared_template_once(monkeypatch):

@@ -9,6 +9,7 @@ systemd container when MONSTACK_RELEASE_TEST_HOST names one).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import importlib.util
@@ -23,6 +24,8 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -630,3 +633,126 @@ def test_upgrade_then_rollback_is_a_link_switch(tmp_path):
     assert rollback["changed"] and not rollback["unpacked"] and not action.sent
     assert os.readlink(tmp_path / "bin/node_exporter") == str(tmp_path / "opt/node_exporter/1.5.0/node_exporter")
     assert tree(tmp_path / "opt/node_exporter") == ["1.11.1", "1.11.1/node_exporter", "1.5.0", "1.5.0/node_exporter"]
+
+
+# --------------------------------------------------------------------------- downloads through a proxy (issue 28)
+
+class Proxy(http.server.ThreadingHTTPServer):
+    """A forward HTTP proxy on loopback: records every request (absolute URL, Proxy-Authorization),
+    forwards it, and can ask for credentials or tamper with what it forwards."""
+
+    daemon_threads = True
+
+    def __init__(self, credentials=None, tamper=False):
+        self.seen, self.credentials, self.tamper = [], credentials, tamper
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                auth = self.headers.get("Proxy-Authorization")
+                server.seen.append((self.path, auth))
+                if server.credentials and auth != "Basic " + base64.b64encode(server.credentials.encode()).decode():
+                    self.send_response(407)
+                    self.send_header("Proxy-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                try:
+                    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(self.path, timeout=30) as up:
+                        body = up.read()
+                except urllib.error.HTTPError as err:
+                    body, code = err.read(), err.code
+                else:
+                    code = 200
+                if server.tamper and code == 200 and len(body) > 1000:
+                    body = body[:500] + bytes([body[500] ^ 1]) + body[501:]
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, userinfo=""):
+        return "http://%s127.0.0.1:%d" % (userinfo + "@" if userinfo else "", self.server_address[1])
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    server = Proxy(credentials="fetch:s3cret-proxy-pw")
+    yield server
+    server.close()
+
+
+ASSET_PATH = f"/prometheus/node_exporter/releases/download/v1.11.1/{NE_ASSET}"
+
+
+@needs_mirror
+@pytest.mark.parametrize("where", ["controller", "host"])
+def test_downloads_go_through_the_proxy_with_its_credentials(tmp_path, mirror, proxy, where):
+    spec = release(tmp_path, base_url=mirror.url, checksums={"amd64": ne_digest()}, download_on=where)
+    action = FakeAction()
+    secret = {"monstack_download_proxy": proxy.url("fetch:s3cret-proxy-pw")}
+    result = ri.ensure_release(action, secret, spec, "x86_64", False)
+    assert result["changed"] and result["unpacked"], result
+    assert tree(tmp_path / "opt/node_exporter") == ["1.11.1", "1.11.1/node_exporter"]
+    assert [path for path, _ in proxy.seen] == [mirror.url + ASSET_PATH], proxy.seen
+    assert mirror.hits == Counter({ASSET_PATH: 1})  # the proxy fetched it, nobody else
+    assert "s3cret" not in json.dumps(result)
+    # the host module got the proxy (a no_log option), the controller sent the file itself
+    assert [c[1].get("proxy") for c in action.calls if "url" in c[1]] == ([secret["monstack_download_proxy"]]
+                                                                         if where == "host" else [])
+    assert bool(action.sent) is (where == "controller")
+
+
+@needs_mirror
+def test_a_sums_file_comes_through_the_proxy_too(tmp_path, mirror, proxy):
+    spec = release(tmp_path, base_url=f"file://{MIRROR}", download_on="host",
+                   checksum_ref=f"sha256:{mirror.url}/prometheus/node_exporter/releases/download/v1.11.1/sha256sums.txt")
+    # a sums file over plain http is still refused, proxy or not (the checksum rules are unchanged)
+    result = ri.ensure_release(FakeAction(), {"monstack_download_proxy": proxy.url("fetch:s3cret-proxy-pw")}, spec,
+                               "x86_64", False)
+    assert result["failed"] and "plain HTTP" in result["msg"] and proxy.seen == []
+
+
+@needs_mirror
+@pytest.mark.parametrize("where", ["controller", "host"])
+def test_a_proxy_that_changes_the_download_is_caught_by_the_checksum(tmp_path, mirror, monkeypatch, where):
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    tampering = Proxy(tamper=True)
+    try:
+        spec = release(tmp_path, base_url=mirror.url, checksums={"amd64": ne_digest()}, download_on=where)
+        result = ri.ensure_release(FakeAction(), {"monstack_download_proxy": tampering.url()}, spec, "x86_64", False)
+    finally:
+        tampering.close()
+    assert result["failed"] and ne_digest() + " expected" in result["msg"], result
+    assert tree(tmp_path / "opt/node_exporter") in ([], ["1.11.1"]) and not list((tmp_path / "cache").rglob("*.gz"))
+    assert len(tampering.seen) == 1
+
+
+@needs_mirror
+def test_wrong_proxy_credentials_fail_without_showing_them(tmp_path, mirror, proxy):
+    spec = release(tmp_path, base_url=mirror.url, checksums={"amd64": ne_digest()})
+    result = ri.ensure_release(FakeAction(), {"monstack_download_proxy": proxy.url("fetch:wrong-pw")}, spec,
+                               "x86_64", False)
+    assert result["failed"] and "407" in result["msg"] and "wrong-pw" not in result["msg"], result
+    assert mirror.hits == Counter()
+
+
+@pytest.mark.parametrize("value", ["proxy.corp.test:3128", "socks5://p:1080", "http://user:pw@p:3128/x y",
+                                   "http://p:3128/path"])
+def test_a_bad_proxy_value_is_refused_without_showing_it(tmp_path, value):
+    result = ri.ensure_release(FakeAction(), {"monstack_download_proxy": value}, release(tmp_path), "x86_64", False)
+    assert result["failed"] and result["msg"].startswith("monstack_download_proxy: must be a proxy URL")
+    assert value not in result["msg"]
