@@ -114,6 +114,10 @@ def settings(component, version, method="archive") -> dict:
             "track_timestamps_staleness": _at_least(version, "2.48.0"),
             # 3.0 fails a scrape whose Content-Type is missing or unknown unless this is set
             "fallback_scrape_protocol": "PrometheusText0.0.4" if _at_least(version, "3.0.0") else "",
+            # agent mode (prometheus_mode: agent): a flag of its own from 3.0, a feature flag before
+            "agent_flag": "--agent" if _at_least(version, "3.0.0") else "--enable-feature=agent",
+            # the top-level scrape_config_files key (prometheus_scrape_config_dir) came with 2.43.0
+            "scrape_config_files": _at_least(version, "2.43.0"),
         }
     if component == "node_exporter":
         renamed = _at_least(version, "1.3.0")

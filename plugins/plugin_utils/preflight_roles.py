@@ -174,6 +174,12 @@ def _agent_problems(v) -> list:
 
 def prometheus(v, facts=False, rule_groups=(), alerts=None):
     problems = version_problems("prometheus", v, {})
+    if (str(v.get("prometheus_scrape_config_dir") or "") and not problems
+            and str(v.get("prometheus_install_method", "archive")) != "package"
+            and not versions.settings("prometheus", str(v["prometheus_version"]))["scrape_config_files"]):
+        problems.append(f"prometheus_scrape_config_dir: Prometheus {v['prometheus_version']} has no "
+                        "scrape_config_files (it came with 2.43.0). Fix: raise prometheus_version, or move the "
+                        "jobs into prometheus_extra_scrape_configs.")
     if alerts is not None:  # the shipped alerts (alert_overrides.catalogue)
         problems += alert_overrides.problems(v.get("prometheus_alert_overrides"), alerts,
                                              _as_dict(v.get("prometheus_alert_thresholds")))

@@ -171,6 +171,8 @@ MISTAKES = [
     ("prometheus", {"prometheus_alert_overrides": {"NodeDown": {"thresholds": {"node_down_for": 3}}},
                     "prometheus_alert_thresholds": {"node_down_for": "5m"}},
      "prometheus_alert_overrides.NodeDown.thresholds.node_down_for: must be a Prometheus duration like '5m', got 3"),
+    ("prometheus", {"prometheus_scrape_config_dir": "/srv/scrape", "prometheus_version": "2.42.0"},
+     "prometheus_scrape_config_dir: Prometheus 2.42.0 has no scrape_config_files (it came with 2.43.0)."),
     ("prometheus", dict(AGENT, prometheus_all_remote_write=[]),
      "prometheus_mode: agent keeps no data to query, it only sends what it scrapes, but prometheus_remote_write is "
      "empty and there is no global store (prometheus_global_store_group 'victoriametrics' has no host)"),

@@ -269,3 +269,14 @@ def test_active_silences_are_the_ids_of_active_ones():
               {"id": "c", "status": {"state": "expired"}}, {"id": "d", "status": {"state": "pending"}}, "junk"]
     assert logic.active_silences(answer) == ["a", "b"]
     assert logic.active_silences(None) == []
+
+
+@pytest.mark.parametrize("version,flag,files", [("2.42.0", "--enable-feature=agent", False),
+                                                 ("2.43.0", "--enable-feature=agent", True),
+                                                 ("3.5.3", "--agent", True)])
+def test_agent_flag_and_scrape_config_files_follow_the_version(version, flag, files):
+    got = versions.settings("prometheus", version)
+    assert got["agent_flag"] == flag
+    assert got["scrape_config_files"] is files
+    # the flag the settings choose is one the preflight's flag table accepts for that release
+    assert versions.flag_problems("prometheus", version, [flag]) == []
