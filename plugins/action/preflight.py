@@ -217,6 +217,11 @@ class ActionModule(ActionBase):
         return problems
 
     # ------------------------------------------------------- a role on its host
+    def check_role(self, role: str, task_vars: dict) -> dict:
+        """What O(role) gives for the calling task's variables (the component action calls it for a
+        host the preflight play has not checked): failed with the problems, or fine."""
+        return self._run_role(role, task_vars)
+
     def _run_role(self, role: str, task_vars: dict) -> dict:
         if role not in ROLE_CHECKS:
             return {"failed": True, "msg": f"monstack.stack.preflight: no checks for role {role!r}; "

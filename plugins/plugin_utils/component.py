@@ -47,7 +47,8 @@ HARDENING_BASE = {
     "UMask": "0027",
 }
 
-TOP_KEYS = ("name", "release", "user", "dirs", "file_sets", "web", "service", "check")
+TOP_KEYS = ("name", "state", "release", "user", "dirs", "file_sets", "web", "service", "check", "remove_paths")
+STATES = ("present", "absent")
 SET_KEYS = ("path", "files", "owner", "group", "mode", "validate", "on_change", "secret", "prune_patterns", "remove")
 FILE_KEYS = ("template", "src", "variable_start_string", "variable_end_string")
 ON_CHANGE = ("restart", "reload", "none")
@@ -104,6 +105,14 @@ def normalise(spec):
         raise ComponentError("component: name %r must be a role name (lower case, digits, _)" % name)
     where = name + "_component"
     out = {"name": name}
+    out["state"] = str(spec.get("state") or "present")
+    if out["state"] not in STATES:
+        raise ComponentError("%s.state: %r must be present or absent (%s_state)" % (where, out["state"], name))
+    out["remove_paths"] = _list(spec.get("remove_paths"), where + ".remove_paths")
+    for path in out["remove_paths"]:
+        if not path.startswith("/") or path.rstrip("/") in ("", "/etc", "/usr", "/var", "/opt"):
+            raise ComponentError("%s.remove_paths: %r must be an absolute path below a system directory"
+                                 % (where, path))
     out["release"] = dict(_mapping(spec.get("release"), where + ".release"))
     out["release"].setdefault("name", name)
 
@@ -201,6 +210,18 @@ def install_paths(release, install_root=INSTALL_ROOT):
     version_dir = release.get("version_dir") or "%s/%s/%s" % (install_root, release["name"], release.get("version"))
     paths = ["%s/%s%s" % (version_dir, release.get("binary_subdir") or "", binary) for binary in binaries]
     return {"path": paths[0], "links": {"/usr/local/bin/" + binary: path for binary, path in zip(binaries, paths)}}
+
+
+def removed_paths(component, install_root=INSTALL_ROOT):
+    """What state absent deletes: the unit, the release directory, the links in
+    /usr/local/bin and the component's remove_paths (configuration and data
+    directories are kept unless named there)."""
+    paths = []
+    if component["service"]["name"]:
+        paths.append("/etc/systemd/system/%s.service" % component["service"]["name"])
+    paths.append("%s/%s" % (install_root, component["name"]))
+    paths += ["/usr/local/bin/" + binary for binary in _list(component["release"].get("binaries"), "release.binaries")]
+    return paths + component["remove_paths"]
 
 
 # ------------------------------------------------------------------------ unit
@@ -328,6 +349,8 @@ def selected_steps(name, run_tags=("all",), skip_tags=()):
     step is tagged <name> and <name>_<step> (as the task files of roles/common were)."""
     run_tags, skip_tags = set(run_tags or ["all"]), set(skip_tags or [])
     chosen = set()
+    if "all" in skip_tags:
+        return chosen
     for step in STEPS:
         tags = {name, "%s_%s" % (name, step)}
         wanted = "all" in run_tags or "tagged" in run_tags or bool(tags & run_tags)
