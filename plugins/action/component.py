@@ -20,6 +20,7 @@ from ansible_collections.monstack.stack.plugins.plugin_utils import component as
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import cached_templar
 
 PROBE = "monstack.stack.probe"
 FILE_SET = "monstack.stack.file_set"
@@ -29,12 +30,35 @@ ACTIVE = ("active", "activating", "reloading")
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("spec", "specs"))
+    _SPEC_ARGS = ("spec", "specs")
+
+    @classmethod
+    def finalize_task_arg(cls, name, value, templar, context):
+        """spec and specs are templated by run(), through the run's cache of compiled templates
+        (plugin_utils/template_cache.py): a spec is tens of template strings that every host's
+        worker would otherwise compile again."""
+        if name in cls._SPEC_ARGS:
+            return value
+        return super().finalize_task_arg(name, value, templar, context)
+
+    def _spec_args(self, task_vars):
+        """The task's spec/specs, templated (once only: finalize_task_arg may be gone in a later
+        ansible-core, which then templated them already: plain data is left as it is)."""
+        args = dict(self._task.args)
+        templar = cached_templar(self._templar, task_vars)
+        for name in self._SPEC_ARGS:
+            if args.get(name) is not None:
+                args[name] = templar.template(args[name])
+        return args
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
-        args = self._task.args
+        try:
+            args = self._spec_args(task_vars)
+        except AnsibleError as exc:
+            return dict(result, failed=True, msg="monstack.stack.component: %s" % exc)
         if (args.get("spec") is None) == (args.get("specs") is None):
             return dict(result, failed=True, msg="monstack.stack.component: give either spec or specs")
         single = args.get("spec") is not None
