@@ -30,6 +30,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.monstack.stack.plugins.filter.preflight_filters import _plain
 from ansible_collections.monstack.stack.plugins.plugin_utils import preflight_checks as checks
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS, notes
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import escape_backslashes as _escape_backslashes
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -139,15 +140,6 @@ def _shared_templar(templar):
 
     env.from_string = from_string
     return shared
-
-
-def _escape_backslashes():
-    try:
-        from ansible._internal._templating._jinja_bits import _TemplateCompileContext
-        context = _TemplateCompileContext.current(optional=True)
-        return context.escape_backslashes if context else None
-    except Exception:  # pylint: disable=broad-except
-        return None
 
 
 class ActionModule(ActionBase):

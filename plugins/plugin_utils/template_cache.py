@@ -43,7 +43,7 @@ def from_roles(source, roles_dir=ROLES_DIR):
     return bool(path) and os.path.realpath(path).startswith(roles_dir + os.sep)
 
 
-def _escape_backslashes():
+def escape_backslashes():
     """The escape_backslashes option of the template being compiled (it changes the code)."""
     try:
         from ansible._internal._templating._jinja_bits import _TemplateCompileContext
@@ -59,9 +59,9 @@ def _versions():
     return "%s|%s|%s" % (jinja2.__version__, ansible_version, sys.version)
 
 
-def cache_key(source, escape_backslashes, versions):
+def cache_key(source, escape, versions):
     """The file name of a template source's compiled code."""
-    text = "%s\0%r\0%s" % (versions, escape_backslashes, source)
+    text = "%s\0%r\0%s" % (versions, escape, source)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -123,7 +123,7 @@ def cached_templar(templar, variables, directory=None):
     def from_string(source, globals=None, template_class=None):  # pylint: disable=redefined-builtin
         if not isinstance(source, str) or not from_roles(source):
             return compile_one(source, globals, template_class)
-        key = cache_key(str(source), _escape_backslashes(), versions)
+        key = cache_key(str(source), escape_backslashes(), versions)
         code = loaded.get(key) or load_code(directory, key)
         if code is None:
             code = env.compile(source)
