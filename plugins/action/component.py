@@ -151,8 +151,9 @@ class ActionModule(ActionBase):
             answer = checker.check_role(component["name"], task_vars)
             if answer.get("failed"):
                 problems = answer.get("msg")
-                raise _StepFailed("%s, preflight: %s" % (component["name"], "; ".join(problems)
-                                                          if isinstance(problems, list) else problems))
+                if isinstance(problems, list):
+                    problems = "; ".join(problems)
+                raise _StepFailed("%s, preflight: %s" % (component["name"], problems))
 
     def _remove(self, component, steps, task_vars):
         """state absent: stop and disable the service, delete its unit, release, links and
