@@ -18,8 +18,10 @@ from ansible_collections.monstack.stack.plugins.filter.access import monstack_ip
 from ansible_collections.monstack.stack.plugins.filter.bcrypt import monstack_bcrypt
 from ansible_collections.monstack.stack.plugins.module_utils import versions
 from ansible_collections.monstack.stack.plugins.plugin_utils import component as logic
+from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import cached_templar
 
 PROBE = "monstack.stack.probe"
 FILE_SET = "monstack.stack.file_set"
@@ -28,42 +30,163 @@ ACTIVE = ("active", "activating", "reloading")
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("spec",))
+    _VALID_ARGS = frozenset(("spec", "specs"))
+    _SPEC_ARGS = ("spec", "specs")
+
+    @classmethod
+    def finalize_task_arg(cls, name, value, templar, context):
+        """spec and specs are templated by run(), through the run's cache of compiled templates
+        (plugin_utils/template_cache.py): a spec is tens of template strings that every host's
+        worker would otherwise compile again."""
+        if name in cls._SPEC_ARGS:
+            return value
+        return super().finalize_task_arg(name, value, templar, context)
+
+    def _spec_args(self, task_vars):
+        """The task's spec/specs, templated (once only: finalize_task_arg may be gone in a later
+        ansible-core, which then templated them already: plain data is left as it is)."""
+        args = dict(self._task.args)
+        templar = cached_templar(self._templar, task_vars)
+        for name in self._SPEC_ARGS:
+            if args.get(name) is not None:
+                args[name] = templar.template(args[name])
+        return args
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
         try:
-            component = logic.normalise(self._task.args.get("spec"))
-        except logic.ComponentError as exc:
-            return dict(result, failed=True, msg=str(exc))
-        self._component = component
-        self._name = name = component["name"]
+            args = self._spec_args(task_vars)
+        except AnsibleError as exc:
+            return dict(result, failed=True, msg="monstack.stack.component: %s" % exc)
+        if (args.get("spec") is None) == (args.get("specs") is None):
+            return dict(result, failed=True, msg="monstack.stack.component: give either spec or specs")
+        single = args.get("spec") is not None
+        raw = [args["spec"]] if single else args["specs"]
+        if not isinstance(raw, list):
+            return dict(result, failed=True, msg="monstack.stack.component: specs must be a list of component specs")
+        components = []
+        for entry in raw:
+            try:
+                components.append(logic.normalise(entry))
+            except logic.ComponentError as exc:
+                return dict(result, failed=True, msg=str(exc))
         self._result = result
+        self._name = ", ".join(c["name"] for c in components)
         self._changed = []
-        steps = logic.selected_steps(name, task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags"),
-                                      component["tags"])
+        run_tags, skip_tags = task_vars.get("ansible_run_tags"), task_vars.get("ansible_skip_tags")
+        # the steps each component's tags select; a component with none is left alone
+        work = [(c, logic.selected_steps(c["name"], run_tags, skip_tags, c["tags"])) for c in components]
+        work = [(c, steps) for c, steps in work if steps]
+        if not work:
+            return dict(result, changed=False, skipped=True, skip_reason="no step of %s selected by the tags"
+                        % self._name)
+        outcomes = {}
         try:
-            sets = self._all_sets(component, task_vars)
-            key = secrets.token_hex(32)
-            args = logic.probe_args(component, logic.probe_sets(sets, key), self._install_root(task_vars))
-            args["key"] = key
-            probe = self._module(PROBE, args, task_vars, check_mode=False)
-            if probe.get("failed"):
-                return self._fail("probe", probe)
-            result.update(drift=probe.get("drift", []), details=probe.get("details", {}))
-            if "unit" in probe:
-                result["unit"] = {k: probe["unit"].get(k) for k in ("LoadState", "ActiveState", "UnitFileState")}
-            if not probe["drift"]:
-                return dict(result, changed=False)
-            todo = logic.plan(probe["drift"], list(sets), steps)
-            unit_state = probe.get("unit") or {}
-            return self._apply(todo, probe, sets, unit_state, task_vars)
+            self._preflight([c for c, _steps in work if c["state"] == "present"], task_vars)
+            present = []
+            for component, steps in work:
+                if component["state"] == "absent":
+                    outcomes[component["name"]] = self._remove(component, steps, task_vars)
+                else:
+                    present.append((component, steps))
+            if present:
+                outcomes.update(self._converge(present, task_vars))
         except _StepFailed as exc:
             return dict(result, failed=True, msg=exc.msg, changed=bool(self._changed), steps=self._changed)
         except (AnsibleError, logic.ComponentError) as exc:
-            return dict(result, failed=True, msg="%s: %s" % (name, exc), changed=bool(self._changed))
+            return dict(result, failed=True, msg="%s: %s" % (self._name, exc), changed=bool(self._changed))
+        if single:
+            result.update(next(iter(outcomes.values())))
+        else:
+            result["components"] = outcomes
+        return dict(result, changed=any(o.get("changed") for o in outcomes.values()), steps=self._changed)
+
+    def _converge(self, present, task_vars):
+        """Probe every component in one module call, then do each one's drifted steps:
+        name -> {drift, details, unit, changed, steps}."""
+        key = secrets.token_hex(32)
+        install_root = self._install_root(task_vars)
+        rendered, probes = [], []
+        for component, _steps in present:
+            self._name = component["name"]
+            sets = self._all_sets(component, task_vars)
+            rendered.append(sets)
+            probes.append(logic.probe_args(component, logic.probe_sets(sets, key), install_root))
+        answer = self._module(PROBE, {"components": probes, "key": key}, task_vars, check_mode=False)
+        if answer.get("failed"):
+            self._name = ", ".join(c["name"] for c, _steps in present)
+            return self._fail("probe", answer)
+        outcomes = {}
+        for (component, steps), sets, probe in zip(present, rendered, answer["components"]):
+            probe["arch"] = answer.get("arch", "")
+            self._component, self._name = component, component["name"]
+            outcome = {"drift": probe.get("drift", []), "details": probe.get("details", {})}
+            if "unit" in probe:
+                outcome["unit"] = {k: probe["unit"].get(k) for k in ("LoadState", "ActiveState", "UnitFileState")}
+            outcome["changed"], outcome["steps"] = False, []
+            if probe["drift"]:
+                before = len(self._changed)
+                todo = logic.plan(probe["drift"], list(sets), steps)
+                self._apply(todo, probe, sets, probe.get("unit") or {}, task_vars)
+                outcome["steps"] = self._changed[before:]
+                outcome["changed"] = bool(outcome["steps"])
+            outcomes[component["name"]] = outcome
+        return outcomes
+
+    def _preflight(self, components, task_vars):
+        """The role's variables checked as its preflight does, for a host the preflight play has
+        not checked (monstack_preflight unset: the role used on its own, or a host added later)."""
+        if "monstack_preflight" in task_vars:
+            return
+        checker = None
+        for component in components:
+            if component["name"] not in ROLE_CHECKS:
+                continue
+            if checker is None:
+                checker = self._shared_loader_obj.action_loader.get(
+                    "monstack.stack.preflight", task=self._task, connection=self._connection,
+                    play_context=self._play_context, loader=self._loader, templar=self._templar,
+                    shared_loader_obj=self._shared_loader_obj)
+            answer = checker.check_role(component["name"], task_vars)
+            if answer.get("failed"):
+                problems = answer.get("msg")
+                if isinstance(problems, list):
+                    problems = "; ".join(problems)
+                raise _StepFailed("%s, preflight: %s" % (component["name"], problems))
+
+    def _remove(self, component, steps, task_vars):
+        """state absent: stop and disable the service, delete its unit, release, links and
+        remove_paths (tagged N and N_install, as the role's Remove tasks were)."""
+        self._component, self._name = component, component["name"]
+        outcome = {"changed": False, "steps": []}
+        if "install" not in steps:
+            return outcome
+        before = len(self._changed)
+        service = component["service"]["name"]
+        if service:
+            answer = self._module("ansible.builtin.systemd_service",
+                                  {"name": service, "state": "stopped", "enabled": False}, task_vars)
+            if answer.get("changed") and not answer.get("failed"):  # a unit that is gone already is fine
+                self._changed.append("stop")
+        deleted = False
+        for path in logic.removed_paths(component, self._install_root(task_vars)):
+            answer = self._module("ansible.builtin.file", {"path": path, "state": "absent"}, task_vars)
+            if answer.get("failed"):
+                self._fail("remove %s" % path, answer)
+            if answer.get("diff"):
+                self._diff(answer["diff"])
+            if answer.get("changed"):
+                deleted = True
+                self._changed.append("remove " + path)
+        if deleted and service and not self._task.check_mode:
+            answer = self._module("ansible.builtin.systemd_service", {"daemon_reload": True}, task_vars)
+            if answer.get("failed"):
+                self._fail("daemon-reload", answer)
+        outcome["steps"] = self._changed[before:]
+        outcome["changed"] = bool(outcome["steps"])
+        return outcome
 
     # ------------------------------------------------------------------ helpers
     def _module(self, module, args, task_vars, check_mode=None, no_log=False):
@@ -138,7 +261,7 @@ class ActionModule(ActionBase):
 
     # -------------------------------------------------------------------- steps
     def _apply(self, todo, probe, sets, unit_state, task_vars):
-        result, component, name = self._result, self._component, self._name
+        component = self._component
         check_mode = bool(self._task.check_mode)
         installed = False
         if todo["install"]:
@@ -182,8 +305,6 @@ class ActionModule(ActionBase):
             self._wait(check, task_vars)
         if rejoin and restarted:
             self._wait_rejoined(check, silences, task_vars)
-        result.update(changed=bool(self._changed), steps=self._changed)
-        return result
 
     def _downgrade_guard(self, component, task_vars):
         """Refuse, before any change, a release the data on the host cannot survive (the version

@@ -31,6 +31,7 @@ from ansible_collections.monstack.stack.plugins.filter.preflight_filters import 
 from ansible_collections.monstack.stack.plugins.plugin_utils import alert_overrides
 from ansible_collections.monstack.stack.plugins.plugin_utils import preflight_checks as checks
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS, notes
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import escape_backslashes as _escape_backslashes
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -149,15 +150,6 @@ def _shared_templar(templar):
     return shared
 
 
-def _escape_backslashes():
-    try:
-        from ansible._internal._templating._jinja_bits import _TemplateCompileContext
-        context = _TemplateCompileContext.current(optional=True)
-        return context.escape_backslashes if context else None
-    except Exception:  # pylint: disable=broad-except
-        return None
-
-
 class ActionModule(ActionBase):
     """Check hosts' variables for the roles they run; see the module documentation."""
 
@@ -225,6 +217,11 @@ class ActionModule(ActionBase):
         return problems
 
     # ------------------------------------------------------- a role on its host
+    def check_role(self, role: str, task_vars: dict) -> dict:
+        """What O(role) gives for the calling task's variables (the component action calls it for a
+        host the preflight play has not checked): failed with the problems, or fine."""
+        return self._run_role(role, task_vars)
+
     def _run_role(self, role: str, task_vars: dict) -> dict:
         if role not in ROLE_CHECKS:
             return {"failed": True, "msg": f"monstack.stack.preflight: no checks for role {role!r}; "

@@ -8,10 +8,10 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: component
-short_description: Install, configure and run one component of the stack from its spec, in one step
+short_description: Install, configure and run (or remove) components of the stack from their specs, in one step
 description:
   - An action (it runs on the controller and calls modules on the host). A component role's
-    C(tasks/main.yml) reads remove, preflight, component; what the component installs, writes
+    C(tasks/main.yml) reads addresses, component; what the component installs, writes
     and runs is the data of O(spec), the role's C(<role>_component) variable.
   - "The cycle: the contents of every file set are rendered on the controller (literal text,
     a template of the role's C(templates/), or a file of the controller), with the systemd
@@ -29,15 +29,24 @@ description:
     C(N_install) the release and the user (and the restart a new release needs), C(N_configure) the
     directories, file sets and the restart or reload they need, C(N_run) the start and a lost restart
     or reload."
-  - A rerun with nothing to change costs one module call on the host.
+  - A rerun with nothing to change costs one module call on the host, also for several components
+    (O(specs) are all probed in one M(monstack.stack.probe) call, then each one's drifted steps are done).
+  - "Preflight: on a host the preflight play has not checked (no C(monstack_preflight), such as a role used
+    on its own), a component with C(state: present) whose name is a role with preflight checks has that
+    role's variables checked first (as M(monstack.stack.preflight) with C(role)); the task fails with the
+    problems before any change."
+  - "C(state: absent) removes the component instead (steps tagged C(N) and C(N_install)): the service is
+    stopped and disabled, the unit, the release directory C(<install root>/<name>), the links in
+    C(/usr/local/bin) and O(spec.remove_paths) deleted, then systemd reloaded. Configuration and data
+    directories are kept unless listed in O(spec.remove_paths)."
 version_added: "1.1.0"
 author: monstack (!UNKNOWN)
 options:
   spec:
     description:
       - The component, plain data (Jinja only in leaf values such as C("{{ prometheus_version }}")).
+      - Give either O(spec) or O(specs).
     type: dict
-    required: true
     suboptions:
       name:
         description: The component's name (the role's), also its tags' prefix.
@@ -50,6 +59,16 @@ options:
             C(exporters)).
         type: list
         elements: str
+        default: []
+      state:
+        description: C(present) (install, configure, run) or C(absent) (remove), usually C(<role>_state).
+        type: str
+        choices: [present, absent]
+        default: present
+      remove_paths:
+        description: Absolute paths deleted too with C(state=absent), such as the component's configuration directory.
+        type: list
+        elements: path
         default: []
       release:
         description:
@@ -114,6 +133,14 @@ options:
             fails the task before any change unless this is true.'
         type: dict
         default: {}
+  specs:
+    description:
+      - Several components, each as O(spec), converged in one task with one probe of the host for them all, in
+        this order. A component whose steps the run's tags do not select is left alone; the task is skipped when
+        none is selected, so it can be tagged C(always) to honour C(--skip-tags) of one component.
+      - The result is then RV(components).
+    type: list
+    elements: dict
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status it predicts without changing the host.
@@ -129,23 +156,33 @@ EXAMPLES = r"""
 - name: Install, configure and run node_exporter
   monstack.stack.component:
     spec: "{{ node_exporter_component }}"
-  when: node_exporter_state == 'present'
   tags: [node_exporter, node_exporter_install, node_exporter_configure, node_exporter_run]
+
+- name: Two components, one round trip on a rerun with nothing to change
+  monstack.stack.component:
+    specs:
+      - "{{ node_exporter_component }}"
+      - "{{ cadvisor_component }}"
+  tags: [always]
 """
 
 RETURN = r"""
 drift:
   description: The parts the probe found different (C(install), C(user), C(dirs), set names, C(service), C(restart), C(reload)).
-  returned: always
+  returned: with O(spec) and C(state=present)
   type: list
   elements: str
 details:
   description: For each part in RV(drift), what differs.
-  returned: always
+  returned: with O(spec) and C(state=present)
+  type: dict
+components:
+  description: With O(specs), for each component's name its RV(drift), RV(details), C(unit), C(changed) and RV(steps).
+  returned: with O(specs)
   type: dict
 steps:
   description: What this run did (or would do in check mode), such as C(files config), C(reload), C(restart).
-  returned: when something differed
+  returned: always
   type: list
   elements: str
 """

@@ -53,6 +53,61 @@ options:
         that must not exist).
     type: dict
     default: {}
+  components:
+    description:
+      - Several components probed in one call (one round trip for all the components of a host);
+        each element takes the options O(install), O(user), O(dirs), O(sets), O(service),
+        O(restart_files) and O(reload), as for one component; O(key) is shared. The module's own
+        options are then ignored and the result is RV(components).
+    type: list
+    elements: dict
+    suboptions:
+      install:
+        description: As O(install).
+        type: dict
+        default: {}
+      user:
+        description: As O(user).
+        type: dict
+        default: {}
+      dirs:
+        description: As O(dirs).
+        type: dict
+        default: {}
+      sets:
+        description: As O(sets).
+        type: dict
+        default: {}
+      service:
+        description: As O(service).
+        type: str
+      restart_files:
+        description: As O(restart_files).
+        type: list
+        elements: path
+        default: []
+      reload:
+        description: As O(reload).
+        type: dict
+        default: {}
+        suboptions:
+          url:
+            description: The service's metrics URL.
+            type: str
+          metric:
+            description: The gauge of its last successful configuration load.
+            type: str
+          sets:
+            description: The names of the file sets it loads.
+            type: list
+            elements: str
+            default: []
+          username:
+            description: Basic auth user.
+            type: str
+          password:
+            description: Basic auth password.
+            type: str
   key:
     description:
       - The key (hex) of the C(hmac-sha256) digests in O(sets), the probe_key filter's value
@@ -132,13 +187,13 @@ EXAMPLES = r"""
 RETURN = r"""
 drift:
   description: Names of the parts that differ (C(install), C(user), C(dirs), set names, C(service), C(restart), C(reload)).
-  returned: always
+  returned: unless O(components) is given
   type: list
   elements: str
   sample: [rules, service]
 details:
   description: For each part in RV(drift), what differs (paths, names, states).
-  returned: always
+  returned: unless O(components) is given
   type: dict
 unit:
   description: C(LoadState), C(ActiveState) and C(UnitFileState) of O(service).
@@ -150,6 +205,13 @@ arch:
   returned: always
   type: str
   sample: x86_64
+components:
+  description:
+    - With O(components), for each element in the same order, its RV(drift), RV(details), RV(unit)
+      and RV(user_group_exists) (RV(arch) is given once, at the top).
+  returned: when O(components) is given
+  type: list
+  elements: dict
 user_group_exists:
   description: Whether a group named like the user of O(user) exists (it becomes the user's primary group).
   returned: when O(user) names a user
@@ -376,26 +438,47 @@ def probe(params, run):
     return result
 
 
+# The options of one component's probe: the module's own, or each element of O(components).
+COMPONENT_OPTIONS = dict(
+    install=dict(type="dict", default={}),
+    user=dict(type="dict", default={}),
+    dirs=dict(type="dict", default={}),
+    sets=dict(type="dict", default={}),
+    service=dict(type="str"),
+    restart_files=dict(type="list", elements="path", default=[]),
+    # password no_log: left out of the invocation, of the module's own log
+    # on the host and of every output
+    reload=dict(type="dict", default={}, options=dict(
+        url=dict(type="str"), metric=dict(type="str"), sets=dict(type="list", elements="str", default=[]),
+        username=dict(type="str"), password=dict(type="str", no_log=True))),
+)
+
+
+def probe_all(params, run):
+    """The module's result: one component (its own options) or, with ``components``, a result
+    per component in ``components`` (same order), in one round trip."""
+    if params.get("components") is None:
+        return probe(params, run)
+    results = []
+    for component in params["components"]:
+        one = probe(dict(component, key=params.get("key")), run)
+        one.pop("changed", None)
+        one.pop("arch", None)
+        results.append(one)
+    return {"changed": False, "components": results, "arch": os.uname().machine}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            install=dict(type="dict", default={}),
-            user=dict(type="dict", default={}),
-            dirs=dict(type="dict", default={}),
-            sets=dict(type="dict", default={}),
+            COMPONENT_OPTIONS,
             key=dict(type="str", no_log=True),
-            service=dict(type="str"),
-            restart_files=dict(type="list", elements="path", default=[]),
-            # password no_log: left out of the invocation, of the module's own log
-            # on the host and of every output
-            reload=dict(type="dict", default={}, options=dict(
-                url=dict(type="str"), metric=dict(type="str"), sets=dict(type="list", elements="str", default=[]),
-                username=dict(type="str"), password=dict(type="str", no_log=True))),
+            components=dict(type="list", elements="dict", options=COMPONENT_OPTIONS),
         ),
         supports_check_mode=True,
     )
     try:
-        result = probe(module.params, module.run_command)
+        result = probe_all(module.params, module.run_command)
     except FileSetError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

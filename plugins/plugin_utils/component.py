@@ -47,7 +47,9 @@ HARDENING_BASE = {
     "UMask": "0027",
 }
 
-TOP_KEYS = ("name", "release", "user", "dirs", "file_sets", "web", "service", "check", "tags")
+TOP_KEYS = ("name", "state", "release", "user", "dirs", "file_sets", "web", "service", "check", "remove_paths",
+            "tags")
+STATES = ("present", "absent")
 SET_KEYS = ("path", "files", "owner", "group", "mode", "validate", "on_change", "secret", "prune_patterns", "remove")
 FILE_KEYS = ("template", "src", "variable_start_string", "variable_end_string")
 ON_CHANGE = ("restart", "reload", "none")
@@ -107,6 +109,14 @@ def normalise(spec):
     out = {"name": name}
     # further tag prefixes that select the steps as the name's do (the exporter catalogue's: exporters)
     out["tags"] = _list(spec.get("tags"), where + ".tags")
+    out["state"] = str(spec.get("state") or "present")
+    if out["state"] not in STATES:
+        raise ComponentError("%s.state: %r must be present or absent (%s_state)" % (where, out["state"], name))
+    out["remove_paths"] = _list(spec.get("remove_paths"), where + ".remove_paths")
+    for path in out["remove_paths"]:
+        if not path.startswith("/") or path.rstrip("/") in ("", "/etc", "/usr", "/var", "/opt"):
+            raise ComponentError("%s.remove_paths: %r must be an absolute path below a system directory"
+                                 % (where, path))
     out["release"] = dict(_mapping(spec.get("release"), where + ".release"))
     out["release"].setdefault("name", name)
 
@@ -204,6 +214,18 @@ def install_paths(release, install_root=INSTALL_ROOT):
     version_dir = release.get("version_dir") or "%s/%s/%s" % (install_root, release["name"], release.get("version"))
     paths = ["%s/%s%s" % (version_dir, release.get("binary_subdir") or "", binary) for binary in binaries]
     return {"path": paths[0], "links": {"/usr/local/bin/" + binary: path for binary, path in zip(binaries, paths)}}
+
+
+def removed_paths(component, install_root=INSTALL_ROOT):
+    """What state absent deletes: the unit, the release directory, the links in
+    /usr/local/bin and the component's remove_paths (configuration and data
+    directories are kept unless named there)."""
+    paths = []
+    if component["service"]["name"]:
+        paths.append("/etc/systemd/system/%s.service" % component["service"]["name"])
+    paths.append("%s/%s" % (install_root, component["name"]))
+    paths += ["/usr/local/bin/" + binary for binary in _list(component["release"].get("binaries"), "release.binaries")]
+    return paths + component["remove_paths"]
 
 
 # ------------------------------------------------------------------------ unit
@@ -332,6 +354,8 @@ def selected_steps(name, run_tags=("all",), skip_tags=(), prefixes=()):
     likewise for each of the spec's further tag ``prefixes``."""
     run_tags, skip_tags = set(run_tags or ["all"]), set(skip_tags or [])
     chosen = set()
+    if "all" in skip_tags:
+        return chosen
     for step in STEPS:
         tags = {tag for prefix in [name] + list(prefixes) for tag in (prefix, "%s_%s" % (prefix, step))}
         wanted = "all" in run_tags or "tagged" in run_tags or bool(tags & run_tags)

@@ -50,6 +50,9 @@ def test_normalise_fills_defaults():
     ({"name": "demo", "service": {"flags": "--x"}}, ["service.flags", "list"]),
     ({"name": "demo", "service": {"reload": "maybe"}}, ["service.reload", "boolean"]),
     ({"name": "demo", "dirs": {"rel": {"mode": "0750"}}}, ["dirs", "absolute"]),
+    ({"name": "demo", "state": "gone"}, ["demo_component.state", "gone", "demo_state"]),
+    ({"name": "demo", "remove_paths": ["etc/demo"]}, ["remove_paths", "etc/demo"]),
+    ({"name": "demo", "remove_paths": ["/etc/"]}, ["remove_paths", "below a system directory"]),
 ])
 def test_normalise_names_the_wrong_field(spec, words):
     with pytest.raises(logic.ComponentError) as err:
@@ -122,6 +125,14 @@ def test_probe_args():
 
 
 # ---------------------------------------------------------------------- steps
+def test_state_and_what_absent_removes():
+    assert minimal()["state"] == "present" and minimal()["remove_paths"] == []
+    comp = minimal(state="absent", remove_paths=["/etc/demo"], release={"binaries": ["demo", "democtl"]})
+    assert logic.removed_paths(comp) == ["/etc/systemd/system/demo.service", "/opt/monstack/demo",
+                                         "/usr/local/bin/demo", "/usr/local/bin/democtl", "/etc/demo"]
+    assert logic.removed_paths(minimal(service={}), "/srv/x") == ["/srv/x/demo"]
+
+
 @pytest.mark.parametrize("run, skip, steps", [
     (["all"], [], {"install", "configure", "run"}),
     (["demo"], [], {"install", "configure", "run"}),
@@ -130,6 +141,8 @@ def test_probe_args():
     (["all"], ["demo_install"], {"configure", "run"}),
     (["all"], ["demo"], set()),
     (["other"], [], set()),
+    (["all"], ["all"], set()),
+    (["all"], ["other_run"], {"install", "configure", "run"}),
 ])
 def test_selected_steps(run, skip, steps):
     assert logic.selected_steps("demo", run, skip) == steps
@@ -177,13 +190,19 @@ def test_reload_outcome():
 # ---------------------------------------------------------------- role specs
 @pytest.mark.parametrize("role", ROLES)
 def test_every_role_is_remove_preflight_component(role):
-    """A component role's tasks/main.yml: remove, preflight, (addresses,) the component action."""
+    """A component role's tasks/main.yml: remove, preflight, (addresses,) the component action; or
+    (addresses,) the action, which removes (spec state) and checks the variables itself."""
     tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
     text = (REPO / "roles" / role / "tasks" / "main.yml").read_text()
     assert "monstack.stack.component" in text and '"{{ %s_component }}"' % role in text
     assert "tasks_from: converge" not in text and "tasks_from: probe" not in text
-    assert tasks[0]["name"].startswith("Remove")
     spec = yaml.safe_load((REPO / "roles" / role / "vars" / "main.yml").read_text())["%s_component" % role]
+    if "state" in spec:
+        assert spec["state"] == "{{ %s_state }}" % role
+        assert not any(t["name"].startswith(("Remove", "Preflight")) for t in tasks)
+        assert "when" not in tasks[-1] and "monstack.stack.component" in tasks[-1]
+    else:
+        assert tasks[0]["name"].startswith("Remove")
     assert spec["name"] == role
     assert set(spec) <= set(logic.TOP_KEYS)
     dumped = yaml.safe_dump(spec)

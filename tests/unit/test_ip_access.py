@@ -115,7 +115,10 @@ ROLES = ["node_exporter", "cadvisor", "victoriametrics", "prometheus", "alertman
 
 def _gather_task(role: str) -> dict:
     """The role's task that gathers the network facts of the hosts that may connect (run_once)."""
-    tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
+    tasks = []
+    for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text()):
+        imported = task.get("ansible.builtin.import_tasks")  # tasks/addresses.yml
+        tasks += yaml.safe_load((REPO / "roles" / role / "tasks" / imported).read_text()) if imported else [task]
     [gather] = [t for t in tasks if t["name"].startswith("Addresses of the hosts that may connect to")]
     return gather
 

@@ -129,6 +129,29 @@ def test_a_stopped_service_is_started_not_restarted(tmp_path):
     assert result["drift"] == ["service"]
 
 
+def test_several_components_in_one_call(tmp_path):
+    """components: a result per component, in order, with the key shared; arch once."""
+    (tmp_path / "a.yml").write_text("a\n")
+    os.chmod(tmp_path / "a.yml", 0o640)
+    key = "ab" * 32
+    digest = component_logic.content_digest("a\n", key)
+    same = {"path": str(tmp_path), "owner": ME, "group": MY_GROUP, "mode": "0640", "files": {"a.yml": digest}}
+    other = dict(same, files={"a.yml": component_logic.content_digest("b\n", key)})
+    result = probe_mod.probe_all({"key": key, "components": [
+        params(sets={"s": same}, service="x"), params(sets={"s": other}), params(dirs={str(tmp_path / "no"): {}})]},
+        systemctl())
+    assert result["arch"] == os.uname().machine and result["changed"] is False
+    first, second, third = result["components"]
+    assert first["drift"] == [] and first["unit"]["ActiveState"] == "active"
+    assert second["drift"] == ["s"] and "unit" not in second
+    assert third["drift"] == ["dirs"]
+    assert "arch" not in first and "changed" not in first
+    # without components: the one component of the module's own options, as before
+    assert probe_mod.probe_all(params(key=key, sets={"s": same}), no_run)["drift"] == []
+    with pytest.raises(probe_mod.FileSetError):
+        probe_mod.probe_all({"key": None, "components": [params(sets={"s": same})]}, no_run)
+
+
 def test_bad_names_are_refused(tmp_path):
     with pytest.raises(probe_mod.FileSetError, match="plain name"):
         probe_mod.probe(params(sets={"x": {"path": str(tmp_path), "files": {"../etc/passwd": sha1("")}}}), no_run)
@@ -244,7 +267,8 @@ def test_ansible_doc_documents_module_and_filter():
                           env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["monstack.stack.probe"]
-    assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "key", "service", "restart_files", "reload"}
+    assert set(doc["doc"]["options"]) == {"install", "user", "dirs", "sets", "key", "service", "restart_files", "reload",
+                                          "components"}
     assert {"drift", "details", "unit"} <= set(doc["return"])
     proc = subprocess.run([ansible_tool("ansible-doc"), "-t", "filter", "--json", "monstack.stack.probe_sets"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
