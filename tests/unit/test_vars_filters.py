@@ -361,8 +361,8 @@ def test_rendered_store_and_remote_write(rendered):
 
 def test_rendered_target_files(rendered):
     p1, p2, p3 = (rendered("prometheus", host)["prometheus_target_files"] for host in ("p1", "p2", "p3"))
-    assert sorted(p3) == ["alertmanager.yml", "alertmanagers.yml", "blackbox.yml", "cadvisor.yml", "grafana.yml",
-                          "node.yml", "prometheus.yml", "victoriametrics.yml"]
+    assert sorted(p3) == ["alertmanager.yml", "alertmanagers.yml", "blackbox.yml", "cadvisor.yml",
+                          "deployment_stores.yml", "grafana.yml", "node.yml", "prometheus.yml", "victoriametrics.yml"]
     assert sorted(p1) == sorted(set(p3) - {"victoriametrics.yml"}), "no store job without store hosts"
     assert all(text.startswith(HEADER) for text in p3.values())
     assert p3["grafana.yml"] == HEADER + "[]\n", "an empty group"
