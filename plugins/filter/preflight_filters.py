@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.monstack.stack.plugins.plugin_utils.plain_data import plain as _plain
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -64,20 +65,6 @@ def _spec_message(error: str) -> str:
             return template.format(*match.groups())
     return error
 
-
-def _plain(value):
-    """``value`` as plain dicts, lists and scalars: ArgumentSpecValidator deep-copies what it
-    checks, and deep-copying Ansible's tagged and lazy containers cost seconds per role."""
-    if isinstance(value, Mapping):
-        return {_plain(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(item) for item in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    for kind in (str, int, float):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
 
 
 def monstack_spec_problems(result, spec=None):

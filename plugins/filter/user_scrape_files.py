@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.monstack.stack.plugins.plugin_utils.plain_data import plain as _plain
 
 VARIABLE = "prometheus_scrape_config_dir"
 MAX_FILES = 100
@@ -39,16 +40,6 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.add_multi_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str.__str__(v)))
 
-
-def _plain(value):
-    """Ansible's tagged values as plain Python ones (for YAML)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str.__str__(value)
-    return value
 
 
 def _secrets(value, where):

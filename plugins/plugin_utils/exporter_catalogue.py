@@ -26,6 +26,7 @@ import yaml
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.component import (
     ComponentError, _bool, _known, _list, _mapping)
+from ansible_collections.monstack.stack.plugins.plugin_utils.plain_data import plain as _plain
 
 VAR = "exporters_entries"
 ENTRY_KEYS = ("description", "documentation", "group", "version", "release", "port", "listen_address", "flags",
@@ -386,15 +387,6 @@ def config_text(content):
         return content
     return yaml.safe_dump(_plain(content), default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000)
 
-
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def component(entry, base_url, secrets=None, prometheus_hosts=(), client_hosts=(), ip_allow=(), ip_restrict=True,
