@@ -433,7 +433,6 @@ class ActionModule(ActionBase):
             time.sleep(1)
         raise _StepFailed("%s: not ready after 60 s (%s)" % (self._name, check["ready_url"]))
 
-
     def _json(self, url, check, task_vars):
         answer = self._http(url, check, task_vars, status=range(100, 600))
         return answer.get("json") if answer.get("status") == 200 else None

@@ -66,7 +66,6 @@ def _spec_message(error: str) -> str:
     return error
 
 
-
 def monstack_spec_problems(result, spec=None):
     """Messages of a registered validate_argument_spec result (empty when it passed or was skipped),
     or, given ``spec`` (a role's argument_specs options), of validating the values ``result``

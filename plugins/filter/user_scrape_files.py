@@ -41,7 +41,6 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_multi_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str.__str__(v)))
 
 
-
 def _secrets(value, where):
     if isinstance(value, Mapping):
         for key, item in value.items():

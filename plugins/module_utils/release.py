@@ -217,4 +217,3 @@ def open_download(url, timeout, agent, proxy=""):
     import urllib.request
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
     return opener.open(urllib.request.Request(url, headers={"User-Agent": agent}), timeout=timeout)
-

@@ -112,7 +112,9 @@ options:
     type: str
     default: directory
   file_sd_dir:
-    description: The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present); with O(state=read) only RV(ready) says whether it exists.
+    description:
+      - The directory of the deployment file_sd files (C(<environment>--<service>.json)); required with O(state=present).
+      - With O(state=read) only RV(ready) says whether it exists.
     type: path
   textfile_dir:
     description: node_exporter's textfile directory (C(deployment--<environment>--<service>.prom)); ignored when absent.
@@ -591,6 +593,8 @@ def replaced(stored, entries, applied):
                     "version": new.get("version"), "previous_version": old.get("version") if old else None,
                     "previous_record": old.get("record") if old else None})
     return out
+
+
 def merge_copied(entries, copied):
     """Apply other hosts' entries (checked on the controller) where ``entries`` has none of that name or an
     older one; -> the names applied. Modifies ``entries``."""
@@ -1010,7 +1014,7 @@ def main():
         result, failed, warnings = {}, True, []
         try:
             result = update(params, module.check_mode, diff=module._diff, warnings=warnings,
-                            run=lambda argv: module.run_command(argv))
+                            run=module.run_command)
             failed = False
         finally:
             # after a failure nothing waits for a gate: give the lock back unless asked to keep it

@@ -65,7 +65,7 @@ SHIPPED = {
         "group": "process_exporter",
         "version": "0.8.7",
         "release": {"url": _GH + "/ncabatoff/process-exporter/releases/download/v{version}/"
-                               "process-exporter-{version}.linux-{arch}.tar.gz",
+                    "process-exporter-{version}.linux-{arch}.tar.gz",
                     "checksums_file": "checksums.txt", "binary": "process-exporter"},
         "port": 9256,
         "flags": ["--web.listen-address={listen}", "--config.path={config_dir}/process-exporter.yml"],
@@ -88,7 +88,7 @@ SHIPPED = {
         "group": "postgres_exporter",
         "version": "0.20.1",
         "release": {"url": _GH + "/prometheus-community/postgres_exporter/releases/download/v{version}/"
-                               "postgres_exporter-{version}.linux-{arch}.tar.gz"},
+                    "postgres_exporter-{version}.linux-{arch}.tar.gz"},
         "port": 9187,
         "flags": ["--web.listen-address={listen}"],
         # The connection string (with its password): exporters_secrets.postgres_exporter.DATA_SOURCE_NAME,
@@ -102,7 +102,7 @@ SHIPPED = {
         "group": "pushgateway",
         "version": "1.11.3",
         "release": {"url": _GH + "/prometheus/pushgateway/releases/download/v{version}/"
-                               "pushgateway-{version}.linux-{arch}.tar.gz"},
+                    "pushgateway-{version}.linux-{arch}.tar.gz"},
         "port": 9091,
         "flags": ["--web.listen-address={listen}", "--persistence.file={data_dir}/pushgateway.data",
                   "--persistence.interval=1m"],
@@ -194,8 +194,8 @@ def check_entry(name, entry):
         checksums[str(arch)] = digest
     sums = str(release.get("checksums_file") or "sha256sums.txt")
     if not _FILE.match(sums):
-        raise CatalogueError("%s: %r must be a file name beside the asset" % (_where(name, "release", "checksums_file"),
-                                                                            sums))
+        raise CatalogueError("%s: %r must be a file name beside the asset"
+                             % (_where(name, "release", "checksums_file"), sums))
     binary = str(release.get("binary") or name)
     if not _FILE.match(binary):
         raise CatalogueError("%s: %r must be a file name" % (_where(name, "release", "binary"), binary))
@@ -236,8 +236,8 @@ def check_entry(name, entry):
     hardening = dict(_mapping(entry.get("hardening"), _where(name, "hardening")))
     bad = [str(key) for key in hardening if not _DIRECTIVE.match(str(key))]
     if bad:
-        raise CatalogueError("%s: %s: systemd directives, e.g. ProtectHome" % (_where(name, "hardening"),
-                                                                              ", ".join(bad)))
+        raise CatalogueError("%s: %s: systemd directives, e.g. ProtectHome"
+                             % (_where(name, "hardening"), ", ".join(bad)))
     out["hardening"] = hardening
     path = str(entry.get("readiness_path") or "/metrics")
     if not path.startswith("/") or any(c in path for c in " \n\"'"):
@@ -259,11 +259,11 @@ def check_entry(name, entry):
     for key, kind in _mapping(entry.get("secrets"), _where(name, "secrets")).items():
         if kind not in SECRET_KINDS:
             raise CatalogueError("%s: %r; say how the exporter reads it: env (an environment variable of that "
-                                 "name) or file (a file of that name in {secrets_dir})" % (_where(name, "secrets", key),
-                                                                                        kind))
+                                 "name) or file (a file of that name in {secrets_dir})"
+                                 % (_where(name, "secrets", key), kind))
         if not (_ENV.match(str(key)) if kind == "env" else _FILE.match(str(key))) or str(key) == "env":
-            raise CatalogueError("%s: %r is not a valid %s name" % (_where(name, "secrets"), key,
-                                                                   "variable" if kind == "env" else "file"))
+            raise CatalogueError("%s: %r is not a valid %s name"
+                                 % (_where(name, "secrets"), key, "variable" if kind == "env" else "file"))
         secrets[str(key)] = kind
     out["secrets"] = secrets
     out["data_dir"] = _bool(entry.get("data_dir", False), _where(name, "data_dir"))
@@ -386,7 +386,6 @@ def config_text(content):
     if isinstance(content, str):
         return content
     return yaml.safe_dump(_plain(content), default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000)
-
 
 
 def component(entry, base_url, secrets=None, prometheus_hosts=(), client_hosts=(), ip_allow=(), ip_restrict=True,

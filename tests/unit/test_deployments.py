@@ -37,6 +37,7 @@ FILTERS = (
     "deployment_parse",
     "deployment_plan",
     "deployment_store_entries",
+    "deployment_store_copy",
     "deployment_gate_pending",
 )
 SRC = "deployments/api.yml"

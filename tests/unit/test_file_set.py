@@ -253,7 +253,9 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
     proc = playbook(tmp_path, "-e", f"deployment_records_dir={records}", "-e", "deployment_gate=false")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert names(sd) == sorted(f"production--svc{i}.json" for i in range(30))
-    assert names(tf) == sorted([f"deployment--production--svc{i}.prom" for i in range(30)] + ["other.prom"])
+    # and the store's per-shard summary (deployment_store_targets, the orphan check's)
+    assert names(tf) == sorted([f"deployment--production--svc{i}.prom" for i in range(30)]
+                               + ["deployment_store.prom", "other.prom"])
     assert json.loads((sd / "production--svc7.json").read_text())[0]["targets"] == ["svc7.example.com:8000"]
     assert 'service="svc7"' in (tf / "deployment--production--svc7.prom").read_text()
     # nothing to change
@@ -265,7 +267,7 @@ def test_deployments_playbook_directory_single_and_gate(tmp_path):
                     "-e", "deployment_gate=false", "-e", "deployment_owner=directory")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "production--svc3.json" not in names(sd) and len(names(sd)) == 29
-    assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30
+    assert "deployment--production--svc3.prom" not in names(tf) and len(names(tf)) == 30 + 1  # and deployment_store.prom
     # the gate waits for the targets of the files written in this run only (no Prometheus here)
     # (a record deployed after the removal: an older one would be superseded by the removal)
     proc = playbook(tmp_path, *record_file_args(tmp_path / "singles", record("svc3", version="1.0.1",
