@@ -37,7 +37,7 @@ def test_01_the_inventory_is_the_example_with_only_the_readme_edits(operator):
     # the one switch of a test of the example itself: the preflight refuses the example vault's
     # public values in any other copy (issue 24 row 14, tests/unit/test_preflight.py)
     assert sorted(p.name for p in (operator.inventory / "group_vars/all").iterdir()) == \
-        ["main.yml", "vault.yml", "zz-example-test.yml"]
+        ["exporters.yml", "main.yml", "vault.yml", "zz-example-test.yml"]
     assert "monstack_allow_example_secrets: true" in (operator.inventory / "group_vars/all/zz-example-test.yml").read_text()
 
 
@@ -57,10 +57,11 @@ def test_01b_host_key_checking_is_on_and_refuses_a_wrong_or_unknown_key(operator
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0, output[-3000:]
         assert message in output, output[-3000:]
-        # The first connection of the run (the Prometheus hosts' network facts, gathered once for
-        # all hosts) is refused, and that ends the run for every host: nothing changed anywhere.
+        # The first connection of the run (the network facts of the hosts that may connect, gathered
+        # once for all hosts) is refused, and that ends the run for every host: nothing changed
+        # anywhere (a host the run never reached has no line in the recap).
         counts = recap(proc.stdout)
-        assert sorted(counts) == sorted(HOSTS), output[-3000:]
+        assert counts and set(counts) <= set(HOSTS), output[-3000:]
         assert any(c["unreachable"] for c in counts.values()), output[-3000:]
         assert all(c["changed"] == 0 for c in counts.values()), output[-3000:]
     for host in HOSTS:
