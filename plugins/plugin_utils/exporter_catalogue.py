@@ -26,6 +26,7 @@ import yaml
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.component import (
     ComponentError, _bool, _known, _list, _mapping)
+from ansible_collections.monstack.stack.plugins.module_utils.deployment_records import LABEL_NAME_RE
 from ansible_collections.monstack.stack.plugins.plugin_utils.plain_data import plain as _plain
 
 VAR = "exporters_entries"
@@ -48,7 +49,6 @@ SCRAPE_SETTINGS = ("honor_labels", "honor_timestamps", "track_timestamps_stalene
                    "sample_limit", "label_limit", "label_name_length_limit", "label_value_length_limit",
                    "target_limit", "metric_relabel_configs", "relabel_configs", "enable_http2")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _CAP = re.compile(r"^CAP_[A-Z_]+$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -271,12 +271,12 @@ def check_entry(name, entry):
     scrape = dict(_mapping(entry.get("scrape"), _where(name, "scrape")))
     _known(scrape, SCRAPE_KEYS, _where(name, "scrape"))
     job = str(scrape.get("job") or name)
-    if not _LABEL.match(job) or job in RESERVED_JOBS:
+    if not LABEL_NAME_RE.fullmatch(job) or job in RESERVED_JOBS:
         raise CatalogueError("%s: %r must be a label value of letters, digits and _ that no job of the stack uses "
                              "(%s)" % (_where(name, "scrape", "job"), job, ", ".join(RESERVED_JOBS)))
     labels = {}
     for key, value in _mapping(scrape.get("labels"), _where(name, "scrape", "labels")).items():
-        if not _LABEL.match(str(key)) or str(key).startswith("__") or str(key) in ("job", "instance"):
+        if not LABEL_NAME_RE.fullmatch(str(key)) or str(key).startswith("__") or str(key) in ("job", "instance"):
             raise CatalogueError("%s: %r is not a label name an entry may set (letters, digits, _; no __ prefix; "
                                  "not job or instance)" % (_where(name, "scrape", "labels"), key))
         labels[str(key)] = str(value)
