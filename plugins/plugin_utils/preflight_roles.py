@@ -124,7 +124,9 @@ def node_exporter(v, facts=False):
 
 
 def cadvisor(v, facts=False):
-    if (v["cadvisor_install_method"] != "archive" or _len(v["cadvisor_checksums"]) > 0
+    """A cAdvisor that is installed from an archive needs a way to verify it; a removed one
+    (cadvisor_state: absent) downloads nothing."""
+    if (v.get("cadvisor_state", "present") == "absent" or v["cadvisor_install_method"] != "archive" or _len(v["cadvisor_checksums"]) > 0
             or _len(v["cadvisor_checksums_file"]) > 0):
         return []
     version = v["cadvisor_version"]

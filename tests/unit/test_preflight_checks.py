@@ -147,6 +147,12 @@ def test_role_checks_pass_on_good_values(role):
     assert _check(role, facts=True) == []
 
 
+def test_a_removed_cadvisor_needs_no_checksum():
+    """cadvisor_state: absent downloads nothing, so no checksum is asked for (molecule/upgrade)."""
+    assert _check("cadvisor", cadvisor_checksums={}, cadvisor_state="absent") == []
+    assert _check("cadvisor", cadvisor_checksums={}, cadvisor_state="present") != []
+
+
 def test_an_agent_with_a_store_and_no_rules_passes():
     assert _check("prometheus", **AGENT) == []
 
