@@ -32,6 +32,13 @@ else
 fi
 
 step "Docker engine"
+# Every systemd test container takes inotify instances; with the kernel's
+# default of 128 per user a scenario's later containers can exit at start
+# (255). Raised, never lowered; left alone where /proc/sys is read-only.
+inotify=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+if [ "$inotify" -lt 512 ] && echo 512 >/proc/sys/fs/inotify/max_user_instances 2>/dev/null; then
+  echo "fs.inotify.max_user_instances: $inotify -> 512"
+fi
 if ! docker info >/dev/null 2>&1; then
   nohup dockerd >/var/log/dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done

@@ -66,6 +66,18 @@ def recap_changed(output: str) -> dict[str, int]:
     return result
 
 
+def changed_tasks(output: str) -> list[str]:
+    """'TASK [name] host' for every task a playbook's output reports as changed: what an
+    idempotence assertion prints, since the recap alone does not say which task it was."""
+    found, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
+            task = line.split("]")[0] + "]"
+        elif line.startswith("changed: [") and task:
+            found.append(f"{task} {line.split('[', 1)[1].split(']')[0]}")
+    return found
+
+
 class Prometheus:
     def __init__(self, base_url: str):
         self.base = base_url

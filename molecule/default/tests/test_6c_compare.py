@@ -4,7 +4,7 @@ Issue 25, items 4 and 5. Instances of the sample app (/opt/inference-app/inferen
 installed by playbooks/demo_app.yml) run on the first application host as transient
 systemd units, each on its own port, and are registered through deployment records:
 
-* the comparing gate (deployment_compare, a 60 s window): a good 2.0.0 after a good 1.0.0
+* the comparing gate (deployment_compare, a 30 s window): a good 2.0.0 after a good 1.0.0
   passes; a 3.0.0 answering 30 % of its requests with 500 fails the run with the
   side-by-side table and writes the rollback record (2.0.0's) into rollback_dir;
 * the constant-prediction switch (--constant-prediction 0.93): every request is answered
@@ -29,7 +29,7 @@ from conftest import HOSTS, MONITOR, dump, playbook, sh
 
 APP_HOST = next(host for host in HOSTS if host != MONITOR)
 ENVIRONMENT = "test"
-WINDOW = 60  # seconds of the comparison window
+WINDOW = 30  # seconds of the comparison window (5 s scrapes: 6 samples; 20 req/s: 600 requests)
 RATE = 20  # requests per second each compared app sends itself
 SILENT_ALERTS = {"InferenceOutputOneClass", "InferenceOutputNoSpread"}
 SILENT_WITHIN = 150  # seconds after registration

@@ -53,7 +53,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import Prometheus, container_ip, dump, playbook, recap_changed, sh
+from conftest import Prometheus, container_ip, dump, playbook, changed_tasks, recap_changed, sh
 
 SCENARIO = Path(__file__).resolve().parents[1]
 MONITOR = os.environ.get("MONSTACK_BT_MONITOR", "monstack-monitor")
@@ -509,7 +509,7 @@ def test_lost_prometheus_host_is_rebuilt_and_restored(store, record_property):
 def test_the_stack_is_converged_and_healthy_afterwards():
     run = playbook("site.yml")
     assert run.returncode == 0, run.stdout[-4000:]
-    assert all(n == 0 for n in recap_changed(run.stdout).values()), run.stdout[-4000:]
+    assert all(n == 0 for n in recap_changed(run.stdout).values()), (changed_tasks(run.stdout), run.stdout[-4000:])
     sh(MONITOR, f"rm -f {TEXTFILE}")
     prometheus = prom()
 
