@@ -33,7 +33,12 @@ if [[ "$what" == all || "$what" == lint ]]; then
 fi
 if [[ "$what" == all || "$what" == unit ]]; then
   printf '\n== unit tests (pytest)\n'
-  pytest tests -p no:cacheprovider --junitxml="$RESULTS/unit.xml" -q
+  # Two worker processes (MONSTACK_TEST_WORKERS; 0: one process), each taking
+  # whole files: most of these tests wait on real programs, not on the CPU.
+  workers="${MONSTACK_TEST_WORKERS:-2}"
+  parallel=()
+  [ "$workers" -gt 0 ] && parallel=(-n "$workers" --dist loadfile)
+  pytest tests -p no:cacheprovider "${parallel[@]}" --junitxml="$RESULTS/unit.xml" -q
 fi
 if [[ "$what" == all || "$what" == molecule ]]; then
   for s in "${scenarios[@]}"; do
