@@ -306,29 +306,25 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_predict(self) -> None:
         start = time.perf_counter()
-        status = 200
-        try:
-            if self.command not in ("GET", "POST"):
-                status = 405
-                self.send_json(status, {"error": "use GET or POST"})
-                return
-            features = self.features_or_none()
-            if features is None:
-                status = 400
-                self.send_json(status, {"error": 'expected JSON {"features": [numbers]} or ?x=<number>'})
-                return
-            time.sleep(self.options.latency + 0.002 + self.model.random() * 0.03)
-            if self.model.random() < self.options.error_rate:
-                status = 500
-                self.send_json(status, {"error": "simulated model failure"})
-                return
-            value = self.model.predict(features)
-            drifted = self.model.random() < self.options.drift_rate
-            self.metrics.record_prediction(value, drifted)
-            self.send_json(status, {"prediction": value, "model_name": self.model.name,
-                                    "model_version": self.model.version, "drift": drifted})
-        finally:
-            self.metrics.record_request(PREDICT, self.command, status, time.perf_counter() - start)
+        status, payload = self.predict_answer()
+        # Counted before the answer is written: a client that has its answer finds it in /metrics.
+        self.metrics.record_request(PREDICT, self.command, status, time.perf_counter() - start)
+        self.send_json(status, payload)
+
+    def predict_answer(self) -> Tuple[int, dict]:
+        if self.command not in ("GET", "POST"):
+            return 405, {"error": "use GET or POST"}
+        features = self.features_or_none()
+        if features is None:
+            return 400, {"error": 'expected JSON {"features": [numbers]} or ?x=<number>'}
+        time.sleep(self.options.latency + 0.002 + self.model.random() * 0.03)
+        if self.model.random() < self.options.error_rate:
+            return 500, {"error": "simulated model failure"}
+        value = self.model.predict(features)
+        drifted = self.model.random() < self.options.drift_rate
+        self.metrics.record_prediction(value, drifted)
+        return 200, {"prediction": value, "model_name": self.model.name, "model_version": self.model.version,
+                     "drift": drifted}
 
 
 class Server(ThreadingHTTPServer):
