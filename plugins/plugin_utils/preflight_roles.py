@@ -126,8 +126,9 @@ def node_exporter(v, facts=False):
 def cadvisor(v, facts=False):
     """A cAdvisor that is installed from an archive needs a way to verify it; a removed one
     (cadvisor_state: absent) downloads nothing."""
-    if (v.get("cadvisor_state", "present") == "absent" or v["cadvisor_install_method"] != "archive" or _len(v["cadvisor_checksums"]) > 0
-            or _len(v["cadvisor_checksums_file"]) > 0):
+    if v.get("cadvisor_state", "present") == "absent" or v["cadvisor_install_method"] != "archive":
+        return []
+    if _len(v["cadvisor_checksums"]) > 0 or _len(v["cadvisor_checksums_file"]) > 0:
         return []
     version = v["cadvisor_version"]
     return [f"cadvisor_checksums: empty, and cadvisor_checksums_file is empty too, so the cAdvisor {version} "
