@@ -5,6 +5,7 @@
 The documentation is in plugins/modules/component.py (ansible-doc reads it there)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -21,11 +22,17 @@ from ansible_collections.monstack.stack.plugins.plugin_utils import component as
 from ansible_collections.monstack.stack.plugins.plugin_utils.preflight_roles import ROLE_CHECKS
 
 from ansible_collections.monstack.stack.plugins.plugin_utils.release_install import ensure_release
-from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import cached_templar
+from ansible_collections.monstack.stack.plugins.plugin_utils.run_memo import RunMemo
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_cache import cached_templar, engine_versions
+from ansible_collections.monstack.stack.plugins.plugin_utils.template_inputs import analyse, inputs_digest
 
 PROBE = "monstack.stack.probe"
 FILE_SET = "monstack.stack.file_set"
 ACTIVE = ("active", "activating", "reloading")
+# The run's memo of templated specs (plugin_utils/run_memo.py): created when the controller
+# process loads this plugin, before it forks the task's workers, so all of them share it.
+# MONSTACK_SPEC_MEMO=off makes every host template its spec itself.
+MEMO = RunMemo.create()
 
 
 class ActionModule(ActionBase):
@@ -43,21 +50,44 @@ class ActionModule(ActionBase):
         return super().finalize_task_arg(name, value, templar, context)
 
     def _spec_args(self, task_vars):
-        """The task's spec/specs, templated (once only: finalize_task_arg may be gone in a later
-        ansible-core, which then templated them already: plain data is left as it is)."""
+        """(args, memo): the task's spec/specs templated (once only: finalize_task_arg may be gone in a
+        later ansible-core, which then templated them already: plain data is left as it is), and how.
+        A host whose spec reads the same variable values as a host templated before in this run gets
+        that host's result from the run's memo (memo "hit"; plugin_utils/template_inputs.py says when
+        two hosts' inputs count as the same); otherwise it templates ("stored", or "off" when the
+        spec may read more than its variables show)."""
         args = dict(self._task.args)
-        templar = cached_templar(self._templar, task_vars)
-        for name in self._SPEC_ARGS:
-            if args.get(name) is not None:
-                args[name] = templar.template(args[name])
-        return args
+        raw = {name: args[name] for name in self._SPEC_ARGS if args.get(name) is not None}
+
+        def render():
+            templar = cached_templar(self._templar, task_vars)
+            return {name: templar.template(value) for name, value in raw.items()}
+
+        if MEMO is None:
+            key, why = None, "no shared memory on this controller"
+        elif os.environ.get("MONSTACK_SPEC_MEMO", "on").lower() in ("off", "0", "false", "no"):
+            key, why = None, "MONSTACK_SPEC_MEMO is off"
+        else:
+            key, why = inputs_digest(raw, task_vars, analyse_one=self._analysed, salt=engine_versions())
+        if key is None:
+            args.update(render())
+            return args, "off: " + why
+        value, how = MEMO.get_or_compute(b"S" + key.encode("ascii"), render)
+        args.update(value)
+        return args, how
+
+    @staticmethod
+    def _analysed(source):
+        """analyse(source) through the run's memo: each template string is parsed once per run."""
+        key = b"A" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest().encode("ascii")
+        return MEMO.get_or_compute(key, lambda: analyse(source))[0]
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
         try:
-            args = self._spec_args(task_vars)
+            args, memo = self._spec_args(task_vars)
         except AnsibleError as exc:
             return dict(result, failed=True, msg="monstack.stack.component: %s" % exc)
         if (args.get("spec") is None) == (args.get("specs") is None):
@@ -72,6 +102,7 @@ class ActionModule(ActionBase):
                 components.append(logic.normalise(entry))
             except logic.ComponentError as exc:
                 return dict(result, failed=True, msg=str(exc))
+        result["memo"] = memo
         self._result = result
         self._name = ", ".join(c["name"] for c in components)
         self._changed = []

@@ -150,6 +150,9 @@ attributes:
     support: full
 notes:
   - The contents of secret sets, the web configuration and the check password are never part of the result.
+  - Hosts whose spec reads the same variable values share one templating per run (see RV(memo)), so the
+    controller's CPU per added host on a rerun stays close to that of one module call. The environment
+    variable E(MONSTACK_SPEC_MEMO=off) makes every host template its own.
 """
 
 EXAMPLES = r"""
@@ -185,4 +188,18 @@ steps:
   returned: always
   type: list
   elements: str
+memo:
+  description:
+    - How this host's O(spec) or O(specs) was templated. C(hit) or C(waited) means another host of this run
+      had the same inputs (every variable value the spec can read, followed through their templates) and
+      templated it; C(stored) means this host templated it and kept it for the others; C(computed) means it
+      templated it without keeping it.
+    - C(off) followed by a reason means this host templated it itself because the spec may read more than its
+      variables show (a lookup other than C(env), C(hostvars), a filter or test not known to be a pure
+      function), or because the environment variable E(MONSTACK_SPEC_MEMO=off) turns sharing off.
+    - The shared copy lives in memory only (an anonymous shared memory region of this run's processes, on
+      Linux controllers); nothing is written to disk.
+  returned: when the task ran
+  type: str
+  sample: hit
 """

@@ -53,7 +53,7 @@ def escape_backslashes():
         return None
 
 
-def _versions():
+def engine_versions():
     import jinja2
     from ansible.release import __version__ as ansible_version
     return "%s|%s|%s" % (jinja2.__version__, ansible_version, sys.version)
@@ -117,7 +117,7 @@ def cached_templar(templar, variables, directory=None):
     compile_one = getattr(env, "from_string", None)
     if directory is None or compile_one is None or getattr(env, "_debuggable_template_source", False):
         return copy
-    versions = _versions()
+    versions = engine_versions()
     loaded = {}
 
     def from_string(source, globals=None, template_class=None):  # pylint: disable=redefined-builtin
