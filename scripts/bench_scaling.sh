@@ -10,10 +10,11 @@
 #            application hosts run the preflight and ONE module call instead
 #            of the node_exporter and cAdvisor roles.
 # Before the timed reruns of a size, one untimed run brings the server's
-# targets to that inventory. Prints, per variant: seconds, the ratio HOSTS / 3,
-# and per added host the seconds, the controller's CPU (ansible-playbook and
-# its workers) and the hosts' CPU (the containers' cgroups; the idle
-# exporters' background included). Figures only; nothing here asserts a time.
+# targets to that inventory; the two variants' reruns then take turns. Prints,
+# per variant: seconds, the ratio HOSTS / 3, and per added host the seconds,
+# the controller's CPU (ansible-playbook and its workers) and the hosts' CPU
+# (the containers' cgroups; the idle exporters' background included). Figures
+# only; nothing here asserts a time.
 #
 #   scripts/bench_scaling.sh                 10 hosts against 3
 #   HOSTS=6 REPS=5 scripts/bench_scaling.sh
@@ -97,14 +98,16 @@ run() {
 # median of column COL of FILE
 median() { awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-for variant in site floor; do
-  pb=site.yml
-  [ "$variant" = floor ] && pb=scripts/bench_scaling_floor.yml
-  for n in 3 "$N"; do
-    echo "== $variant, $n hosts: $R reruns" >&2
-    ansible-playbook -i "$W/inv-$n/hosts.yml" site.yml >"$W/switch-$n.log" 2>&1 ||
-      { tail -20 "$W/switch-$n.log" >&2; exit 1; }
-    for i in $(seq 1 "$R"); do run "$variant-$n" "$pb" "$n"; done
+# The two variants take turns, so that a change in the machine's load touches both alike.
+for n in 3 "$N"; do
+  echo "== $n hosts: $R reruns of each variant, taking turns" >&2
+  ansible-playbook -i "$W/inv-$n/hosts.yml" site.yml >"$W/switch-$n.log" 2>&1 ||
+    { tail -20 "$W/switch-$n.log" >&2; exit 1; }
+  for i in $(seq 1 "$R"); do
+    run "site-$n" site.yml "$n"
+    run "floor-$n" scripts/bench_scaling_floor.yml "$n"
+  done
+  for variant in site floor; do
     app=$(sed -nE "s/^$PRE-h2 +: ok=([0-9]+) .* skipped=([0-9]+).*/ok \1, skipped \2/p" "$W/$variant-$n.log")
     echo "$app" >"$W/$variant-$n.app"
   done
