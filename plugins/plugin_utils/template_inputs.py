@@ -93,6 +93,26 @@ def _plain(name):
     return name
 
 
+# Filters that call another filter or test by a name in their arguments: map('name'),
+# select('test'), selectattr('attribute', 'test'): the position of that name.
+_BY_NAME = {"map": (0, PURE_FILTERS), "select": (0, PURE_TESTS), "reject": (0, PURE_TESTS),
+            "selectattr": (1, PURE_TESTS), "rejectattr": (1, PURE_TESTS)}
+
+
+def _named_ones_pure(node):
+    """Whether the filter or test that filter ``node`` calls by name (map, select...) is a pure one,
+    named by a literal."""
+    position, allowed = _BY_NAME.get(_plain(node.name), (None, None))
+    if position is None:
+        return True
+    if _plain(node.name) == "map" and not node.args and any(k.key == "attribute" for k in node.kwargs):
+        return True  # map(attribute=...): no filter
+    if len(node.args) <= position:
+        return _plain(node.name) != "map" and not node.dyn_args and not node.dyn_kwargs  # select(): truthiness
+    named = node.args[position]
+    return isinstance(named, nodes.Const) and isinstance(named.value, str) and _plain(named.value) in allowed
+
+
 def analyse(source):
     """The sorted variable names template ``source`` reads, or None when it may read anything else
     (a filter or test not known to be pure, a lookup, another host's variables, an include)."""
@@ -103,7 +123,7 @@ def analyse(source):
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         return None
     for node in tree.find_all(nodes.Filter):
-        if node.name is not None and _plain(node.name) not in PURE_FILTERS:
+        if node.name is not None and (_plain(node.name) not in PURE_FILTERS or not _named_ones_pure(node)):
             return None
     for node in tree.find_all(nodes.Test):
         if _plain(node.name) not in PURE_TESTS:

@@ -37,6 +37,9 @@ def digest(expression, variables):
     ("{{ v is version('1.0', '>=') and w is defined }}", ["v", "w"]),
     ("{{ lookup('env', 'MONSTACK_CACHE') }}/x", []),
     ("{{ lookup('ansible.builtin.env', name) }}", ["name"]),
+    ("{{ flags | map('regex_replace', '^', '--') | list }}", ["flags"]),
+    ("{{ hosts | map(attribute='name') | select('in', groups) | selectattr('x', 'defined') | select }}",
+     ["groups", "hosts"]),
 ])
 def test_analyse_names_what_a_template_reads(source, names):
     assert ti.analyse(source) == names
@@ -56,6 +59,11 @@ def test_analyse_names_what_a_template_reads(source, names):
     "{{ '/etc/*' | fileglob }}",                    # the controller's files
     "{{ x | some.other.filter }}",                  # a filter nobody checked
     "{{ '/etc/passwd' is file }}",                  # a test of the controller's files
+    "{{ pws | map('password_hash', 'sha512') }}",   # an impure filter called by name
+    "{{ paths | select('file') }}",                 # an impure test called by name
+    "{{ items | rejectattr('path', 'exists') }}",
+    "{{ xs | map(name) }}",                         # a filter named by a variable
+    "{{ xs | select(*tests) }}",
     "{{ p is exists }}",
     "{% include 'other.j2' %}",
     "{% import 'macros.j2' as m %}",
