@@ -151,11 +151,6 @@ def _encrypted_type():
         return ()
 
 
-def _short(text, limit=60):
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 class _Encoder:
     """Feeds values into a hash, and collects the variable names their template strings read."""
 
@@ -165,6 +160,7 @@ class _Encoder:
         self._trusted = trusted
         self._encrypted = _encrypted_type()
         self.names = []
+        self.where = "the task's argument"  # what is being encoded, for NotMemoisable (never a value)
 
     def _put(self, tag, text=""):
         data = text.encode("utf-8", "surrogatepass")
@@ -178,7 +174,8 @@ class _Encoder:
         if any(marker in text for marker in MARKERS):
             names = self._analyse(text)
             if names is None:
-                raise NotMemoisable("the template %r may read more than variables" % _short(text))
+                raise NotMemoisable("%s holds a template that may read more than variables (a lookup, another "
+                                    "host's variables, a filter or test not known to be pure)" % self.where)
             self.names.extend(names)
 
     def value(self, value):  # pylint: disable=too-many-branches
@@ -204,7 +201,7 @@ class _Encoder:
             for item in value:
                 self.value(item)
         else:
-            raise NotMemoisable("a value of type %s" % type(value).__name__)
+            raise NotMemoisable("%s holds a value of type %s" % (self.where, type(value).__name__))
 
 
 def inputs_digest(expression, variables, analyse_one=analyse, trusted=None, salt=""):
@@ -231,6 +228,7 @@ def inputs_digest(expression, variables, analyse_one=analyse, trusted=None, salt
             seen.add(name)
             if name in variables:
                 encoder._put(b"V", name)  # pylint: disable=protected-access
+                encoder.where = "variable %s" % name
                 encoder.value(variables[name])
             elif name in PURE_GLOBALS:
                 encoder._put(b"G", name)  # pylint: disable=protected-access
