@@ -55,7 +55,6 @@ PURE_TESTS = frozenset((
     "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "escaped", "even", "false", "filter",
     "float", "ge", "greaterthan", "gt", "in", "integer", "iterable", "le", "lessthan", "lower", "lt", "mapping",
     "ne", "none", "number", "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper",
-    "==", "!=", ">", ">=", "<", "<=",
     "all", "any", "changed", "contains", "failed", "failure", "falsy", "finished", "match", "nan", "regex",
     "search", "skipped", "started", "subset", "succeeded", "success", "superset", "truthy", "uri", "url",
     "urn", "vault_encrypted", "version", "version_compare",
@@ -143,12 +142,10 @@ def analyse(source):
     return sorted(names)
 
 
-def _encrypted_type():
-    try:
-        from ansible.parsing.vault import EncryptedString
-        return EncryptedString
-    except ImportError:  # pragma: no cover - older ansible-core
-        return ()
+try:
+    from ansible.parsing.vault import EncryptedString as _ENCRYPTED
+except ImportError:  # pragma: no cover - older ansible-core
+    _ENCRYPTED = ()
 
 
 class _Encoder:
@@ -158,11 +155,10 @@ class _Encoder:
         self._digest = digest
         self._analyse = analyse_one
         self._trusted = trusted
-        self._encrypted = _encrypted_type()
         self.names = []
         self.where = "the task's argument"  # what is being encoded, for NotMemoisable (never a value)
 
-    def _put(self, tag, text=""):
+    def put(self, tag, text=""):
         data = text.encode("utf-8", "surrogatepass")
         self._digest.update(b"%s%d:" % (tag, len(data)))
         self._digest.update(data)
@@ -170,7 +166,7 @@ class _Encoder:
     def string(self, value):
         text = str(value)
         trusted = self._trusted(value)
-        self._put(b"S" if trusted else b"U", text)
+        self.put(b"S" if trusted else b"U", text)
         if any(marker in text for marker in MARKERS):
             names = self._analyse(text)
             if names is None:
@@ -180,44 +176,42 @@ class _Encoder:
 
     def value(self, value):  # pylint: disable=too-many-branches
         if value is None:
-            self._put(b"N")
+            self.put(b"N")
         elif value is True or value is False:
-            self._put(b"B", "1" if value else "0")
+            self.put(b"B", "1" if value else "0")
         elif isinstance(value, int):
-            self._put(b"I", str(int(value)))
+            self.put(b"I", str(int(value)))
         elif isinstance(value, float):
-            self._put(b"D", repr(float(value)))
+            self.put(b"D", repr(float(value)))
         elif isinstance(value, str):
             self.string(value)
-        elif self._encrypted and isinstance(value, self._encrypted):
-            self._put(b"E", str(getattr(value, "_ciphertext")))
+        elif _ENCRYPTED and isinstance(value, _ENCRYPTED):
+            self.put(b"E", str(getattr(value, "_ciphertext")))
         elif isinstance(value, Mapping) and type(value).__name__ != "HostVars":
-            self._put(b"M", str(len(value)))
+            self.put(b"M", str(len(value)))
             for key, item in value.items():
                 self.value(key)
                 self.value(item)
         elif isinstance(value, (list, tuple)):
-            self._put(b"L" if isinstance(value, list) else b"T", str(len(value)))
+            self.put(b"L" if isinstance(value, list) else b"T", str(len(value)))
             for item in value:
                 self.value(item)
         else:
             raise NotMemoisable("%s holds a value of type %s" % (self.where, type(value).__name__))
 
 
-def inputs_digest(expression, variables, analyse_one=analyse, trusted=None, salt=""):
+def inputs_digest(expression, variables, analyse_one=analyse, salt=""):
     """(digest, why): a hex digest of template ``expression`` (a value as a task argument holds it,
     with its template strings) and of every variable value it can read from ``variables`` (a host's
     task variables); or None and why it is not memoisable (see the module docstring). ``analyse_one``
     is ``analyse`` or a memoised copy of it; ``salt`` adds what else the result depends on."""
-    if trusted is None:
-        try:
-            from ansible._internal._datatag._tags import TrustedAsTemplate
-        except ImportError:  # another ansible-core: which strings are templates is not known here
-            return None, "this ansible-core does not mark trusted templates as 2.19 does"
-        trusted = TrustedAsTemplate.is_tagged_on
+    try:
+        from ansible._internal._datatag._tags import TrustedAsTemplate
+    except ImportError:  # another ansible-core: which strings are templates is not known here
+        return None, "this ansible-core does not mark trusted templates as 2.19 does"
     digest = hashlib.sha256()
-    encoder = _Encoder(digest, analyse_one, trusted)
-    encoder._put(b"X", salt)  # pylint: disable=protected-access
+    encoder = _Encoder(digest, analyse_one, TrustedAsTemplate.is_tagged_on)
+    encoder.put(b"X", salt)
     try:
         encoder.value(expression)
         seen = set()
@@ -227,13 +221,13 @@ def inputs_digest(expression, variables, analyse_one=analyse, trusted=None, salt
                 continue
             seen.add(name)
             if name in variables:
-                encoder._put(b"V", name)  # pylint: disable=protected-access
+                encoder.put(b"V", name)
                 encoder.where = "variable %s" % name
                 encoder.value(variables[name])
             elif name in PURE_GLOBALS:
-                encoder._put(b"G", name)  # pylint: disable=protected-access
+                encoder.put(b"G", name)
             else:
-                encoder._put(b"?", name)  # pylint: disable=protected-access
+                encoder.put(b"?", name)
     except NotMemoisable as exc:
         return None, str(exc)
     except RecursionError:
